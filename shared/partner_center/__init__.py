@@ -1,0 +1,1 @@
+"""Partner Center REST client: tokens (auth.py) and the customers pager (customers.py)."""

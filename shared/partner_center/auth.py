@@ -1,0 +1,99 @@
+"""Partner Center access tokens from Entra ID through MSAL.
+
+App-only (client credentials) by default; App+User ("secure application model") when a refresh token
+is present. Entra ID answers every refresh-token exchange with a new refresh token, which is handed to
+`on_refresh_token` at once so the stored one never ages out (90 days of inactivity).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from shared.hosts import is_known_authority
+from shared.partner_center.errors import PartnerCenterError
+from shared.settings import PARTNER_CENTER_SCOPE
+
+if TYPE_CHECKING:
+    import msal
+
+    from shared.secrets import PartnerCenterCredentials
+
+log = logging.getLogger(__name__)
+
+
+class PartnerCenterTokens:
+    def __init__(
+        self,
+        credentials: PartnerCenterCredentials,
+        authority_host: str,
+        *,
+        timeout: float = 60,
+        on_refresh_token: Callable[[str], None] | None = None,
+    ) -> None:
+        self._credentials = credentials
+        self._authority = f"{authority_host.rstrip('/')}/{credentials.tenant_id}"
+        self._timeout = timeout
+        self._refresh_token = credentials.refresh_token
+        self._on_refresh_token = on_refresh_token
+        self._app: msal.ConfidentialClientApplication | None = None
+        self._access_token: str | None = None
+
+    @property
+    def mode(self) -> str:
+        return "app+user" if self._credentials.refresh_token else "app-only"
+
+    def _msal(self) -> msal.ConfidentialClientApplication:
+        if self._app is None:
+            import msal
+
+            self._app = msal.ConfidentialClientApplication(
+                self._credentials.client_id,
+                client_credential=self._credentials.client_secret,
+                authority=self._authority,
+                # Discovery asks login.microsoftonline.com about the authority: right for Entra ID's
+                # own hosts, meaningless (and unreachable) for any other authority.
+                instance_discovery=is_known_authority(self._authority),
+                timeout=self._timeout,
+            )
+        return self._app
+
+    def token(self) -> str:
+        """A current access token (cached for the run)."""
+        if self._access_token is None:
+            self._access_token = self._acquire()
+        return self._access_token
+
+    def renew(self) -> str:
+        """A new access token, after Partner Center rejected the cached one (401)."""
+        self._access_token = None
+        if self._app is not None and not self._refresh_token:
+            self._app.remove_tokens_for_client()
+        return self.token()
+
+    def _acquire(self) -> str:
+        app = self._msal()
+        try:
+            if self._refresh_token:
+                result = app.acquire_token_by_refresh_token(
+                    self._refresh_token, scopes=[PARTNER_CENTER_SCOPE]
+                )
+            else:
+                result = app.acquire_token_for_client(scopes=[PARTNER_CENTER_SCOPE])
+        except ValueError as exc:  # MSAL raises ValueError when the authority cannot be discovered
+            raise PartnerCenterError(f"Entra ID authority {self._authority} is unusable: {exc}") from None
+        except OSError as exc:
+            raise PartnerCenterError(f"Entra ID token request failed: {type(exc).__name__}") from None
+        if "access_token" not in result:
+            error = result.get("error", "unknown_error")
+            description = (result.get("error_description") or "").splitlines()[0][:300]
+            raise PartnerCenterError(
+                f"Entra ID refused the {self.mode} token request: {error}: {description}", code=str(error)
+            )
+        new_refresh_token = result.get("refresh_token")
+        if self._refresh_token and new_refresh_token and new_refresh_token != self._refresh_token:
+            self._refresh_token = new_refresh_token
+            if self._on_refresh_token is not None:
+                self._on_refresh_token(new_refresh_token)
+        return result["access_token"]

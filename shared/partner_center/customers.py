@@ -1,0 +1,301 @@
+"""Every page of GET /v1/customers, followed through `links.next` until the service says it is done.
+
+Why each rule is here (../shared/reference/partner-center-api.md): link URIs come in four forms and a
+naive join yields `/v1//v1/`; bodies may start with a UTF-8 BOM; `totalCount` is per page, not a total;
+the request after the last page may answer 400 with code 2000; a page that is not the documented shape
+fails the run rather than being taken for the end. Retries (429 Retry-After, 5xx, timeouts, dropped
+connections) are urllib3's, on one pooled session, so a retried request keeps its MS-RequestId.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from shared.partner_center.errors import PartnerCenterError
+
+if TYPE_CHECKING:
+    from shared.partner_center.auth import PartnerCenterTokens
+
+log = logging.getLogger(__name__)
+
+APPLICATION_NAME = "partner-center-customer-snapshot"
+NO_MORE_RECORDS = "2000"
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Headers a `links.next` entry may not replace: they carry our identity and tracing.
+_OWN_HEADERS = frozenset({"authorization", "ms-requestid", "ms-correlationid", "accept"})
+
+
+class DeadlineExceeded(PartnerCenterError):
+    """The run ran out of time before the last page."""
+
+
+@dataclass
+class PagerStats:
+    pages: int = 0
+    items_received: int = 0
+    duplicates_dropped: int = 0
+    retries: int = 0
+    token_renewals: int = 0
+    requests: int = 0
+
+
+@dataclass(frozen=True)
+class Page:
+    number: int
+    items: list[dict[str, Any]]
+    received: int  # items in the response, duplicates included
+
+
+@dataclass(frozen=True)
+class _Request:
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class _Retry(Retry):
+    """urllib3 retries, but never an immediate retry: the first failure also waits (Partner Center
+    asks clients not to hammer it) and every retry is logged without URL secrets or headers."""
+
+    def get_backoff_time(self) -> float:
+        floor = self.backoff_factor * (1 + random.random() * 0.5)  # noqa: S311 - jitter, not crypto
+        return max(super().get_backoff_time(), floor)
+
+    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
+        new = super().increment(method, url, response, error, _pool, _stacktrace)
+        cause = f"HTTP {response.status}" if response is not None else type(error).__name__
+        retry_after = response.headers.get("Retry-After") if response is not None else None
+        log.warning(
+            "partner_center.retry %s",
+            json.dumps({"attempt": len(new.history), "cause": cause, "retryAfter": retry_after}),
+        )
+        return new
+
+
+def customer_key(customer_id: str) -> int | str:
+    """Identity of a customer for de-duplication: tenant GUIDs compare as numbers (case and braces
+    do not make a different tenant) and take a third of a string's memory; other ids compare as text."""
+    try:
+        return uuid.UUID(customer_id).int
+    except ValueError:
+        return customer_id
+
+
+class CustomerPager:
+    def __init__(
+        self,
+        api_url: str,
+        tokens: PartnerCenterTokens,
+        *,
+        page_size: int,
+        correlation_id: str,
+        max_retries: int,
+        backoff_seconds: float,
+        timeout_seconds: float,
+        max_retry_after_seconds: float,
+        deadline: float,  # time.monotonic() value
+    ) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.tokens = tokens
+        self.page_size = page_size
+        self.deadline = deadline
+        self.timeout = timeout_seconds
+        self.stats = PagerStats()
+        self.seen: set[int | str] = set()
+        self._session = requests.Session()
+        retry = _Retry(
+            total=max_retries,
+            connect=max_retries,
+            read=max_retries,
+            status=max_retries,
+            other=0,
+            redirect=0,
+            allowed_methods=frozenset({"GET"}),
+            status_forcelist=RETRY_STATUSES,
+            backoff_factor=backoff_seconds,
+            backoff_jitter=backoff_seconds,
+            backoff_max=max(backoff_seconds, 60.0),
+            respect_retry_after_header=True,
+            retry_after_max=max_retry_after_seconds,
+            raise_on_status=False,
+            raise_on_redirect=False,
+        )
+        adapter = HTTPAdapter(max_retries=retry, pool_connections=1, pool_maxsize=1)
+        self._session.mount("https://", adapter)
+        self._session.mount("http://", adapter)
+        self._session.headers.update(
+            {
+                "Accept": "application/json",
+                "MS-CorrelationId": correlation_id,
+                "MS-PartnerCenter-Application": APPLICATION_NAME,
+                "MS-Contract-Version": "v1",
+                "X-Locale": "en-US",
+            }
+        )
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> CustomerPager:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def pages(self) -> Iterator[Page]:
+        """Yields each page's items not seen before in this run, in API order."""
+        request: _Request | None = _Request(f"{self.api_url}/v1/customers?size={self.page_size}")
+        followed: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+        number = 0
+        while request is not None:
+            number += 1
+            body = self._fetch(request, number)
+            if body is None:  # 400/2000 after the last page
+                return
+            items, request = self._parse(body, number)
+            if request is not None:
+                fingerprint = (request.url, tuple(sorted(request.headers.items())))
+                if fingerprint in followed:
+                    raise PartnerCenterError(f"page {number} links back to a page already read; stopping")
+                followed.add(fingerprint)
+            self.stats.pages = number
+            self.stats.items_received += len(items)
+            yield Page(number, self._drop_duplicates(items), len(items))
+
+    def _drop_duplicates(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        fresh = []
+        for item in items:
+            key = customer_key(item["id"])
+            if key in self.seen:
+                self.stats.duplicates_dropped += 1
+                continue
+            self.seen.add(key)
+            fresh.append(item)
+        return fresh
+
+    def _fetch(self, request: _Request, number: int) -> bytes | None:
+        headers = dict(request.headers)
+        headers["MS-RequestId"] = str(uuid.uuid4())  # one per page; urllib3 resends it on retries
+        renewed = False
+        while True:
+            if time.monotonic() > self.deadline:
+                raise DeadlineExceeded(f"run deadline passed before page {number}")
+            headers["Authorization"] = f"Bearer {self.tokens.token()}"
+            self.stats.requests += 1
+            try:
+                response = self._session.get(request.url, headers=headers, timeout=self.timeout)
+            except requests.RequestException as exc:
+                raise PartnerCenterError(
+                    f"page {number}: no answer from Partner Center after retries ({_cause(exc)})"
+                ) from None
+            retries = getattr(response.raw, "retries", None)
+            self.stats.retries += len(retries.history) if retries is not None else 0
+            if response.status_code == 401 and not renewed:
+                # The token expired or was revoked mid-run: one new token, then the same request again.
+                log.warning("partner_center.token_rejected %s", json.dumps({"page": number}))
+                self.tokens.renew()
+                self.stats.token_renewals += 1
+                renewed = True
+                continue
+            if response.status_code == 200:
+                return response.content
+            code, description = _error_of(response)
+            if response.status_code == 400 and number > 1 and code == NO_MORE_RECORDS:
+                log.info("partner_center.no_more_records %s", json.dumps({"page": number}))
+                return None
+            raise PartnerCenterError(
+                f"page {number}: Partner Center answered HTTP {response.status_code}"
+                + (f", code {code}" if code else "")
+                + (f": {description}" if description else ""),
+                status=response.status_code,
+                code=code,
+            )
+
+    def _parse(self, body: bytes, number: int) -> tuple[list[dict[str, Any]], _Request | None]:
+        try:
+            page = json.loads(body.decode("utf-8-sig"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise PartnerCenterError(f"page {number} is not valid JSON ({exc.__class__.__name__})") from None
+        if not isinstance(page, dict) or not isinstance(page.get("items"), list):
+            raise PartnerCenterError(f"page {number} is not the documented shape: no `items` list")
+        items = page["items"]
+        for index, item in enumerate(items):
+            if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not item["id"]:
+                raise PartnerCenterError(f"page {number} item {index} has no customer `id`")
+        links = page.get("links") or {}
+        if not isinstance(links, dict):
+            raise PartnerCenterError(f"page {number} is not the documented shape: `links` is not an object")
+        return items, self._next_request(links.get("next"), page.get("continuationToken"), number)
+
+    def _next_request(self, link: Any, continuation: Any, number: int) -> _Request | None:
+        if link is None:
+            if isinstance(continuation, str) and continuation:
+                # A token without a link: the documented hand-built continuation request.
+                return _Request(
+                    f"{self.api_url}/v1/customers?seekOperation=Next", {"MS-ContinuationToken": continuation}
+                )
+            return None
+        if not isinstance(link, dict) or not isinstance(link.get("uri"), str) or not link["uri"]:
+            raise PartnerCenterError(f"page {number} is not the documented shape: `links.next` has no uri")
+        if str(link.get("method", "GET")).upper() != "GET":
+            raise PartnerCenterError(f"page {number}: `links.next` asks for {link.get('method')}, not GET")
+        headers: dict[str, str] = {}
+        for header in link.get("headers") or []:
+            if not isinstance(header, dict) or not isinstance(header.get("key"), str):
+                raise PartnerCenterError(
+                    f"page {number} is not the documented shape: bad `links.next` header"
+                )
+            if header["key"].lower() not in _OWN_HEADERS:
+                headers[header["key"]] = str(header.get("value", ""))  # verbatim: tokens hold / + = ,
+        return _Request(self.resolve(link["uri"]), headers)
+
+    def resolve(self, uri: str) -> str:
+        """A link URI in any of its historical forms, as an absolute URL on the configured API."""
+        parts = urlsplit(uri)
+        if parts.scheme:
+            base = urlsplit(self.api_url)
+            if (parts.scheme, parts.netloc.lower()) != (base.scheme, base.netloc.lower()):
+                # Never send the partner's token to a host it was not configured for.
+                raise PartnerCenterError(f"`links.next` points to another host ({parts.netloc})")
+            path = parts.path + (f"?{parts.query}" if parts.query else "")
+            return f"{self.api_url}{path.removeprefix(urlsplit(self.api_url).path)}"
+        if uri.startswith("/v1/"):
+            return f"{self.api_url}{uri}"
+        if uri.startswith("/"):
+            return f"{self.api_url}/v1{uri}"
+        return f"{self.api_url}/v1/{uri}"
+
+
+def _error_of(response: requests.Response) -> tuple[str | None, str | None]:
+    """(code, description) of a Partner Center error body; the 429 body has another shape."""
+    try:
+        body = json.loads(response.content.decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError):
+        return None, None
+    if not isinstance(body, dict):
+        return None, None
+    code = body.get("code", body.get("statusCode"))
+    description = body.get("description", body.get("message"))
+    return (
+        None if code is None else str(code),
+        None if description is None else str(description).splitlines()[0][:300] if str(description) else None,
+    )
+
+
+def _cause(exc: Exception) -> str:
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    if isinstance(exc, requests.ConnectionError):
+        return "connection failed or dropped"
+    return type(exc).__name__

@@ -1,0 +1,329 @@
+"""Every app setting the product reads: name, default, validation. One frozen object per run.
+
+`SETTINGS` is the catalogue (README and the infra consistency test read it); `Settings.from_env()`
+validates all of them at once and reports every problem in one error, never a setting's value
+when the setting is a secret. `Settings.from_env(api=True)` reads only the settings the HTTP lookup
+API uses (marked `api`), so the API needs no Partner Center credentials and a job-only mistake
+cannot take it down.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+PARTNER_CENTER_SCOPE = "https://api.partnercenter.microsoft.com/.default"
+MAX_PAGE_SIZE = 500  # the service (and Microsoft's Java SDK) allow 1..500
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str | None
+    help: str
+    #: The deployed app must set it (infra/ provides it as an app setting).
+    deployed: bool = False
+    secret: bool = False
+    #: The HTTP lookup API reads it too (Settings.from_env(api=True) ignores every other setting).
+    api: bool = False
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "SNAPSHOT_SCHEDULE",
+        "0 0 2 * * *",
+        "NCRONTAB (six fields, seconds first, UTC) of the snapshot timer; read by the Functions host.",
+        deployed=True,
+        api=True,
+    ),
+    Setting(
+        "KEY_VAULT_URL",
+        None,
+        "Vault holding the Partner Center credentials; when unset they come from the PARTNER_CENTER_* "
+        "variables below.",
+        deployed=True,
+    ),
+    Setting(
+        "AZURE_CLIENT_ID",
+        None,
+        "Client id of the user-assigned managed identity (unset: system-assigned).",
+        deployed=True,
+        api=True,
+    ),
+    Setting("PARTNER_CENTER_TENANT_ID", None, "Partner tenant id, used only when KEY_VAULT_URL is unset."),
+    Setting("PARTNER_CENTER_CLIENT_ID", None, "App (client) id, used only when KEY_VAULT_URL is unset."),
+    Setting(
+        "PARTNER_CENTER_CLIENT_SECRET",
+        None,
+        "App secret, used only when KEY_VAULT_URL is unset.",
+        secret=True,
+    ),
+    Setting(
+        "PARTNER_CENTER_REFRESH_TOKEN",
+        None,
+        "App+User refresh token, used only when KEY_VAULT_URL is unset (optional).",
+        secret=True,
+    ),
+    Setting(
+        "PARTNER_CENTER_API_URL",
+        "https://api.partnercenter.microsoft.com",
+        "Partner Center API base (21Vianet: https://partner.partnercenterapi.microsoftonline.cn).",
+    ),
+    Setting(
+        "PARTNER_CENTER_AUTHORITY_HOST",
+        "https://login.microsoftonline.com",
+        "Entra ID authority host (US Gov: https://login.microsoftonline.us, 21Vianet: "
+        "https://login.chinacloudapi.cn).",
+    ),
+    Setting("PARTNER_CENTER_PAGE_SIZE", str(MAX_PAGE_SIZE), "Customers per page, 1..500."),
+    Setting(
+        "PARTNER_CENTER_MAX_RETRIES",
+        "6",
+        "Retries of one page request after throttling, 5xx, timeouts or dropped connections.",
+    ),
+    Setting(
+        "PARTNER_CENTER_BACKOFF_SECONDS",
+        "1",
+        "First wait of the exponential backoff (with jitter) when the service gives no Retry-After.",
+    ),
+    Setting(
+        "PARTNER_CENTER_TIMEOUT_SECONDS", "100", "Connect and read timeout of one Partner Center request."
+    ),
+    Setting(
+        "PARTNER_CENTER_MAX_RETRY_AFTER_SECONDS",
+        "120",
+        "Longest wait honoured from a Retry-After header (longer answers are capped).",
+    ),
+    Setting(
+        "SNAPSHOT_RUN_DEADLINE_SECONDS",
+        "1500",
+        "A run that has not finished paging by then fails (Flex Consumption default timeout is 30 min).",
+        api=True,
+    ),
+    Setting(
+        "SNAPSHOT_CONTAINER",
+        "customer-snapshots",
+        "Blob container for snapshots and latest.json.",
+        deployed=True,
+        api=True,
+    ),
+    Setting(
+        "SNAPSHOT_STORAGE_ACCOUNT_URL",
+        None,
+        "Blob endpoint reached with the managed identity, e.g. https://<account>.blob.core.windows.net.",
+        deployed=True,
+        api=True,
+    ),
+    Setting(
+        "SNAPSHOT_STORAGE_CONNECTION_STRING",
+        None,
+        "Connection string instead of the account URL (Azurite, local runs).",
+        secret=True,
+        api=True,
+    ),
+    Setting(
+        "AzureWebJobsStorage__blobServiceUri",
+        None,
+        "Fallback: the host storage's blob endpoint (identity-based connection).",
+        deployed=True,
+        api=True,
+    ),
+    Setting(
+        "AzureWebJobsStorage", None, "Fallback: the host storage's connection string.", secret=True, api=True
+    ),
+    Setting("SNAPSHOT_STORAGE_RETRIES", "4", "Retries of one Blob Storage request.", api=True),
+    Setting(
+        "HEALTH_STALE_AFTER_HOURS",
+        "26",
+        "GET /api/health reports `stale` when the latest snapshot is older.",
+        api=True,
+    ),
+    Setting(
+        "API_CACHE_MAX_AGE_SECONDS",
+        "300",
+        "Longest a client may reuse an answer about the latest snapshot before revalidating it with its "
+        "ETag (never past the next SNAPSHOT_SCHEDULE occurrence), 0..86400.",
+        api=True,
+    ),
+    Setting(
+        "API_SNAPSHOT_INLINE_MAX_BYTES",
+        str(16 * 1024 * 1024),
+        "Largest whole-snapshot answer sent in the response body (gzip bytes when the client accepts gzip, "
+        "JSON bytes otherwise); a larger one is a 307 redirect to a short-lived read-only SAS URL of the "
+        "blob.",
+        api=True,
+    ),
+    Setting(
+        "API_SAS_LIFETIME_SECONDS",
+        "300",
+        "Lifetime of the SAS URL a large whole-snapshot request is redirected to, 60..3600.",
+        api=True,
+    ),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+_API_NAMES = frozenset(s.name for s in SETTINGS if s.api)
+_CONTAINER_RE = re.compile(r"^(?=.{3,63}$)[a-z0-9](?:[a-z0-9]|-(?!-))*[a-z0-9]$")
+
+
+class SettingsError(ValueError):
+    """One or more settings are missing or invalid; the message lists every problem."""
+
+
+@dataclass(frozen=True)
+class StorageTarget:
+    """Where snapshots live: an account URL (token credential) or a connection string."""
+
+    account_url: str | None = None
+    connection_string: str | None = field(default=None, repr=False)
+    source: str = ""  # the setting it came from, for messages
+
+
+@dataclass(frozen=True)
+class Settings:
+    key_vault_url: str | None
+    azure_client_id: str | None
+    partner_center_api_url: str
+    authority_host: str
+    page_size: int
+    max_retries: int
+    backoff_seconds: float
+    timeout_seconds: float
+    max_retry_after_seconds: float
+    run_deadline_seconds: float
+    container: str
+    storage: StorageTarget
+    storage_retries: int
+    health_stale_after_hours: float
+    schedule: str
+    cache_max_age_seconds: int
+    snapshot_inline_max_bytes: int
+    sas_lifetime_seconds: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, api: bool = False) -> Settings:
+        """All settings, validated; `api=True`: only those marked `api` are read, the others keep their
+        defaults (the HTTP API never uses them) and no Partner Center credentials are required."""
+        env = os.environ if environ is None else environ
+        if api:
+            env = {name: value for name, value in env.items() if name in _API_NAMES}
+        problems: list[str] = []
+        reader = _Reader(env, problems)
+
+        key_vault_url = reader.https_url("KEY_VAULT_URL", required=False)
+        if key_vault_url is None and not api:
+            for name in (
+                "PARTNER_CENTER_TENANT_ID",
+                "PARTNER_CENTER_CLIENT_ID",
+                "PARTNER_CENTER_CLIENT_SECRET",
+            ):
+                if not reader.raw(name):
+                    problems.append(f"{name} is required when KEY_VAULT_URL is not set")
+        settings = cls(
+            key_vault_url=key_vault_url,
+            azure_client_id=reader.raw("AZURE_CLIENT_ID"),
+            partner_center_api_url=reader.https_url("PARTNER_CENTER_API_URL") or "",
+            authority_host=reader.https_url("PARTNER_CENTER_AUTHORITY_HOST") or "",
+            page_size=reader.integer("PARTNER_CENTER_PAGE_SIZE", 1, MAX_PAGE_SIZE),
+            max_retries=reader.integer("PARTNER_CENTER_MAX_RETRIES", 0, 20),
+            backoff_seconds=reader.number("PARTNER_CENTER_BACKOFF_SECONDS", 0, 60),
+            timeout_seconds=reader.number("PARTNER_CENTER_TIMEOUT_SECONDS", 0.1, 600),
+            max_retry_after_seconds=reader.number("PARTNER_CENTER_MAX_RETRY_AFTER_SECONDS", 0, 3600),
+            run_deadline_seconds=reader.number("SNAPSHOT_RUN_DEADLINE_SECONDS", 1, 24 * 3600),
+            container=reader.container("SNAPSHOT_CONTAINER"),
+            storage=reader.storage(),
+            storage_retries=reader.integer("SNAPSHOT_STORAGE_RETRIES", 0, 10),
+            health_stale_after_hours=reader.number("HEALTH_STALE_AFTER_HOURS", 0.01, 24 * 365),
+            schedule=reader.raw("SNAPSHOT_SCHEDULE") or "",
+            cache_max_age_seconds=reader.integer("API_CACHE_MAX_AGE_SECONDS", 0, 24 * 3600),
+            snapshot_inline_max_bytes=reader.integer("API_SNAPSHOT_INLINE_MAX_BYTES", 0, 1024**3),
+            sas_lifetime_seconds=reader.integer("API_SAS_LIFETIME_SECONDS", 60, 3600),
+        )
+        if problems:
+            raise SettingsError("invalid settings: " + "; ".join(problems))
+        return settings
+
+
+class _Reader:
+    """Reads one setting at a time, collecting problems instead of stopping at the first."""
+
+    def __init__(self, env: Mapping[str, str], problems: list[str]) -> None:
+        self.env = env
+        self.problems = problems
+
+    def raw(self, name: str) -> str | None:
+        value = self.env.get(name, "").strip()
+        if value:
+            return value
+        return _BY_NAME[name].default
+
+    def _shown(self, name: str) -> str:
+        return "(hidden)" if _BY_NAME[name].secret else repr(self.env.get(name, ""))
+
+    def https_url(self, name: str, *, required: bool = True) -> str | None:
+        value = self.raw(name)
+        if value is None:
+            if required:
+                self.problems.append(f"{name} is required")
+            return None
+        parts = urlsplit(value)
+        if parts.scheme != "https" or not parts.hostname:
+            self.problems.append(f"{name} must be an https:// URL, got {self._shown(name)}")
+            return None
+        return value.rstrip("/")
+
+    def integer(self, name: str, low: int, high: int) -> int:
+        value = self.raw(name) or ""
+        try:
+            number = int(value)
+        except ValueError:
+            number = low - 1
+        if not low <= number <= high:
+            self.problems.append(
+                f"{name} must be a whole number from {low} to {high}, got {self._shown(name)}"
+            )
+            return low
+        return number
+
+    def number(self, name: str, low: float, high: float) -> float:
+        value = self.raw(name) or ""
+        try:
+            number = float(value)
+        except ValueError:
+            number = float("nan")
+        if not low <= number <= high:  # also rejects nan
+            self.problems.append(f"{name} must be a number from {low:g} to {high:g}, got {self._shown(name)}")
+            return low
+        return number
+
+    def container(self, name: str) -> str:
+        value = self.raw(name) or ""
+        if not _CONTAINER_RE.match(value):
+            self.problems.append(
+                f"{name} must be a valid container name (3-63 lowercase letters, digits and single hyphens), "
+                f"got {self._shown(name)}"
+            )
+        return value
+
+    def storage(self) -> StorageTarget:
+        for name, kind in (
+            ("SNAPSHOT_STORAGE_ACCOUNT_URL", "url"),
+            ("SNAPSHOT_STORAGE_CONNECTION_STRING", "conn"),
+            ("AzureWebJobsStorage__blobServiceUri", "url"),
+            ("AzureWebJobsStorage", "conn"),
+        ):
+            value = self.raw(name)
+            if not value:
+                continue
+            if kind == "conn":
+                return StorageTarget(connection_string=value, source=name)
+            url = self.https_url(name)
+            return StorageTarget(account_url=url, source=name)
+        self.problems.append(
+            "no snapshot storage: set SNAPSHOT_STORAGE_ACCOUNT_URL (managed identity) or "
+            "SNAPSHOT_STORAGE_CONNECTION_STRING, or AzureWebJobsStorage"
+        )
+        return StorageTarget()

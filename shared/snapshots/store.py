@@ -1,0 +1,320 @@
+"""Blob layout of the snapshot container and every read or write of it.
+
+    snapshots/YYYY/MM/DD/customers-YYYYMMDDTHHMMSSZ.json   one per run (UTC start), never overwritten
+    latest.json                                           manifest of the newest committed snapshot
+
+`latest.json` is replaced only after its snapshot is committed, and only by a snapshot at least as new
+as the one it names (a replayed timer occurrence cannot move it back in time).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from shared.snapshots.writer import CommittedSnapshot, SnapshotWriter
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+    from azure.storage.blob import BlobClient, ContainerClient
+
+    from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+LATEST = "latest.json"
+PREFIX = "snapshots/"
+MANIFEST_VERSION = 1
+
+
+def snapshot_name(started: datetime) -> str:
+    return f"{PREFIX}{started:%Y/%m/%d}/customers-{started:%Y%m%dT%H%M%SZ}.json"
+
+
+class ManifestError(ValueError):
+    """latest.json exists but is not a manifest we wrote."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    snapshot: str
+    etag: str
+    generated_at: str
+    customer_count: int
+    sha256: str
+    stored_bytes: int
+    json_bytes: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schemaVersion": MANIFEST_VERSION,
+            "snapshot": self.snapshot,
+            "etag": self.etag,
+            "generatedAt": self.generated_at,
+            "customerCount": self.customer_count,
+            "sha256": self.sha256,
+            "storedBytes": self.stored_bytes,
+            "jsonBytes": self.json_bytes,
+            "contentEncoding": "gzip",
+        }
+
+    @classmethod
+    def parse(cls, data: bytes) -> Manifest:
+        try:
+            doc = json.loads(data.decode("utf-8-sig"))
+            return cls(
+                snapshot=_str(doc["snapshot"]),
+                etag=_str(doc["etag"]),
+                generated_at=_str(doc["generatedAt"]),
+                customer_count=int(doc["customerCount"]),
+                sha256=_str(doc["sha256"]),
+                stored_bytes=int(doc.get("storedBytes", 0)),
+                json_bytes=int(doc.get("jsonBytes", 0)),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ManifestError(f"{LATEST} is not a valid manifest ({type(exc).__name__})") from None
+
+    @classmethod
+    def of(cls, committed: CommittedSnapshot) -> Manifest:
+        return cls(
+            snapshot=committed.name,
+            etag=committed.etag,
+            generated_at=committed.generated_at,
+            customer_count=committed.customer_count,
+            sha256=committed.sha256,
+            stored_bytes=committed.stored_bytes,
+            json_bytes=committed.json_bytes,
+        )
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError("expected a non-empty string")
+    return value
+
+
+def container_client(
+    settings: Settings, credential_factory: Callable[[], TokenCredential]
+) -> ContainerClient:
+    """The snapshot container, with retries bounded by settings (the SDK default waits minutes)."""
+    from azure.storage.blob import BlobServiceClient
+
+    options: dict[str, Any] = {
+        "retry_total": settings.storage_retries,
+        "initial_backoff": 1,
+        "increment_base": 2,
+        "connection_timeout": 20,
+        "read_timeout": 120,
+    }
+    target = settings.storage
+    if target.connection_string:
+        service = BlobServiceClient.from_connection_string(target.connection_string, **options)
+    else:
+        service = BlobServiceClient(target.account_url or "", credential=credential_factory(), **options)
+    return service.get_container_client(settings.container)
+
+
+class SnapshotStore:
+    def __init__(self, container: ContainerClient) -> None:
+        self.container = container
+
+    def blob(self, name: str) -> BlobClient:
+        return self.container.get_blob_client(name)
+
+    def ensure_container(self) -> None:
+        from azure.core.exceptions import ResourceExistsError
+
+        # Infra creates the container in Azure (where the identity may not create containers);
+        # local runs create it here.
+        if not self.container.exists():
+            with contextlib.suppress(ResourceExistsError):  # created by a concurrent run
+                self.container.create_container()
+
+    def new_snapshot(self, name: str, generated_at: str) -> SnapshotWriter:
+        blob = self.blob(name)
+        if blob.exists():
+            raise FileExistsError(f"snapshot {name} already exists; it is never overwritten")
+        return SnapshotWriter(blob, generated_at)
+
+    # -- latest.json --------------------------------------------------------------------------
+    def read_latest(self) -> tuple[Manifest | None, str | None]:
+        """(manifest, etag of latest.json); (None, None) before the first publish.
+
+        Raises ManifestError when latest.json is not a manifest."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            download = self.blob(LATEST).download_blob()
+            data = download.readall()
+        except ResourceNotFoundError:
+            return None, None
+        return Manifest.parse(data), download.properties.etag
+
+    def publish(self, committed: CommittedSnapshot) -> Manifest | None:
+        """Points latest.json at `committed` unless a newer snapshot is already published.
+
+        Conditional on the ETag read just before, so two runs racing cannot interleave."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
+        from azure.storage.blob import ContentSettings
+
+        manifest = Manifest.of(committed)
+        for _attempt in range(3):
+            try:
+                current, etag = self.read_latest()
+            except ManifestError:  # a corrupt manifest is replaced by the next good publish
+                current, etag = None, self.blob(LATEST).get_blob_properties().etag
+            if current is not None and current.generated_at > committed.generated_at:
+                log.warning("snapshot.not_published %s", json.dumps({"newer": current.snapshot}))
+                return None
+            # overwrite=False sends If-None-Match: *, the etag If-Match: either way only one racer wins.
+            conditions: dict[str, Any] = (
+                {"overwrite": True, "etag": etag, "match_condition": MatchConditions.IfNotModified}
+                if etag
+                else {"overwrite": False}
+            )
+            try:
+                self.blob(LATEST).upload_blob(
+                    json.dumps(manifest.to_json(), indent=2).encode(),
+                    content_settings=ContentSettings(
+                        content_type="application/json", cache_control="no-cache"
+                    ),
+                    **conditions,
+                )
+            except (ResourceModifiedError, ResourceExistsError):
+                continue  # someone published in between: look again
+            return manifest
+        raise RuntimeError(f"{LATEST} kept changing while publishing {committed.name}")
+
+    # -- reading snapshots ---------------------------------------------------------------------
+    def iter_document(self, name: str, chunk_bytes: int = 4 * 1024 * 1024) -> Iterator[bytes]:
+        """The JSON document of a snapshot, decompressed as it streams (the SDK would decompress
+        each ranged chunk on its own, which breaks gzip across chunks)."""
+        download = self.blob(name).download_blob(decompress=False, max_concurrency=1)
+        gzipped = (download.properties.content_settings.content_encoding or "").lower() == "gzip"
+        inflate = zlib.decompressobj(31) if gzipped else None
+        for chunk in download.chunks():
+            yield inflate.decompress(chunk) if inflate else chunk
+        if inflate:
+            yield inflate.flush()
+
+    def iter_customer_ids(self, name: str) -> Iterator[str]:
+        """Customer ids of a stored snapshot, one line at a time (see writer.py for the layout)."""
+        buffer = b""
+        header_seen = False
+        for chunk in self.iter_document(name):
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                if not header_seen:
+                    header_seen = True
+                    if not line.endswith(b'"customers":['):
+                        raise ValueError(f"{name} is not in the one-customer-per-line layout")
+                    continue
+                if line.startswith(b"]"):
+                    return
+                yield json.loads(line.rstrip(b",").decode())["id"]
+
+    # -- reads for the HTTP API ------------------------------------------------------------------
+    def read_latest_if_changed(self, etag: str | None) -> tuple[Manifest | None, str | None] | None:
+        """Like read_latest(), but None when latest.json still has `etag` (a conditional GET: 304, no
+        body), so a warm reader pays one cheap request to learn that nothing was published."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceNotFoundError, ResourceNotModifiedError
+
+        conditions: dict[str, Any] = (
+            {"etag": etag, "match_condition": MatchConditions.IfModified} if etag else {}
+        )
+        try:
+            download = self.blob(LATEST).download_blob(**conditions)
+            data = download.readall()
+        except ResourceNotModifiedError:
+            return None
+        except ResourceNotFoundError:
+            return None, None
+        return Manifest.parse(data), download.properties.etag
+
+    def read_stored(self, name: str, etag: str | None = None) -> tuple[bytes, bool]:
+        """(bytes as stored, gzip-encoded?) of a snapshot; with `etag`, only that version of it
+        (ResourceModifiedError otherwise)."""
+        from azure.core import MatchConditions
+
+        conditions: dict[str, Any] = (
+            {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}
+        )
+        download = self.blob(name).download_blob(decompress=False, max_concurrency=4, **conditions)
+        data = download.readall()
+        gzipped = (download.properties.content_settings.content_encoding or "").lower() == "gzip"
+        return data, gzipped
+
+    def list_snapshots(self, prefix: str = PREFIX) -> list[SnapshotInfo]:
+        """Committed snapshots under `prefix`, oldest first (names sort by time)."""
+        infos = [
+            SnapshotInfo.of(props)
+            for props in self.container.list_blobs(name_starts_with=prefix, include=["metadata"])
+            if SNAPSHOT_NAME.match(props.name)
+        ]
+        return sorted(infos, key=lambda info: info.name)
+
+
+SNAPSHOT_NAME = re.compile(r"^snapshots/\d{4}/\d{2}/\d{2}/customers-\d{8}T\d{6}Z\.json$")
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """One snapshot blob as listed: no download needed."""
+
+    name: str
+    etag: str
+    stored_bytes: int
+    generated_at: str | None
+    customer_count: int | None
+
+    @classmethod
+    def of(cls, props: Any) -> SnapshotInfo:
+        metadata = props.metadata or {}
+        count = metadata.get("customercount", "")
+        return cls(
+            name=props.name,
+            etag=props.etag,
+            stored_bytes=props.size,
+            generated_at=metadata.get("generatedat") or None,
+            customer_count=int(count) if count.isdigit() else None,
+        )
+
+
+def iter_customer_lines(stored: bytes, gzipped: bool, chunk_bytes: int = 1024 * 1024) -> Iterator[bytes]:
+    """Each customer of a stored snapshot document as its own JSON text, byte for byte as stored
+    (writer.py's one-customer-per-line layout), decompressing a chunk at a time so the whole JSON
+    document is never in memory at once. Raises ValueError for anything else."""
+    inflate = zlib.decompressobj(31) if gzipped else None
+    buffer = b""
+    header_seen = done = False
+    for start in range(0, len(stored), chunk_bytes):
+        chunk = stored[start : start + chunk_bytes]
+        buffer += inflate.decompress(chunk) if inflate else chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            if done:
+                raise ValueError("data after the customers array")
+            if not header_seen:
+                if not line.endswith(b'"customers":['):
+                    raise ValueError("not in the one-customer-per-line layout")
+                header_seen = True
+            elif line.startswith(b"]"):
+                done = True
+            else:
+                yield line[:-1] if line.endswith(b",") else line
+    if inflate:
+        buffer += inflate.flush()
+        if not inflate.eof:
+            raise ValueError("truncated gzip stream")
+    if not done:
+        raise ValueError("the customers array is not closed")

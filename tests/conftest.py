@@ -1,0 +1,93 @@
+"""Fixtures: one Azurite per test session, fresh stand-ins per test, the job's settings in os.environ."""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from devstack.azurite import Azurite
+from devstack.stack import DevStack
+
+_containers = itertools.count(1)
+
+
+def _foreign_settings() -> list[str]:
+    """Settings of the machine or the developer's shell that would steer the job elsewhere."""
+    prefixes = ("PARTNER_CENTER_", "SNAPSHOT_", "AzureWebJobsStorage", "KEY_VAULT", "AZURE_", "MSI_")
+    return [
+        name
+        for name in os.environ
+        if name.startswith(prefixes) or name in {"IDENTITY_ENDPOINT", "IDENTITY_HEADER", "HEALTH_STALE_AFTER_HOURS"}
+    ]
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Azurite]:
+    with Azurite() as server:
+        yield server
+
+
+@dataclass
+class Snapshots:
+    """Reads what the job wrote, through the Azurite connection string (not the job's own code)."""
+
+    stack: DevStack
+    container: str
+
+    def _container(self):
+        return self.stack.blob_service_client().get_container_client(self.container)
+
+    def names(self) -> list[str]:
+        container = self._container()
+        if not container.exists():
+            return []
+        return sorted(b.name for b in container.list_blobs())
+
+    def raw(self, name: str) -> tuple[bytes, Any]:
+        download = self._container().get_blob_client(name).download_blob(decompress=False)
+        return download.readall(), download.properties
+
+    def latest(self) -> dict[str, Any] | None:
+        if "latest.json" not in self.names():
+            return None
+        return json.loads(self.raw("latest.json")[0])
+
+    def document_bytes(self, name: str) -> bytes:
+        data, properties = self.raw(name)
+        return gzip.decompress(data) if properties.content_settings.content_encoding == "gzip" else data
+
+    def document(self, name: str) -> dict[str, Any]:
+        return json.loads(self.document_bytes(name))
+
+    def snapshot_names(self) -> list[str]:
+        return [n for n in self.names() if n.startswith("snapshots/")]
+
+
+@pytest.fixture
+def make_stack(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """make_stack(**DevStack kwargs) -> (stack, snapshots): stand-ins up, job settings in os.environ."""
+    stacks: list[DevStack] = []
+
+    def make(*, env_overrides: dict[str, str] | None = None, key_vault: bool = True, **kwargs: Any):
+        for name in _foreign_settings():
+            monkeypatch.delenv(name, raising=False)
+        stack = DevStack(azurite=azurite, **kwargs)
+        stack.__enter__()
+        stacks.append(stack)
+        container = f"snapshots-{os.getpid()}-{next(_containers)}"
+        env = dict(stack.env if key_vault else stack.env_without_key_vault())
+        # Fast retries keep fault tests short; the behaviour is the same as with the defaults.
+        env.update({"SNAPSHOT_CONTAINER": container, "PARTNER_CENTER_BACKOFF_SECONDS": "0.05"})
+        env.update(env_overrides or {})
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        return stack, Snapshots(stack, container)
+
+    yield make
+    for stack in reversed(stacks):
+        stack.__exit__(None, None, None)
