@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from azure.storage.blob import BlobClient
 
 SCHEMA_VERSION = 1
-BLOCK_BYTES = 4 * 1024 * 1024  # compressed bytes per staged block; 50,000 blocks max per blob
+BLOCK_BYTES = 1024 * 1024  # compressed bytes per staged block (about 10 MB of JSON); 50,000 max
 GZIP_LEVEL = 6
 _STOP = object()
 
