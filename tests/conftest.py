@@ -24,8 +24,11 @@ def _foreign_settings() -> list[str]:
     return [
         name
         for name in os.environ
-        if name.startswith(prefixes) or name in {"IDENTITY_ENDPOINT", "IDENTITY_HEADER", "HEALTH_STALE_AFTER_HOURS"}
+        if name.startswith(prefixes)
+        or name in {"IDENTITY_ENDPOINT", "IDENTITY_HEADER", "HEALTH_STALE_AFTER_HOURS"}
     ]
+
+
 @pytest.fixture(scope="session")
 def azurite() -> Iterator[Azurite]:
     with Azurite() as server:

@@ -11,8 +11,15 @@ WANT = f"{API}/v1/customers?size=500&seekOperation=Next"
 
 def pager(api: str = API) -> CustomerPager:
     return CustomerPager(
-        api, tokens=None, page_size=500, correlation_id="c", max_retries=0, backoff_seconds=0,
-        timeout_seconds=1, max_retry_after_seconds=1, deadline=0,
+        api,
+        tokens=None,
+        page_size=500,
+        correlation_id="c",
+        max_retries=0,
+        backoff_seconds=0,
+        timeout_seconds=1,
+        max_retry_after_seconds=1,
+        deadline=0,
     )
 
 
