@@ -389,3 +389,29 @@ def test_a_snapshot_of_many_blocks_is_committed_whole(make_stack, monkeypatch):
     assert_complete(stack, snapshots)
     blob = stack.blob_service_client().get_blob_client(snapshots.container, snapshots.latest()["snapshot"])
     assert len(blob.get_block_list("committed")[0]) > 3  # zlib emits its output in ~20 kB bursts
+
+
+def test_run_deadline_fails_the_run_cleanly(make_stack, monkeypatch):
+    stack, snapshots, latest_before = publish_good_snapshot(make_stack)
+    stack.partner_center.reset()
+    stack.partner_center.inject("slow", at=2, seconds=1.5)
+    monkeypatch.setenv("SNAPSHOT_RUN_DEADLINE_SECONDS", "1")
+
+    with pytest.raises(Exception, match="deadline passed before page 3"):
+        run_timer()
+
+    assert snapshots.raw("latest.json")[0] == latest_before
+
+
+def test_a_refresh_token_that_cannot_be_saved_is_reported_not_fatal(make_stack, caplog):
+    stack, snapshots = make_stack(customers=100, app_user=True)
+    stack.key_vault.forbidden_set.add("partner-center-refresh-token")
+    caplog.set_level("INFO")
+
+    run_timer()
+
+    assert_complete(stack, snapshots)
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert any(m.startswith("secrets.refresh_token_not_saved") and "HTTP 403" in m for m in errors)
+    summary = [r.getMessage() for r in caplog.records if r.getMessage().startswith("snapshot.summary")][-1]
+    assert '"refreshTokensSaved": 0' in summary
