@@ -25,7 +25,9 @@ from ._http import BOM, Handler, LoopbackServer
 from .entra import PC_RESOURCE, EntraID
 from .tokens import TokenError, decode_jwt
 
-LinkForm = Literal["v1", "root", "relative", "absolute", "rotate"]
+# "token_only": no links.next at all, only continuationToken (clients must build the documented
+# `/v1/customers?seekOperation=Next` request themselves).
+LinkForm = Literal["v1", "root", "relative", "absolute", "rotate", "token_only"]
 LINK_FORMS: tuple[str, ...] = ("v1", "root", "relative", "absolute")
 FAULT_KINDS = frozenset({"throttle", "status", "slow", "drop", "expired_token", "malformed", "bom"})
 MALFORMED_VARIANTS = ("null_items", "missing_items", "items_not_list", "not_object", "truncated", "html")
@@ -224,7 +226,9 @@ class PartnerCenter(LoopbackServer):
                 self._page_cache.clear()
             items = json.dumps(customers[first:end], ensure_ascii=False).encode()
             self._page_cache[(first, end)] = items
-        form = LINK_FORMS[cursor.page % len(LINK_FORMS)] if self.link_form == "rotate" else self.link_form
+        form = {"rotate": LINK_FORMS[cursor.page % len(LINK_FORMS)], "token_only": "v1"}.get(
+            self.link_form, self.link_form
+        )
         self_query = f"customers?size={cursor.size}" + ("&seekOperation=Next" if cursor.page else "")
         self_headers = [{"key": "MS-ContinuationToken", "value": token}] if token else []
         links: dict[str, Any] = {
@@ -234,11 +238,12 @@ class PartnerCenter(LoopbackServer):
         if end < n or self.end_with_400_2000:
             next_token = self.encode_token(_Cursor(end, cursor.size, cursor.page + 1))
             rest["continuationToken"] = next_token
-            links["next"] = {
-                "uri": self._link_uri(form, f"customers?size={cursor.size}&seekOperation=Next"),
-                "method": "GET",
-                "headers": [{"key": "MS-ContinuationToken", "value": next_token}],
-            }
+            if self.link_form != "token_only":
+                links["next"] = {
+                    "uri": self._link_uri(form, f"customers?size={cursor.size}&seekOperation=Next"),
+                    "method": "GET",
+                    "headers": [{"key": "MS-ContinuationToken", "value": next_token}],
+                }
         rest["links"] = links
         rest["attributes"] = {"objectType": "Collection"}
         head = f'{{"totalCount": {end - first}, "items": '.encode()

@@ -67,7 +67,7 @@ def test_non_ascii_customers_are_stored_as_received(make_stack):
     assert_complete(stack, snapshots)
 
 
-@pytest.mark.parametrize("link_form", ["v1", "root", "relative", "absolute", "rotate"])
+@pytest.mark.parametrize("link_form", ["v1", "root", "relative", "absolute", "rotate", "token_only"])
 def test_every_link_form_is_followed(make_stack, link_form):
     stack, snapshots = make_stack(customers=450, env_overrides={"PARTNER_CENTER_PAGE_SIZE": "50"})
     stack.partner_center.link_form = link_form
