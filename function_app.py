@@ -15,3 +15,45 @@ def snapshot_customers(timer: func.TimerRequest) -> None:
     from shared.job import run_snapshot
 
     run_snapshot(past_due=timer.past_due)
+
+
+# HTTP lookup API over the published snapshots (logic in shared/api/handlers.py). methods=None lets every
+# method reach the handler, which answers anything but GET with a JSON 405 rather than the host's bare 404.
+@app.route(route="customers", methods=None, auth_level=func.AuthLevel.FUNCTION)
+def customers(req: func.HttpRequest) -> func.HttpResponse:
+    """GET /api/customers: the latest snapshot as stored; ?domain=, ?q= filter it; ?top= pages it."""
+    from shared.api import handlers
+
+    return handlers.customers(req)
+
+
+@app.route(route="customers/{customerId}", methods=None, auth_level=func.AuthLevel.FUNCTION)
+def customer(req: func.HttpRequest) -> func.HttpResponse:
+    """GET /api/customers/{customerId}: one customer of the latest snapshot, as stored."""
+    from shared.api import handlers
+
+    return handlers.customer(req)
+
+
+@app.route(route="snapshots", methods=None, auth_level=func.AuthLevel.FUNCTION)
+def snapshots(req: func.HttpRequest) -> func.HttpResponse:
+    """GET /api/snapshots: the snapshots available, newest first, paged."""
+    from shared.api import handlers
+
+    return handlers.snapshots(req)
+
+
+@app.route(route="snapshots/{date}", methods=None, auth_level=func.AuthLevel.FUNCTION)
+def snapshot_by_date(req: func.HttpRequest) -> func.HttpResponse:
+    """GET /api/snapshots/{date}: the last snapshot taken on that UTC date (YYYY-MM-DD), as stored."""
+    from shared.api import handlers
+
+    return handlers.snapshot_by_date(req)
+
+
+@app.route(route="health", methods=None, auth_level=func.AuthLevel.ANONYMOUS)
+def health(req: func.HttpRequest) -> func.HttpResponse:
+    """GET /api/health: ok / stale / empty, the latest snapshot's age and count; no customer data."""
+    from shared.api import handlers
+
+    return handlers.health(req)

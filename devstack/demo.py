@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 
+from devstack.host import registered_functions
 from devstack.stack import DevStack
 
 
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
         import function_app
 
-        timer = {f.get_function_name(): f for f in function_app.app.get_functions()}["snapshot_customers"]
+        timer = registered_functions(function_app.app)["snapshot_customers"]  # shared with the local host
         print("Running the timer function snapshot_customers (function_app.py)...")
         timer.get_user_function()(TimerRequest(past_due=False))
 
@@ -59,7 +60,52 @@ def main(argv: list[str] | None = None) -> int:
             f"  {latest['customerCount']} customers, {latest['storedBytes']:,} bytes stored gzip-encoded "
             f"({latest['jsonBytes']:,} bytes of JSON)"
         )
+        show_api(stack)
     return 0
+
+
+# -- the HTTP lookup API over the snapshot just published ---------------------------------------------
+def show_api(stack: DevStack) -> None:
+    """Serves function_app.py's HTTP functions through the local host and shows a few real answers."""
+    import requests
+
+    from devstack.host import FunctionsHost
+
+    customer = stack.partner_center.customers[len(stack.partner_center.customers) // 2]
+    with FunctionsHost() as host, requests.Session() as http:
+        print(
+            f"\nHTTP API: function_app.py served by the local host at {host.url} (`make serve` keeps one up)"
+        )
+        key = {"x-functions-key": host.function_key}
+
+        def show(title: str, path: str, headers: dict[str, str], summary: str = "") -> requests.Response:
+            response = http.get(host.url + path, headers=headers, timeout=30)
+            options = "".join(
+                f' -H "{k}: $KEY"' if v == host.function_key else f" -H '{k}: {v}'"
+                for k, v in headers.items()
+            )
+            print(f'\n{title}\n  $ curl -s --compressed{options} "$FUNC{path}"')
+            etag = f"   ETag: {response.headers['ETag']}" if "ETag" in response.headers else ""
+            print(f"  → {response.status_code} {response.reason}{etag}")
+            text = summary or response.text
+            if text:
+                print(f"  {text[:240]}{'…' if len(text) > 240 else ''}")
+            return response
+
+        path = f"/api/customers/{customer['id']}"
+        first = show("Lookup by customer id:", path, key)
+        search = "/api/customers?q=z%C3%BCrich%20stra%C3%9Fe&top=3"  # q=zürich straße
+        found = http.get(host.url + search, headers=key, timeout=30).json()
+        names = "; ".join(c["companyProfile"]["companyName"] for c in found["customers"])
+        summary = f"{found['count']} matches in {found['snapshot']['name']}, the first ones: {names}"
+        show(
+            "Search by name or domain, case- and accent-insensitive (q=zürich straße):", search, key, summary
+        )
+        revalidate = {**key, "If-None-Match": first.headers["ETag"]}
+        show(
+            "The lookup again with its ETag (nothing re-sent, the snapshot not read again):", path, revalidate
+        )
+        show("Health (anonymous, no customer data):", "/api/health", {})
 
 
 if __name__ == "__main__":

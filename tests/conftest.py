@@ -20,7 +20,7 @@ _containers = itertools.count(1)
 
 def _foreign_settings() -> list[str]:
     """Settings of the machine or the developer's shell that would steer the job elsewhere."""
-    prefixes = ("PARTNER_CENTER_", "SNAPSHOT_", "AzureWebJobsStorage", "KEY_VAULT", "AZURE_", "MSI_")
+    prefixes = ("PARTNER_CENTER_", "SNAPSHOT_", "API_", "AzureWebJobsStorage", "KEY_VAULT", "AZURE_", "MSI_")
     return [
         name
         for name in os.environ

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import azure.functions as func
 from azure.functions.timer import TimerRequest
 
+from devstack.host import registered_functions
 
-@functools.cache
+
 def registered() -> dict[str, Any]:
-    # FunctionApp.get_functions() may be called only once per app object.
-    import function_app
-
-    return {f.get_function_name(): f for f in function_app.app.get_functions()}
+    # FunctionApp.get_functions() may be called only once per app object: the local host shares this cache.
+    return registered_functions()
 
 
 def run_timer(past_due: bool = False) -> None:

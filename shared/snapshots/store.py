@@ -227,7 +227,7 @@ class SnapshotStore:
         """Like read_latest(), but None when latest.json still has `etag` (a conditional GET: 304, no
         body), so a warm reader pays one cheap request to learn that nothing was published."""
         from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceNotFoundError, ResourceNotModifiedError
+        from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
         conditions: dict[str, Any] = (
             {"etag": etag, "match_condition": MatchConditions.IfModified} if etag else {}
@@ -235,10 +235,13 @@ class SnapshotStore:
         try:
             download = self.blob(LATEST).download_blob(**conditions)
             data = download.readall()
-        except ResourceNotModifiedError:
-            return None
         except ResourceNotFoundError:
             return None, None
+        except HttpResponseError as exc:
+            # The SDK raises a 304 as ResourceModifiedError (its error code is ConditionNotMet).
+            if exc.status_code == 304:
+                return None
+            raise
         return Manifest.parse(data), download.properties.etag
 
     def read_stored(self, name: str, etag: str | None = None) -> tuple[bytes, bool]:
@@ -255,12 +258,18 @@ class SnapshotStore:
         return data, gzipped
 
     def list_snapshots(self, prefix: str = PREFIX) -> list[SnapshotInfo]:
-        """Committed snapshots under `prefix`, oldest first (names sort by time)."""
-        infos = [
-            SnapshotInfo.of(props)
-            for props in self.container.list_blobs(name_starts_with=prefix, include=["metadata"])
-            if SNAPSHOT_NAME.match(props.name)
-        ]
+        """Committed snapshots under `prefix`, oldest first (names sort by time); none before the first run
+        created the container."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            infos = [
+                SnapshotInfo.of(props)
+                for props in self.container.list_blobs(name_starts_with=prefix, include=["metadata"])
+                if SNAPSHOT_NAME.fullmatch(props.name)
+            ]
+        except ResourceNotFoundError:
+            return []
         return sorted(infos, key=lambda info: info.name)
 
 
@@ -290,16 +299,19 @@ class SnapshotInfo:
         )
 
 
-def iter_customer_lines(stored: bytes, gzipped: bool, chunk_bytes: int = 1024 * 1024) -> Iterator[bytes]:
+def iter_customer_lines(
+    stored: bytes, gzipped: bool, *, digest: Any = None, chunk_bytes: int = 1024 * 1024
+) -> Iterator[bytes]:
     """Each customer of a stored snapshot document as its own JSON text, byte for byte as stored
     (writer.py's one-customer-per-line layout), decompressing a chunk at a time so the whole JSON
-    document is never in memory at once. Raises ValueError for anything else."""
-    inflate = zlib.decompressobj(31) if gzipped else None
+    document is never in memory at once; `digest` (a hashlib object) sees the whole document.
+    Raises ValueError for anything else."""
     buffer = b""
     header_seen = done = False
-    for start in range(0, len(stored), chunk_bytes):
-        chunk = stored[start : start + chunk_bytes]
-        buffer += inflate.decompress(chunk) if inflate else chunk
+    for data in _inflated(stored, gzipped, chunk_bytes):
+        if digest is not None:
+            digest.update(data)
+        buffer += data
         *lines, buffer = buffer.split(b"\n")
         for line in lines:
             if done:
@@ -312,9 +324,18 @@ def iter_customer_lines(stored: bytes, gzipped: bool, chunk_bytes: int = 1024 * 
                 done = True
             else:
                 yield line[:-1] if line.endswith(b",") else line
+    if header_seen and not done and buffer.startswith(b"]"):
+        done, buffer = True, b""  # the trailer without a final newline
+    if not done or buffer.strip():
+        raise ValueError("not a complete snapshot document")
+
+
+def _inflated(stored: bytes, gzipped: bool, chunk_bytes: int) -> Iterator[bytes]:
+    inflate = zlib.decompressobj(31) if gzipped else None
+    for start in range(0, len(stored), chunk_bytes):
+        chunk = stored[start : start + chunk_bytes]
+        yield inflate.decompress(chunk) if inflate else chunk
     if inflate:
-        buffer += inflate.flush()
+        yield inflate.flush()
         if not inflate.eof:
             raise ValueError("truncated gzip stream")
-    if not done:
-        raise ValueError("the customers array is not closed")

@@ -1,0 +1,70 @@
+"""What a warm instance keeps between requests: settings, the storage client, the latest-snapshot cache.
+
+Built on the first request (never at import), reused while the settings stay the same, rebuilt when they
+change (tests switch storage and containers; a real instance restarts when app settings change anyway).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from shared.settings import SETTINGS, Settings
+
+if TYPE_CHECKING:
+    from shared.api.latest import LatestCache
+    from shared.api.sas import SasIssuer
+    from shared.snapshots.store import SnapshotStore
+
+# The settings the API reads, plus what decides which credential and trust store the SDK uses.
+_KEY_NAMES = (
+    *(s.name for s in SETTINGS if s.api),
+    "IDENTITY_ENDPOINT",
+    "IDENTITY_HEADER",
+    "MSI_ENDPOINT",
+    "REQUESTS_CA_BUNDLE",
+)
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    settings: Settings
+    latest: LatestCache
+    sas: SasIssuer
+
+    @property
+    def store(self) -> SnapshotStore:
+        return self.latest.store
+
+
+_lock = threading.Lock()
+_current: tuple[tuple[str | None, ...], ApiContext] | None = None
+
+
+def api_context() -> ApiContext:
+    global _current
+    key = tuple(os.environ.get(name) for name in _KEY_NAMES)
+    current = _current
+    if current is not None and current[0] == key:
+        return current[1]
+    with _lock:
+        if _current is not None and _current[0] == key:
+            return _current[1]
+        context = _build()
+        _current = (key, context)
+        return context
+
+
+def _build() -> ApiContext:
+    from shared.api.latest import LatestCache
+    from shared.api.sas import SasIssuer
+    from shared.identity import azure_credential
+    from shared.snapshots.store import SnapshotStore, container_client
+
+    settings = Settings.from_env(api=True)
+    credential = functools.cache(lambda: azure_credential(settings.azure_client_id))
+    container = container_client(settings, credential)
+    return ApiContext(settings, LatestCache(SnapshotStore(container)), SasIssuer(container))

@@ -1,0 +1,410 @@
+"""One function per route: HttpRequest → HttpResponse. Nothing escapes: every failure is a JSON error
+with a stable code, and no stack trace, path or setting value ever reaches the caller.
+
+Caching (Cache-Control): answers about the latest snapshot may be reused until a newer snapshot can
+exist (the next SNAPSHOT_SCHEDULE occurrence, or now while a scheduled run may still publish), capped by
+API_CACHE_MAX_AGE_SECONDS because a manual run (admin endpoint, portal "Test/Run") can publish at any
+time; after that, revalidating with the ETag costs the client a 304 and us one conditional GET of
+latest.json. A date whose runs can no longer publish is immutable.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
+
+import azure.functions as func
+
+from shared.api import params as p
+from shared.api.errors import ApiError, error_response
+from shared.api.http import (
+    IMMUTABLE,
+    accepts_gzip,
+    answer,
+    cache_control,
+    inflated_size_exceeds,
+    json_bytes,
+    make_etag,
+    status_response,
+    utc_now,
+)
+from shared.api.text import fold
+from shared.events import log_event
+
+if TYPE_CHECKING:
+    from shared.api.context import ApiContext
+    from shared.api.latest import LoadedSnapshot
+    from shared.settings import Settings
+    from shared.snapshots.store import Manifest, SnapshotInfo
+
+log = logging.getLogger("shared.api")
+
+CUSTOMERS_PARAMETERS = frozenset({"q", "domain", "top", "continuation"})
+SNAPSHOTS_PARAMETERS = frozenset({"top", "continuation"})
+NO_PARAMETERS: frozenset[str] = frozenset()
+CUSTOMERS_TOP = (100, 1000)  # default, maximum
+SNAPSHOTS_TOP = (20, 100)
+_METHOD = re.compile(r"[A-Za-z]{1,16}")
+
+Handler = Callable[[func.HttpRequest], func.HttpResponse]
+
+
+def endpoint(handler: Handler) -> Handler:
+    """GET only (405 otherwise), and the error boundary: ApiError → its answer, storage trouble → 503,
+    anything else → 500 `internal_error`, logged here with its stack trace, never sent."""
+
+    @functools.wraps(handler)
+    def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+        from azure.core.exceptions import AzureError
+
+        try:
+            if req.method.upper() != "GET":
+                method = req.method if _METHOD.fullmatch(req.method) else "this method"
+                raise ApiError(
+                    405,
+                    "method_not_allowed",
+                    f"{method} is not allowed here; use GET",
+                    headers={"Allow": "GET"},
+                )
+            return handler(req)
+        except ApiError as exc:
+            return exc.response()
+        except AzureError as exc:
+            log_event(
+                log, logging.ERROR, "api.storage_error", route=handler.__name__, error=type(exc).__name__
+            )
+            return error_response(
+                503,
+                "storage_unavailable",
+                "snapshot storage cannot be reached right now; try again shortly",
+                headers={"Retry-After": "30"},
+            )
+        except Exception:
+            log.exception("api.internal_error %s", json.dumps({"route": handler.__name__}))
+            return error_response(500, "internal_error", "the request failed; it was logged")
+
+    return wrapper
+
+
+def _context() -> ApiContext:
+    from shared.api.context import api_context
+
+    return api_context()
+
+
+# -- /api/customers ------------------------------------------------------------------------------------
+@endpoint
+def customers(req: func.HttpRequest) -> func.HttpResponse:
+    """The whole latest snapshot as stored; with domain= or q=, the matching customers; with top= or
+    continuation=, one page of them (or of every customer)."""
+    params = p.query(req, CUSTOMERS_PARAMETERS)
+    q = p.text(params, "q", p.MAX_Q)
+    if q is not None and not fold(q).strip():
+        raise p.bad_parameter("q", "q has nothing to search for once accents are set aside")
+    domain = p.domain(params)
+    if q is not None and domain is not None:
+        raise p.bad_parameter("q", "use either q or domain, not both")
+    top = p.top(params, *CUSTOMERS_TOP)
+    continuation = p.decode_continuation(params, ("s", "o"))
+    ctx = _context()
+    manifest = _latest(ctx)
+    cache = cache_control(_max_age(ctx.settings, manifest.generated_at))
+    if q is None and domain is None and "top" not in params and continuation is None:
+        return _whole_latest(req, ctx, manifest, cache)
+
+    snapshot_key = _snapshot_key(manifest)
+    offset = 0
+    if continuation is not None:
+        offset = continuation["o"] if type(continuation["o"]) is int else -1  # not bool, not float
+        if offset < 0:
+            raise p.invalid_continuation()
+        if continuation["s"] != snapshot_key:
+            raise ApiError(
+                409,
+                "snapshot_changed",
+                "a newer snapshot was published since this listing started; start again without continuation",
+            )
+    criteria = {"domain": domain} if domain is not None else {"q": q} if q is not None else {}
+    base = make_etag("customers", manifest.etag, json.dumps(criteria), str(offset), str(top))
+
+    def produce() -> tuple[bytes, bool]:
+        loaded = ctx.latest.snapshot(manifest)
+        positions: Sequence[int]
+        if domain is not None:
+            positions = loaded.with_domain(domain)
+        elif q is not None:
+            positions = loaded.matching(q)
+        else:
+            positions = range(len(loaded.lines))
+        page = positions[offset : offset + top]
+        more = offset + top < len(positions)
+        token = p.encode_continuation({"s": snapshot_key, "o": offset + top}) if more else None
+        return _customer_page(loaded, criteria, len(positions), page, _next_link(req, params, token)), False
+
+    return answer(
+        req, base, cache, produce, headers=_snapshot_headers(manifest.snapshot, manifest.generated_at)
+    )
+
+
+def _whole_latest(
+    req: func.HttpRequest, ctx: ApiContext, manifest: Manifest, cache: str
+) -> func.HttpResponse:
+    gzipped = accepts_gzip(req)
+    size = manifest.stored_bytes if gzipped else manifest.json_bytes
+    if size > ctx.settings.snapshot_inline_max_bytes:
+        return _redirect(ctx, manifest.snapshot, manifest.generated_at, size)
+
+    def produce() -> tuple[bytes, bool]:
+        loaded = ctx.latest.snapshot(manifest)
+        return loaded.stored, loaded.gzipped
+
+    base = make_etag("document", manifest.etag)
+    return answer(
+        req, base, cache, produce, headers=_snapshot_headers(manifest.snapshot, manifest.generated_at)
+    )
+
+
+def _customer_page(
+    loaded: LoadedSnapshot, criteria: dict[str, str], matched: int, page: Sequence[int], next_link: str | None
+) -> bytes:
+    """The shape every filtered answer shares; customers are joined as stored, never re-serialised."""
+    head = {
+        "snapshot": {"name": loaded.manifest.snapshot, "generatedAt": loaded.manifest.generated_at},
+        "query": criteria,
+        "count": matched,
+    }
+    lines = loaded.lines
+    return b"".join(
+        (
+            json_bytes(head)[:-1],
+            b',"customers":[',
+            b",".join(lines[i] for i in page),
+            b'],"nextLink":',
+            json_bytes(next_link),
+            b"}",
+        )
+    )
+
+
+# -- /api/customers/{customerId} -----------------------------------------------------------------------
+@endpoint
+def customer(req: func.HttpRequest) -> func.HttpResponse:
+    """One customer as stored in the latest snapshot, or 404."""
+    p.query(req, NO_PARAMETERS)
+    customer_id = p.customer_id(req)
+    ctx = _context()
+    manifest = _latest(ctx)
+    cache = cache_control(_max_age(ctx.settings, manifest.generated_at))
+
+    def produce() -> tuple[bytes, bool]:
+        found = ctx.latest.snapshot(manifest).customer(customer_id)
+        if found is None:
+            raise ApiError(
+                404,
+                "customer_not_found",
+                "no customer with this id in the latest snapshot",
+                parameter="customerId",
+            )
+        return found, False
+
+    base = make_etag("customer", manifest.etag, customer_id)
+    return answer(
+        req, base, cache, produce, headers=_snapshot_headers(manifest.snapshot, manifest.generated_at)
+    )
+
+
+# -- /api/snapshots ------------------------------------------------------------------------------------
+@endpoint
+def snapshots(req: func.HttpRequest) -> func.HttpResponse:
+    """The snapshots available, newest first, `top` per page with a nextLink.
+
+    Newest first needs the whole (date-named) listing: one blob per scheduled run is ~365 names a year and
+    Blob Storage lists 5,000 per request, so a single listing call covers a decade; it is sorted in memory."""
+    params = p.query(req, SNAPSHOTS_PARAMETERS)
+    top = p.top(params, *SNAPSHOTS_TOP)
+    continuation = p.decode_continuation(params, ("before",))
+    from shared.snapshots.store import SNAPSHOT_NAME
+
+    before = continuation["before"] if continuation is not None else None
+    if before is not None and not (isinstance(before, str) and SNAPSHOT_NAME.fullmatch(before)):
+        raise p.invalid_continuation()
+    ctx = _context()
+    infos = ctx.store.list_snapshots()
+    newest = infos[-1].generated_at if infos else None
+    remaining = [info for info in reversed(infos) if before is None or info.name < before]
+    page, more = remaining[:top], len(remaining) > top
+    token = p.encode_continuation({"before": page[-1].name}) if more else None
+    body = json_bytes(
+        {"snapshots": [_listed(info) for info in page], "nextLink": _next_link(req, params, token)}
+    )
+    cache = cache_control(_max_age(ctx.settings, newest))
+    return answer(req, make_etag("snapshots", body.decode()), cache, lambda: (body, False))
+
+
+def _listed(info: SnapshotInfo) -> dict[str, object]:
+    return {
+        "name": info.name,
+        "date": _date_of(info.name).isoformat(),
+        "generatedAt": info.generated_at,
+        "customerCount": info.customer_count,
+        "sizeBytes": info.stored_bytes,  # as stored, gzip-encoded
+    }
+
+
+def _date_of(name: str) -> date:
+    year, month, day = name.split("/")[1:4]
+    return date(int(year), int(month), int(day))
+
+
+# -- /api/snapshots/{date} -----------------------------------------------------------------------------
+@endpoint
+def snapshot_by_date(req: func.HttpRequest) -> func.HttpResponse:
+    """The last snapshot taken on a UTC date, as stored."""
+    p.query(req, NO_PARAMETERS)
+    day = p.snapshot_date(req)
+    ctx = _context()
+    taken = ctx.store.list_snapshots(prefix=f"snapshots/{day:%Y/%m/%d}/")
+    if not taken:
+        raise ApiError(
+            404, "snapshot_not_found", f"no snapshot was taken on {day.isoformat()}", parameter="date"
+        )
+    info = taken[-1]
+    settings = ctx.settings
+    # No run started on that date can still publish once its last run's deadline has passed.
+    closed_at = datetime.combine(day + timedelta(days=1), time(), UTC) + timedelta(
+        seconds=settings.run_deadline_seconds
+    )
+    cache = IMMUTABLE if utc_now() >= closed_at else cache_control(_max_age(settings, info.generated_at))
+    gzipped = accepts_gzip(req)
+    limit = settings.snapshot_inline_max_bytes
+    if info.stored_bytes > limit:
+        return _redirect(ctx, info.name, info.generated_at, info.stored_bytes)
+    base = make_etag("document", info.etag)
+    headers = _snapshot_headers(info.name, info.generated_at)
+    if not gzipped:
+        # Its inflated size is not listed: look before sending it inflated in one buffered response.
+        data, is_gzip = ctx.store.read_stored(info.name, etag=info.etag)
+        if is_gzip and inflated_size_exceeds(data, limit):
+            return _redirect(ctx, info.name, info.generated_at, info.stored_bytes)
+        return answer(req, base, cache, lambda: (data, is_gzip), headers=headers)
+    return answer(req, base, cache, lambda: ctx.store.read_stored(info.name, etag=info.etag), headers=headers)
+
+
+# -- /api/health ---------------------------------------------------------------------------------------
+@endpoint
+def health(req: func.HttpRequest) -> func.HttpResponse:
+    """Anonymous: status only, never customer data. 200 `ok`; 503 `stale`, `empty` or `unavailable`."""
+    from azure.core.exceptions import AzureError
+
+    p.query(req, NO_PARAMETERS)
+    try:
+        ctx = _context()
+        manifest = ctx.latest.manifest()
+    except (ApiError, AzureError) as exc:
+        log_event(log, logging.WARNING, "api.health_unavailable", error=type(exc).__name__)
+        return status_response(
+            503, {"status": "unavailable", "message": "the latest snapshot cannot be read"}
+        )
+    except Exception:
+        log.exception("api.health_failed")
+        return status_response(
+            503, {"status": "unavailable", "message": "the latest snapshot cannot be read"}
+        )
+    stale_after = ctx.settings.health_stale_after_hours
+    if manifest is None:
+        return status_response(
+            503,
+            {
+                "status": "empty",
+                "message": "no snapshot has been published yet",
+                "staleAfterHours": stale_after,
+            },
+        )
+    generated = _parse_time(manifest.generated_at)
+    age_hours = (utc_now() - generated).total_seconds() / 3600 if generated else None
+    status = "ok" if age_hours is not None and age_hours <= stale_after else "stale"
+    return status_response(
+        200 if status == "ok" else 503,
+        {
+            "status": status,
+            "generatedAt": manifest.generated_at,
+            "ageHours": round(age_hours, 2) if age_hours is not None else None,
+            "customerCount": manifest.customer_count,
+            "staleAfterHours": stale_after,
+        },
+    )
+
+
+# -- shared pieces -------------------------------------------------------------------------------------
+def _latest(ctx: ApiContext) -> Manifest:
+    manifest = ctx.latest.manifest()
+    if manifest is None:
+        raise ApiError(404, "no_snapshot", "no snapshot has been published yet")
+    return manifest
+
+
+def _snapshot_key(manifest: Manifest) -> str:
+    return make_etag("snapshot", manifest.snapshot, manifest.etag)[1:17]
+
+
+def _snapshot_headers(name: str, generated_at: str | None) -> dict[str, str]:
+    headers = {"X-Snapshot-Name": name}
+    if generated_at:
+        headers["X-Snapshot-Generated-At"] = generated_at
+    return headers
+
+
+def _max_age(settings: Settings, generated_at: str | None) -> int:
+    from shared.api.schedule import seconds_until_next_snapshot
+
+    cap = settings.cache_max_age_seconds
+    seconds = seconds_until_next_snapshot(
+        settings.schedule, _parse_time(generated_at), utc_now(), settings.run_deadline_seconds
+    )
+    return cap if seconds is None else int(min(cap, seconds))
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _next_link(req: func.HttpRequest, params: dict[str, str], token: str | None) -> str | None:
+    """This request's URL with the next continuation (never the caller's `code`: keys stay out of bodies)."""
+    if token is None:
+        return None
+    parts = urlsplit(req.url)
+    query = {name: value for name, value in params.items() if name != "continuation"} | {
+        "continuation": token
+    }
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query, quote_via=quote), ""))
+
+
+def _redirect(ctx: ApiContext, blob_name: str, generated_at: str | None, size: int) -> func.HttpResponse:
+    """Too large for one buffered response: 307 to a short-lived read-only SAS URL of the blob itself
+    (stored gzip-encoded; Blob Storage sends it with Content-Encoding: gzip)."""
+    url, expires = ctx.sas.read_url(blob_name, ctx.settings.sas_lifetime_seconds, utc_now())
+    return status_response(
+        307,
+        {
+            "snapshot": {"name": blob_name, "generatedAt": generated_at},
+            "location": url,
+            "expiresOn": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "contentEncoding": "gzip",
+            "message": "too large for one response: download it from Blob Storage (the URL expires soon), "
+            "or page through it with /api/customers?top=1000",
+            "sizeBytes": size,
+        },
+        headers={"Location": url},
+    )

@@ -1,0 +1,140 @@
+"""Query and route parameters: unknown names, repeats, lengths and odd characters are rejected (400),
+naming the parameter, before anything is read from storage."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import unicodedata
+from datetime import date
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import azure.functions as func
+
+from shared.api.errors import ApiError, bad_parameter
+
+MAX_Q = 100
+MAX_DOMAIN = 253  # the longest DNS name
+MAX_CONTINUATION = 512
+_GUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # not \d: it matches every script's digits
+_TOP = re.compile(r"[0-9]{1,6}")
+# Always used with fullmatch: `$` would also accept a trailing newline.
+# The Functions host reads the key from `code` and hands it on to the function: never an unknown parameter.
+HOST_PARAMETERS = frozenset({"code"})
+
+
+def query(req: func.HttpRequest, allowed: frozenset[str]) -> dict[str, str]:
+    """The request's query parameters (names lower-cased) minus the host's, after rejecting unknown
+    and repeated names. Repeats are only visible in the URL; the host joins or drops them in `params`."""
+    names = [name.lower() for name, _ in parse_qsl(urlsplit(req.url).query, keep_blank_values=True)]
+    values = {name.lower(): value for name, value in req.params.items()}
+    for name in [*names, *values]:
+        if name in HOST_PARAMETERS:
+            continue
+        if name not in allowed:
+            shown = _shown(name)
+            choices = ", ".join(sorted(allowed)) or "none"
+            raise ApiError(
+                400,
+                "unknown_parameter",
+                f"unknown query parameter {shown!r} (allowed: {choices})",
+                parameter=shown,
+            )
+        if names.count(name) > 1:
+            raise bad_parameter(name, f"{name} is given more than once")
+    return {name: value for name, value in values.items() if name not in HOST_PARAMETERS}
+
+
+def text(params: dict[str, str], name: str, max_length: int) -> str | None:
+    """A free-text parameter: 1..max_length characters, no control characters."""
+    value = params.get(name)
+    if value is None:
+        return None
+    if not value.strip():
+        raise bad_parameter(name, f"{name} must not be empty")
+    if len(value) > max_length:
+        raise bad_parameter(name, f"{name} is longer than {max_length} characters")
+    if any(unicodedata.category(ch) in ("Cc", "Cs", "Co", "Cn") for ch in value):
+        raise bad_parameter(name, f"{name} contains control or unassigned characters")
+    return value.strip()
+
+
+def domain(params: dict[str, str]) -> str | None:
+    value = text(params, "domain", MAX_DOMAIN)
+    if value is not None and (any(ch.isspace() for ch in value) or "/" in value or "@" in value):
+        raise bad_parameter("domain", "domain must be a domain name, e.g. contoso.onmicrosoft.com")
+    return value
+
+
+def top(params: dict[str, str], default: int, maximum: int) -> int:
+    value = params.get("top")
+    if value is None:
+        return default
+    if not _TOP.fullmatch(value) or not 1 <= int(value) <= maximum:
+        raise bad_parameter("top", f"top must be a whole number from 1 to {maximum}")
+    return int(value)
+
+
+def customer_id(req: func.HttpRequest) -> str:
+    value = req.route_params.get("customerId", "")
+    if not _GUID.fullmatch(value):
+        raise ApiError(
+            400,
+            "invalid_customer_id",
+            "customerId must be a customer (tenant) id: a GUID like 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
+            parameter="customerId",
+        )
+    return value.lower()
+
+
+def snapshot_date(req: func.HttpRequest) -> date:
+    value = req.route_params.get("date", "")
+    try:
+        if not _DATE.fullmatch(value):
+            raise ValueError(value)
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ApiError(
+            400, "invalid_date", "date must be a UTC calendar date, YYYY-MM-DD", parameter="date"
+        ) from None
+
+
+# -- continuation tokens: opaque to clients, validated here --------------------------------------------
+def encode_continuation(payload: dict[str, Any]) -> str:
+    raw = json.dumps(payload, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_continuation(params: dict[str, str], keys: tuple[str, ...]) -> dict[str, Any] | None:
+    """The payload of `continuation`, with every key in `keys`; 400 for anything not made by us."""
+    value = params.get("continuation")
+    if value is None:
+        return None
+    try:
+        if len(value) > MAX_CONTINUATION:
+            raise ValueError("too long")
+        payload = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+        if not isinstance(payload, dict) or any(key not in payload for key in keys):
+            raise ValueError("not a continuation")
+        return payload
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise invalid_continuation() from None
+
+
+def invalid_continuation() -> ApiError:
+    return ApiError(
+        400,
+        "invalid_continuation",
+        "continuation is not a token from a nextLink of this API",
+        parameter="continuation",
+    )
+
+
+def _shown(name: str) -> str:
+    """A caller's parameter name, safe to echo: printable and short."""
+    cleaned = "".join(ch if ch.isprintable() else "?" for ch in name)
+    return cleaned if len(cleaned) <= 40 else cleaned[:40] + "…"
