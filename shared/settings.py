@@ -157,6 +157,13 @@ SETTINGS: tuple[Setting, ...] = (
         api=True,
     ),
     Setting(
+        "API_LATEST_CHECK_SECONDS",
+        "1",
+        "How long a warm instance trusts its last look at latest.json before asking Blob Storage again "
+        "(a conditional GET); 0 asks on every request.",
+        api=True,
+    ),
+    Setting(
         "API_SAS_LIFETIME_SECONDS",
         "300",
         "Lifetime of the SAS URL a large whole-snapshot request is redirected to, 60..3600.",
@@ -202,6 +209,7 @@ class Settings:
     cache_max_age_seconds: int
     snapshot_inline_max_bytes: int
     sas_lifetime_seconds: int
+    latest_check_seconds: float
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, api: bool = False) -> Settings:
@@ -241,6 +249,7 @@ class Settings:
             cache_max_age_seconds=reader.integer("API_CACHE_MAX_AGE_SECONDS", 0, 24 * 3600),
             snapshot_inline_max_bytes=reader.integer("API_SNAPSHOT_INLINE_MAX_BYTES", 0, 1024**3),
             sas_lifetime_seconds=reader.integer("API_SAS_LIFETIME_SECONDS", 60, 3600),
+            latest_check_seconds=reader.number("API_LATEST_CHECK_SECONDS", 0, 300),
         )
         if problems:
             raise SettingsError("invalid settings: " + "; ".join(problems))

@@ -86,6 +86,9 @@ def make_stack(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> Iterator[An
         env = dict(stack.env if key_vault else stack.env_without_key_vault())
         # Fast retries keep fault tests short; the behaviour is the same as with the defaults.
         env.update({"SNAPSHOT_CONTAINER": container, "PARTNER_CENTER_BACKOFF_SECONDS": "0.05"})
+        # The API looks at latest.json on every request, so a test sees a publish at once (the default
+        # interval has its own test in test_api.py).
+        env["API_LATEST_CHECK_SECONDS"] = "0"
         env.update(env_overrides or {})
         for name, value in env.items():
             monkeypatch.setenv(name, value)

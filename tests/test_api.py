@@ -15,6 +15,7 @@ import json
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -180,7 +181,9 @@ def world(azurite) -> Iterator[World]:
     customers = make_customers(200, seed=7) + SPECIAL
     stack = DevStack(azurite=azurite, customers=customers).start()
     container = f"api-{os.getpid()}"
-    for name, value in {**stack.env, "SNAPSHOT_CONTAINER": container}.items():
+    # latest.json is looked at on every request here; the default interval has its own test.
+    world_env = {**stack.env, "SNAPSHOT_CONTAINER": container, "API_LATEST_CHECK_SECONDS": "0"}
+    for name, value in world_env.items():
         patch.setenv(name, value)
     snapshots = Snapshots(stack, container)
     client = stack.blob_service_client().get_container_client(container)
@@ -374,6 +377,18 @@ def test_every_data_answer_has_an_etag_and_if_none_match_gives_304(world, encodi
             assert again.headers["Cache-Control"] == first.headers["Cache-Control"]
         changed = call(name, query, path=path, route=route, headers={**headers, "If-None-Match": '"stale"'})
         assert changed.status_code == 200 and changed.get_body() == first.get_body()
+
+
+def test_a_warm_instance_looks_at_latest_json_at_most_once_per_interval(world, env):
+    cid = world.customers[5]["id"]
+    env.setenv("API_LATEST_CHECK_SECONDS", "0.3")
+    cache = api_context().latest
+    for _ in range(20):
+        assert customer_call(cid).status_code == 200
+    assert cache.checks == 1  # the other 19 lookups were answered from memory alone
+    time.sleep(0.35)
+    assert customer_call(cid).status_code == 200
+    assert cache.checks == 2
 
 
 def test_different_questions_have_different_etags(world):

@@ -67,4 +67,5 @@ def _build() -> ApiContext:
     settings = Settings.from_env(api=True)
     credential = functools.cache(lambda: azure_credential(settings.azure_client_id))
     container = container_client(settings, credential)
-    return ApiContext(settings, LatestCache(SnapshotStore(container)), SasIssuer(container))
+    latest = LatestCache(SnapshotStore(container), check_interval=settings.latest_check_seconds)
+    return ApiContext(settings, latest, SasIssuer(container))

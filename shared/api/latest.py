@@ -1,7 +1,9 @@
 """The warm-instance cache: the latest snapshot, parsed once, with its indexes.
 
-Every request first asks Blob Storage whether latest.json changed (a conditional GET: 304 and no body when
-it did not), so a snapshot published a moment ago is served from the very next request. The snapshot
+A request first asks Blob Storage whether latest.json changed (a conditional GET: 304 and no body when it
+did not), unless the last answer is younger than API_LATEST_CHECK_SECONDS (default 1 s): a lookup served
+from memory takes microseconds, the round trip to storage milliseconds, so at most one request per interval
+pays for it and a snapshot published a moment ago is served within that interval. The snapshot
 itself is loaded only when a request needs customers and the manifest names a snapshot not loaded yet.
 latest.json is written only after its snapshot is committed, and the download is pinned to the ETag the
 manifest names and checked against its sha256: a half-written or replaced snapshot is never served.
@@ -123,8 +125,10 @@ def _unreadable(manifest: Manifest, reason: str) -> ApiError:
 class LatestCache:
     """Thread-safe: checks are serialised (one small request each), loads happen once per snapshot."""
 
-    def __init__(self, store: SnapshotStore) -> None:
+    def __init__(self, store: SnapshotStore, *, check_interval: float = 0.0) -> None:
         self.store = store
+        self.check_interval = check_interval
+        self._checked_at = float("-inf")  # time.monotonic() of the last answer from Blob Storage
         self._check_lock = threading.Lock()
         self._load_lock = threading.Lock()
         self._manifest: Manifest | None = None
@@ -135,19 +139,25 @@ class LatestCache:
 
     def manifest(self) -> Manifest | None:
         """What latest.json says now: None before the first publish, 503 when it is not a manifest."""
+        if time.monotonic() - self._checked_at < self.check_interval:
+            return self._manifest
         with self._check_lock:
+            if time.monotonic() - self._checked_at < self.check_interval:
+                return self._manifest  # another request checked while this one waited
             self.checks += 1
             try:
                 changed = self.store.read_latest_if_changed(self._latest_etag)
             except ManifestError:
                 # Forget it, so the next request reads latest.json again and a good publish heals us.
                 self._manifest, self._latest_etag = None, None
+                self._checked_at = float("-inf")
                 log_event(log, logging.ERROR, "api.latest_unreadable", blob="latest.json")
                 raise snapshot_unavailable(
                     "latest.json is not a valid manifest; the next successful snapshot run replaces it"
                 ) from None
             if changed is not None:
                 self._manifest, self._latest_etag = changed
+            self._checked_at = time.monotonic()
             return self._manifest
 
     def snapshot(self, manifest: Manifest) -> LoadedSnapshot:
