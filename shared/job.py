@@ -114,7 +114,7 @@ def _run(
         try:
             total = 0
             for page in pager.pages():
-                writer.add(page.items)
+                writer.add(page.texts)
                 total += len(page.items)
                 log_event(
                     log,

@@ -24,6 +24,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from shared.partner_center.errors import PartnerCenterError
+from shared.partner_center.page_json import parse_page
 
 if TYPE_CHECKING:
     from shared.partner_center.auth import PartnerCenterTokens
@@ -54,7 +55,8 @@ class PagerStats:
 @dataclass(frozen=True)
 class Page:
     number: int
-    items: list[dict[str, Any]]
+    items: list[dict[str, Any]]  # customers not seen before in this run, in API order
+    texts: list[str]  # the same customers' JSON exactly as received, one line each
     received: int  # items in the response, duplicates included
 
 
@@ -163,7 +165,7 @@ class CustomerPager:
             body = self._fetch(request, number)
             if body is None:  # 400/2000 after the last page
                 return
-            items, request = self._parse(body, number)
+            items, texts, request = self._parse(body, number)
             if request is not None:
                 fingerprint = (request.url, tuple(sorted(request.headers.items())))
                 if fingerprint in followed:
@@ -171,18 +173,22 @@ class CustomerPager:
                 followed.add(fingerprint)
             self.stats.pages = number
             self.stats.items_received += len(items)
-            yield Page(number, self._drop_duplicates(items), len(items))
+            yield Page(number, *self._drop_duplicates(items, texts), len(items))
 
-    def _drop_duplicates(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        fresh = []
-        for item in items:
+    def _drop_duplicates(
+        self, items: list[dict[str, Any]], texts: list[str]
+    ) -> tuple[list[dict[str, Any]], list[str]]:
+        fresh: list[dict[str, Any]] = []
+        fresh_texts: list[str] = []
+        for item, text in zip(items, texts, strict=True):
             key = customer_key(item["id"])
             if key in self.seen:
                 self.stats.duplicates_dropped += 1
                 continue
             self.seen.add(key)
             fresh.append(item)
-        return fresh
+            fresh_texts.append(text)
+        return fresh, fresh_texts
 
     def _fetch(self, request: _Request, number: int) -> bytes | None:
         headers = dict(request.headers)
@@ -222,12 +228,12 @@ class CustomerPager:
                 code=code,
             )
 
-    def _parse(self, body: bytes, number: int) -> tuple[list[dict[str, Any]], _Request | None]:
+    def _parse(self, body: bytes, number: int) -> tuple[list[dict[str, Any]], list[str], _Request | None]:
         try:
-            page = json.loads(body.decode("utf-8-sig"))
+            page, texts = parse_page(body.decode("utf-8-sig"))
         except (UnicodeDecodeError, ValueError) as exc:
             raise PartnerCenterError(f"page {number} is not valid JSON ({exc.__class__.__name__})") from None
-        if not isinstance(page, dict) or not isinstance(page.get("items"), list):
+        if texts is None or not isinstance(page.get("items"), list):
             raise PartnerCenterError(f"page {number} is not the documented shape: no `items` list")
         items = page["items"]
         for index, item in enumerate(items):
@@ -236,7 +242,7 @@ class CustomerPager:
         links = page.get("links") or {}
         if not isinstance(links, dict):
             raise PartnerCenterError(f"page {number} is not the documented shape: `links` is not an object")
-        return items, self._next_request(links.get("next"), page.get("continuationToken"), number)
+        return items, texts, self._next_request(links.get("next"), page.get("continuationToken"), number)
 
     def _next_request(self, link: Any, continuation: Any, number: int) -> _Request | None:
         if link is None:

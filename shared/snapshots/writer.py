@@ -69,10 +69,11 @@ class SnapshotWriter:
         )
 
     # -- producer side (the job's thread) ------------------------------------------------------
-    def add(self, items: list[dict[str, Any]]) -> None:
+    def add(self, customers: list[str]) -> None:
+        """Appends customers, each given as its JSON text on one line (as Partner Center sent it)."""
         self._raise_worker_error()
-        if items:
-            self._queue.put(items)
+        if customers:
+            self._queue.put(customers)
 
     def commit(self, trailer: dict[str, Any], metadata: dict[str, str]) -> CommittedSnapshot:
         """Writes the trailer, waits for every block and commits the blob if it does not exist yet."""
@@ -127,10 +128,10 @@ class SnapshotWriter:
             while self._queue.get() is not _STOP:
                 pass
 
-    def _write_items(self, items: list[dict[str, Any]]) -> None:
+    def _write_items(self, customers: list[str]) -> None:
         first = "\n" if self.count == 0 else ",\n"
-        self.count += len(items)
-        self._write((first + ",\n".join(map(dumps, items))).encode())
+        self.count += len(customers)
+        self._write((first + ",\n".join(customers)).encode())
 
     def _write(self, data: bytes) -> None:
         self._sha.update(data)
