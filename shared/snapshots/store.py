@@ -151,14 +151,9 @@ class SnapshotStore:
         """(manifest, etag of latest.json); (None, None) before the first publish.
 
         Raises ManifestError when latest.json is not a manifest."""
-        from azure.core.exceptions import ResourceNotFoundError
-
-        try:
-            download = self.blob(LATEST).download_blob()
-            data = download.readall()
-        except ResourceNotFoundError:
-            return None, None
-        return Manifest.parse(data), download.properties.etag
+        latest = self.read_latest_if_changed(None)  # unconditional: never None
+        assert latest is not None
+        return latest
 
     def publish(self, committed: CommittedSnapshot) -> Manifest | None:
         """Points latest.json at `committed` unless a newer snapshot is already published.
