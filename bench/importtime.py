@@ -30,7 +30,7 @@ class ImportFigures:
     cold: list[float]  # seconds: cumulative of function_app, cold
     marginal: list[float]  # seconds: cumulative of function_app with azure.functions already imported
     wall: list[float]  # seconds: `import function_app` minus an empty interpreter
-    heaviest: list[tuple[str, float]]  # function_app's direct imports, (module, cumulative seconds)
+    heaviest: list[tuple[str, float]]  # function_app's direct imports, (module, median cumulative seconds)
 
     @property
     def cold_s(self) -> float:
@@ -75,9 +75,12 @@ def parse_importtime(stderr: str, module: str = "function_app") -> tuple[float, 
 def import_figures(repeats: int = 5) -> ImportFigures:
     _run(["-c", "import function_app"])
     figures = ImportFigures(cold=[], marginal=[], wall=[], heaviest=[])
+    children: dict[str, list[float]] = {}
     for _ in range(repeats):
         cold = _run(["-X", "importtime", "-c", "import function_app"])
-        total, figures.heaviest = parse_importtime(cold.stderr)
+        total, direct = parse_importtime(cold.stderr)
+        for name, seconds in direct:
+            children.setdefault(name, []).append(seconds)
         figures.cold.append(total)
         marginal, _ = parse_importtime(
             _run(["-X", "importtime", "-c", "import azure.functions, function_app"]).stderr
@@ -89,4 +92,6 @@ def import_figures(repeats: int = 5) -> ImportFigures:
         start = time.perf_counter()
         _run(["-c", "import function_app"])
         figures.wall.append(time.perf_counter() - start - empty)
+    medians = [(name, statistics.median(times)) for name, times in children.items()]
+    figures.heaviest = sorted(medians, key=lambda child: -child[1])
     return figures

@@ -246,6 +246,51 @@ def test_summary_counts_customers_added_and_removed(make_stack, caplog):
     assert_complete(stack, snapshots)
 
 
+def test_added_and_removed_are_counted_whatever_the_order(make_stack, caplog):
+    stack, _snapshots = make_stack(customers=900, env_overrides={"PARTNER_CENTER_PAGE_SIZE": "100"})
+    run_timer()
+    before = stack.partner_center.customers
+    # The next night lists them the other way round: the previous snapshot's ids wait for the end.
+    stack.partner_center.customers = list(reversed(before[10:])) + make_customers(7, seed=99)
+    caplog.set_level("INFO")
+    next_second()
+
+    run_timer()
+
+    summary = [r.getMessage() for r in caplog.records if r.getMessage().startswith("snapshot.summary")][-1]
+    assert '"added": 7' in summary and '"removed": 10' in summary
+
+
+@pytest.mark.parametrize("link_form", ["v1", "rotate", "token_only"])
+def test_the_next_page_is_requested_once_while_this_one_is_parsed(make_stack, link_form):
+    stack, snapshots = make_stack(customers=1000, env_overrides={"PARTNER_CENTER_PAGE_SIZE": "100"})
+    stack.partner_center.link_form = link_form
+
+    run_timer()
+
+    assert_complete(stack, snapshots)
+    assert [r.page for r in stack.partner_center.customer_requests] == list(range(10))
+
+
+def test_a_wrong_guess_of_the_next_page_costs_a_request_not_a_page(make_stack, monkeypatch):
+    from shared.partner_center import customers as pc
+
+    stack, snapshots = make_stack(customers=450, env_overrides={"PARTNER_CENTER_PAGE_SIZE": "100"})
+    guess = pc.CustomerPager._guess_next
+
+    def wrong(self, body, number):
+        right = guess(self, body, number)
+        return None if right is None else pc._Request(right.url, {"MS-ContinuationToken": "not-the-token"})
+
+    monkeypatch.setattr(pc.CustomerPager, "_guess_next", wrong)
+
+    run_timer()
+
+    assert_complete(stack, snapshots)
+    statuses = [r.status for r in stack.partner_center.customer_requests]
+    assert statuses.count(200) == 5 and statuses.count(400) == 4  # each wrong guess answered, then dropped
+
+
 def test_one_log_line_per_page_and_a_summary(make_stack, caplog):
     _stack, _snapshots = make_stack(customers=250, env_overrides={"PARTNER_CENTER_PAGE_SIZE": "100"})
     caplog.set_level("INFO")
