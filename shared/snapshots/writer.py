@@ -7,8 +7,9 @@ The document is written so that it is valid JSON and yet readable one customer p
     {...customer 2...}
     ],"customerCount":2,"source":{...}}
 
-Serialising, hashing, compressing and uploading run on one worker thread, so the next page request is
-already on the wire while the previous page is being stored; the queue between them is short, so memory
+Customers arrive as their JSON text exactly as Partner Center sent it (nothing is re-serialised). Encoding,
+hashing, compressing and uploading run on one worker thread, so the next page request is already on the
+wire while the previous page is being stored; the queue between them is short, so memory
 stays flat whatever the number of customers. Nothing is visible until `commit()`: staged blocks of a run
 that fails are never committed and expire on their own.
 """
