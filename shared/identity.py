@@ -18,6 +18,9 @@ def azure_credential(client_id: str | None) -> TokenCredential:
     """
     from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
+    from shared.events import quiet_azure_sdk_logs
+
+    quiet_azure_sdk_logs()
     if os.environ.get("IDENTITY_ENDPOINT") or os.environ.get("MSI_ENDPOINT"):
         return ManagedIdentityCredential(client_id=client_id) if client_id else ManagedIdentityCredential()
     # Local development: az login, VS Code, environment credentials... never an interactive prompt.

@@ -168,6 +168,7 @@ def _run(
                 reason = type(previous_ids.error).__name__
                 log_event(log, logging.WARNING, "snapshot.diff_unavailable", reason=reason, **context)
         manifest = store.publish(committed)
+        store.mark_published(manifest)  # only marked snapshots are listed and served by the API
 
         summary = {
             "snapshot": committed.name,

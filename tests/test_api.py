@@ -151,7 +151,7 @@ def write_snapshot(
         {"generatedat": generated_at, "correlationid": "test", "pages": "1"},
     )
     if publish:
-        store.publish(committed)
+        store.mark_published(store.publish(committed))  # as the job does
     return committed
 
 

@@ -66,6 +66,11 @@ def _build() -> ApiContext:
 
     settings = Settings.from_env(api=True)
     credential = functools.cache(lambda: azure_credential(settings.azure_client_id))
-    container = container_client(settings, credential)
-    latest = LatestCache(SnapshotStore(container), check_interval=settings.latest_check_seconds)
+    container = container_client(settings, credential, api=True)
+    latest = LatestCache(
+        SnapshotStore(container),
+        check_interval=settings.latest_check_seconds,
+        stale_serve_seconds=settings.stale_serve_seconds,
+        check_retries=settings.storage_retries,
+    )
     return ApiContext(settings, latest, SasIssuer(container))

@@ -56,13 +56,17 @@ def representation_etag(base: str, gzipped: bool) -> str:
     return f'{base[:-1]}-gzip"' if gzipped else base
 
 
+def if_none_match_any(req: func.HttpRequest) -> bool:
+    """If-None-Match: * — true only for a representation that exists (RFC 9110 §13.1.2)."""
+    return (req.headers.get("if-none-match") or "").strip() == "*"
+
+
 def not_modified(req: func.HttpRequest, etag: str) -> bool:
-    """If-None-Match lists `etag` or is `*` (weak comparison, as RFC 9110 §13.1.2 requires)."""
+    """If-None-Match lists `etag` (weak comparison, as RFC 9110 §13.1.2 requires); `*` is left to the
+    caller, who must first know that the representation exists."""
     header = req.headers.get("if-none-match")
-    if not header:
+    if not header or header.strip() == "*":
         return False
-    if header.strip() == "*":
-        return True
     candidates = {tag.strip().removeprefix("W/") for tag in header.split(",")}
     return etag in candidates
 
@@ -90,7 +94,8 @@ def answer(
     *,
     headers: dict[str, str] | None = None,
 ) -> func.HttpResponse:
-    """A 200 JSON answer, or a 304 when If-None-Match has its ETag (then `produce` is never called).
+    """A 200 JSON answer, or a 304 when If-None-Match has its ETag (then `produce` is never called) or is
+    `*` and `produce` finds something (it raises the 404 otherwise).
 
     `produce()` gives (body, body is gzip). Gzip goes out when the client accepts it (the Linux host never
     compresses): stored gzip bytes as they are, anything else compressed here; inflated otherwise."""
@@ -100,6 +105,8 @@ def answer(
     if not_modified(req, etag):
         return func.HttpResponse(status_code=304, headers=data_headers(etag, cache, **extra))
     data, is_gzip = produce()
+    if if_none_match_any(req):
+        return func.HttpResponse(status_code=304, headers=data_headers(etag, cache, **extra))
     if gzipped and not is_gzip:
         data = gzip.compress(data, GZIP_LEVEL, mtime=0)
     elif is_gzip and not gzipped:

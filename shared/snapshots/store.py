@@ -1,15 +1,20 @@
 """Blob layout of the snapshot container and every read or write of it.
 
-    snapshots/YYYY/MM/DD/customers-YYYYMMDDTHHMMSSZ.json   one per run (UTC start), never overwritten
-    latest.json                                           manifest of the newest committed snapshot
+    snapshots/YYYY/MM/DD/customers-YYYYMMDDTHHMMSSZ.json        one per run (UTC start), never overwritten
+    snapshots/YYYY/MM/DD/customers-YYYYMMDDTHHMMSSZ.published   written once latest.json named it
+    latest.json                                                manifest of the newest committed snapshot
 
 `latest.json` is replaced only after its snapshot is committed, and only by a snapshot at least as new
-as the one it names (a replayed timer occurrence cannot move it back in time).
+as the one it names (a replayed timer occurrence cannot move it back in time). The `.published` marker
+is what the HTTP API lists and serves by date: a run that committed and then failed to publish leaves a
+snapshot nobody is shown. It holds the snapshot's ETag, sha256 and sizes, so a blob replaced or damaged
+later is never served either.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import re
@@ -69,17 +74,21 @@ class Manifest:
     def parse(cls, data: bytes) -> Manifest:
         try:
             doc = json.loads(data.decode("utf-8-sig"))
-            return cls(
+            manifest = cls(
                 snapshot=_str(doc["snapshot"]),
                 etag=_str(doc["etag"]),
                 generated_at=_str(doc["generatedAt"]),
-                customer_count=int(doc["customerCount"]),
+                customer_count=_count(doc["customerCount"], minimum=0),
                 sha256=_str(doc["sha256"]),
-                stored_bytes=int(doc.get("storedBytes", 0)),
-                json_bytes=int(doc.get("jsonBytes", 0)),
+                stored_bytes=_count(doc["storedBytes"], minimum=1),
+                json_bytes=_count(doc["jsonBytes"], minimum=1),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise ManifestError(f"{LATEST} is not a valid manifest ({type(exc).__name__})") from None
+        if not SNAPSHOT_NAME.fullmatch(manifest.snapshot):
+            # Only a name of the layout: never "../other-container/x.json" or latest.json itself.
+            raise ManifestError(f"{LATEST} names a blob outside the snapshot layout")
+        return manifest
 
     @classmethod
     def of(cls, committed: CommittedSnapshot) -> Manifest:
@@ -100,18 +109,31 @@ def _str(value: Any) -> str:
     return value
 
 
+def _count(value: Any, *, minimum: int) -> int:
+    if type(value) is not int or value < minimum:  # not a bool, a float or a string
+        raise ValueError(f"expected a whole number of at least {minimum}")
+    return value
+
+
 def container_client(
-    settings: Settings, credential_factory: Callable[[], TokenCredential]
+    settings: Settings, credential_factory: Callable[[], TokenCredential], *, api: bool = False
 ) -> ContainerClient:
-    """The snapshot container, with retries bounded by settings (the SDK default waits minutes)."""
+    """The snapshot container, with retries bounded by settings (the SDK default waits minutes).
+
+    `api`: for the HTTP API, which answers people waiting: at most 2 retries about a second apart and a
+    5 s connect timeout, whatever SNAPSHOT_STORAGE_RETRIES says (the job may retry longer)."""
     from azure.storage.blob import BlobServiceClient
 
+    from shared.events import quiet_azure_sdk_logs
+
+    quiet_azure_sdk_logs()
     options: dict[str, Any] = {
-        "retry_total": settings.storage_retries,
-        "initial_backoff": 1,
-        "increment_base": 2,
-        "connection_timeout": 20,
-        "read_timeout": 120,
+        "retry_total": min(settings.storage_retries, 2) if api else settings.storage_retries,
+        "initial_backoff": 0.5 if api else 1,
+        "increment_base": 1 if api else 2,
+        "random_jitter_range": 0.5 if api else 3,
+        "connection_timeout": 5 if api else 20,
+        "read_timeout": 30 if api else 120,
         # Downloads come in 4 MiB ranges (the SDK's first range is 32 MiB): reading a snapshot streams.
         "max_single_get_size": 4 * 1024 * 1024,
         "max_chunk_get_size": 4 * 1024 * 1024,
@@ -205,10 +227,32 @@ class SnapshotStore:
             match = _LEADING_ID.match(line)  # stored as received: Partner Center puts id first
             yield match.group(1).decode() if match else json.loads(line)["id"]
 
+    def mark_published(self, manifest: Manifest | None) -> None:
+        """Call right after publish(): records that latest.json named this snapshot. Only marked snapshots
+        are listed and served by date. None (publish() found a newer snapshot) marks nothing."""
+        from azure.storage.blob import ContentSettings
+
+        if manifest is None:
+            return
+        self.blob(marker_name(manifest.snapshot)).upload_blob(
+            json.dumps(manifest.to_json(), indent=2).encode(),
+            overwrite=True,  # marking twice is harmless
+            metadata={
+                "snapshotetag": manifest.etag,
+                "sha256": manifest.sha256,
+                "jsonbytes": str(manifest.json_bytes),
+                "storedbytes": str(manifest.stored_bytes),
+            },
+            content_settings=ContentSettings(content_type="application/json"),
+        )
+
     # -- reads for the HTTP API ------------------------------------------------------------------
-    def read_latest_if_changed(self, etag: str | None) -> tuple[Manifest | None, str | None] | None:
+    def read_latest_if_changed(
+        self, etag: str | None, **request_options: Any
+    ) -> tuple[Manifest | None, str | None] | None:
         """Like read_latest(), but None when latest.json still has `etag` (a conditional GET: 304, no
-        body), so a warm reader pays one cheap request to learn that nothing was published."""
+        body), so a warm reader pays one cheap request to learn that nothing was published.
+        `request_options`: per-request SDK options (retry_total, connection_timeout, read_timeout)."""
         from azure.core import MatchConditions
         from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
@@ -216,7 +260,7 @@ class SnapshotStore:
             {"etag": etag, "match_condition": MatchConditions.IfModified} if etag else {}
         )
         try:
-            download = self.blob(LATEST).download_blob(**conditions)
+            download = self.blob(LATEST).download_blob(**conditions, **request_options)
             data = download.readall()
         except ResourceNotFoundError:
             return None, None
@@ -227,36 +271,68 @@ class SnapshotStore:
             raise
         return Manifest.parse(data), download.properties.etag
 
-    def read_stored(self, name: str, etag: str | None = None) -> tuple[bytes, bool]:
+    def read_stored(
+        self, name: str, etag: str | None = None, *, max_bytes: int | None = None
+    ) -> tuple[bytes, bool]:
         """(bytes as stored, gzip-encoded?) of a snapshot; with `etag`, only that version of it
-        (ResourceModifiedError otherwise)."""
+        (ResourceModifiedError otherwise); with `max_bytes`, ValueError for a larger blob, before the
+        rest of it is downloaded."""
         from azure.core import MatchConditions
 
         conditions: dict[str, Any] = (
             {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}
         )
         download = self.blob(name).download_blob(decompress=False, max_concurrency=4, **conditions)
+        if max_bytes is not None and download.size > max_bytes:
+            raise ValueError(f"{download.size} bytes stored where {max_bytes} were published")
         data = download.readall()
         gzipped = (download.properties.content_settings.content_encoding or "").lower() == "gzip"
         return data, gzipped
 
-    def list_snapshots(self, prefix: str = PREFIX) -> list[SnapshotInfo]:
-        """Committed snapshots under `prefix`, oldest first (names sort by time); none before the first run
-        created the container."""
+    def list_snapshots(self, prefix: str = PREFIX, *, latest: Manifest | None = None) -> list[SnapshotInfo]:
+        """Published snapshots under `prefix`, oldest first (names sort by time); none before the first run
+        created the container. Published: its marker names its ETag, or it is the snapshot `latest`
+        (latest.json) names (a run that published and then failed before marking it). One listing call
+        finds both, the marker sitting next to its snapshot."""
         from azure.core.exceptions import ResourceNotFoundError
 
+        blobs: dict[str, Any] = {}
+        markers: dict[str, dict[str, str]] = {}
         try:
-            infos = [
-                SnapshotInfo.of(props)
-                for props in self.container.list_blobs(name_starts_with=prefix, include=["metadata"])
-                if SNAPSHOT_NAME.fullmatch(props.name)
-            ]
+            for props in self.container.list_blobs(name_starts_with=prefix, include=["metadata"]):
+                if SNAPSHOT_NAME.fullmatch(props.name):
+                    blobs[props.name] = props
+                elif MARKER_NAME.fullmatch(props.name):
+                    markers[props.name] = props.metadata or {}
         except ResourceNotFoundError:
             return []
+        infos: list[SnapshotInfo] = []
+        for name, props in blobs.items():
+            marker = markers.get(marker_name(name), {})
+            if _same_etag(marker.get("snapshotetag", ""), props.etag):
+                published = (marker.get("sha256", ""), marker.get("jsonbytes", ""))
+            elif latest is not None and latest.snapshot == name and _same_etag(latest.etag, props.etag):
+                published = (latest.sha256, str(latest.json_bytes))
+            else:
+                continue  # committed but never published, or replaced since
+            sha256, json_bytes = published
+            if re.fullmatch(r"[0-9a-f]{64}", sha256) and json_bytes.isdigit():
+                infos.append(SnapshotInfo.of(props, sha256=sha256, json_bytes=int(json_bytes)))
         return sorted(infos, key=lambda info: info.name)
 
 
 SNAPSHOT_NAME = re.compile(r"^snapshots/\d{4}/\d{2}/\d{2}/customers-\d{8}T\d{6}Z\.json$")
+MARKER_NAME = re.compile(r"^snapshots/\d{4}/\d{2}/\d{2}/customers-\d{8}T\d{6}Z\.published$")
+
+
+def _same_etag(one: str, other: str) -> bool:
+    # Listings give ETags bare, response headers quoted.
+    return bool(one) and one.strip('"') == other.strip('"')
+
+
+def marker_name(snapshot: str) -> str:
+    """The `.published` marker of a snapshot, next to it (the same lifecycle rule ages both)."""
+    return snapshot.removesuffix(".json") + ".published"
 
 
 @dataclass(frozen=True)
@@ -268,9 +344,11 @@ class SnapshotInfo:
     stored_bytes: int
     generated_at: str | None
     customer_count: int | None
+    sha256: str  # of the JSON document, as published
+    json_bytes: int
 
     @classmethod
-    def of(cls, props: Any) -> SnapshotInfo:
+    def of(cls, props: Any, *, sha256: str, json_bytes: int) -> SnapshotInfo:
         metadata = props.metadata or {}
         count = metadata.get("customercount", "")
         return cls(
@@ -279,23 +357,43 @@ class SnapshotInfo:
             stored_bytes=props.size,
             generated_at=metadata.get("generatedat") or None,
             customer_count=int(count) if count.isdigit() else None,
+            sha256=sha256,
+            json_bytes=json_bytes,
         )
 
 
 def iter_customer_lines(
-    stored: bytes, gzipped: bool, *, digest: Any = None, chunk_bytes: int = 1024 * 1024
+    stored: bytes,
+    gzipped: bool,
+    *,
+    digest: Any = None,
+    chunk_bytes: int = 1024 * 1024,
+    max_json_bytes: int | None = None,
 ) -> Iterator[bytes]:
     """Each customer of a stored snapshot document as its own JSON text, byte for byte as stored
     (writer.py's one-customer-per-line layout), decompressing a chunk at a time so the whole JSON
     document is never in memory at once; `digest` (a hashlib object) sees the whole document.
-    Raises ValueError for anything else."""
+    Raises ValueError for anything else, and as soon as the document grows past `max_json_bytes`."""
     chunks = (stored[start : start + chunk_bytes] for start in range(0, len(stored), chunk_bytes))
-    yield from _customer_lines(_inflated(chunks, gzipped), digest=digest)
+    yield from _customer_lines(_inflated(chunks, gzipped, max_json_bytes), digest=digest)
+
+
+def verify_stored(stored: bytes, gzipped: bool, sha256: str, json_bytes: int) -> bool:
+    """Whether stored bytes are the published document: inflates (never past `json_bytes`) and hashes."""
+    digest = hashlib.sha256()
+    try:
+        for data in _inflated([stored], gzipped, json_bytes):
+            digest.update(data)
+    except (ValueError, zlib.error):
+        return False
+    return digest.hexdigest() == sha256
 
 
 # A line that starts with the id needs no JSON parse to tell its id (ids hold no quotes or escapes).
 _LEADING_ID = re.compile(rb'\{\s*"id"\s*:\s*"([^"\\]+)"')
 _INFLATE_INPUT = 64 * 1024  # compressed bytes per decompress call: about a megabyte of JSON out
+_INFLATE_OUTPUT = 1024 * 1024  # at most this much JSON out of one call, however well it compresses
+MAX_LINE_BYTES = 8 * 1024 * 1024  # one customer (Partner Center's are about a kilobyte)
 
 
 def _customer_lines(document: Iterable[bytes], *, digest: Any = None) -> Iterator[bytes]:
@@ -306,6 +404,8 @@ def _customer_lines(document: Iterable[bytes], *, digest: Any = None) -> Iterato
             digest.update(data)
         buffer += data
         *lines, buffer = buffer.split(b"\n")
+        if len(buffer) > MAX_LINE_BYTES:
+            raise ValueError(f"a line longer than {MAX_LINE_BYTES} bytes")
         for line in lines:
             if done:
                 raise ValueError("data after the customers array")
@@ -323,16 +423,29 @@ def _customer_lines(document: Iterable[bytes], *, digest: Any = None) -> Iterato
         raise ValueError("not a complete snapshot document")
 
 
-def _inflated(chunks: Iterable[bytes], gzipped: bool) -> Iterator[bytes]:
-    """The stored chunks, gunzipped in bounded pieces when the blob is gzip-encoded."""
+def _inflated(chunks: Iterable[bytes], gzipped: bool, limit: int | None = None) -> Iterator[bytes]:
+    """The stored chunks, gunzipped in pieces of at most a megabyte when the blob is gzip-encoded;
+    ValueError once they add up to more than `limit` bytes (a gzip bomb stops there)."""
     inflate = zlib.decompressobj(31) if gzipped else None
+    produced = 0
     for chunk in chunks:
-        if inflate is None:
-            yield chunk
-            continue
-        for start in range(0, len(chunk), _INFLATE_INPUT):
-            yield inflate.decompress(chunk[start : start + _INFLATE_INPUT])
+        for data in [chunk] if inflate is None else _inflate_chunk(inflate, chunk):
+            produced += len(data)
+            if limit is not None and produced > limit:
+                raise ValueError(f"the document grows past the {limit} bytes published")
+            yield data
     if inflate:
-        yield inflate.flush()
+        data = inflate.flush()
+        if limit is not None and produced + len(data) > limit:
+            raise ValueError(f"the document grows past the {limit} bytes published")
+        yield data
         if not inflate.eof:
             raise ValueError("truncated gzip stream")
+
+
+def _inflate_chunk(inflate: Any, chunk: bytes) -> Iterator[bytes]:
+    view = memoryview(chunk)
+    for start in range(0, len(chunk), _INFLATE_INPUT):
+        yield inflate.decompress(view[start : start + _INFLATE_INPUT], _INFLATE_OUTPUT)
+        while inflate.unconsumed_tail:
+            yield inflate.decompress(inflate.unconsumed_tail, _INFLATE_OUTPUT)
