@@ -312,6 +312,21 @@ def test_an_unreadable_snapshot_is_downloaded_and_logged_once_until_latest_json_
     assert customer_call(GOOD[0]["id"]).status_code == 200
 
 
+def test_a_corrupt_latest_json_is_read_and_logged_once_until_it_changes(make_stack, caplog):
+    stack, snapshots = make_stack(customers=GOOD)
+    run_timer()
+    container = _container(stack, snapshots)
+    assert customer_call(GOOD[0]["id"]).status_code == 200
+    container.upload_blob("latest.json", b"{not json", overwrite=True)
+    caplog.clear()
+    for _ in range(20):
+        assert_error(customer_call(GOOD[0]["id"]), 503, "snapshot_unavailable")
+    assert _health()[0] == 503
+    assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1
+    write_snapshot(container, GOOD, datetime.now(UTC) + timedelta(minutes=10))  # latest.json changes
+    assert customer_call(GOOD[0]["id"]).status_code == 200
+
+
 # -- 13: only published snapshots are listed and served -----------------------------------------------
 def test_only_published_snapshots_are_listed_and_served(make_stack):
     stack, snapshots = make_stack(customers=GOOD)

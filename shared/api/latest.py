@@ -234,6 +234,12 @@ def _unreadable(manifest: Manifest, reason: str) -> ApiError:
     return snapshot_unavailable("the latest snapshot cannot be read; the next publish fixes it")
 
 
+def _not_a_manifest() -> ApiError:
+    return snapshot_unavailable(
+        "latest.json is not a valid manifest; the next successful snapshot run replaces it"
+    )
+
+
 def _again(error: ApiError) -> ApiError:
     """A fresh copy to raise: raising one instance from many requests would grow its traceback."""
     return ApiError(error.status, error.code, error.message, headers=error.headers)
@@ -264,6 +270,7 @@ class LatestCache:
         self._load_lock = threading.Lock()
         self._manifest: Manifest | None = None
         self._latest_etag: str | None = None
+        self._latest_unreadable = False  # latest.json with _latest_etag is not a manifest
         self._loaded: LoadedSnapshot | None = None
         self._unreadable: tuple[Manifest, ApiError] | None = None
         self.checks = 0  # conditional GETs of latest.json (tests and logs)
@@ -312,14 +319,13 @@ class LatestCache:
             changed = self.store.read_latest_if_changed(
                 self._latest_etag, retry_total=self.check_retries, **LATEST_CHECK_OPTIONS
             )
-        except ManifestError:
+        except ManifestError as exc:
             self._storage_answered()
-            # Forget it, so the next request reads latest.json again and a good publish heals us.
-            self._manifest, self._latest_etag = None, None
-            self._checked_at = float("-inf")
-            self._failure = snapshot_unavailable(
-                "latest.json is not a valid manifest; the next successful snapshot run replaces it"
-            )
+            # Remember it by its ETag: the next checks ask only whether it changed (a good publish heals
+            # us), and it is logged once, not once per request.
+            self._manifest, self._latest_etag, self._latest_unreadable = None, exc.etag, True
+            self._checked_at = self._answered_at = _clock()
+            self._failure = _not_a_manifest()
             self._generation += 1
             log_event(log, logging.ERROR, "api.latest_unreadable", blob="latest.json")
             raise _again(self._failure) from None
@@ -340,11 +346,15 @@ class LatestCache:
                 )
             return self._outcome(now)
         self._storage_answered()
+        self._checked_at = self._answered_at = _clock()
+        self._generation += 1
+        if changed is None and self._latest_unreadable:  # 304: the same latest.json, still not a manifest
+            self._failure = _not_a_manifest()
+            raise _again(self._failure)
         if changed is not None:
             self._manifest, self._latest_etag = changed
-        self._checked_at = self._answered_at = _clock()
+            self._latest_unreadable = False
         self._failure = None
-        self._generation += 1
         return self._manifest
 
     def _storage_answered(self) -> None:

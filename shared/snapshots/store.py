@@ -46,6 +46,8 @@ def snapshot_name(started: datetime) -> str:
 class ManifestError(ValueError):
     """latest.json exists but is not a manifest we wrote."""
 
+    etag: str | None = None  # of that latest.json, when it was read from storage
+
 
 @dataclass(frozen=True)
 class Manifest:
@@ -269,7 +271,11 @@ class SnapshotStore:
             if exc.status_code == 304:
                 return None
             raise
-        return Manifest.parse(data), download.properties.etag
+        try:
+            return Manifest.parse(data), download.properties.etag
+        except ManifestError as exc:
+            exc.etag = download.properties.etag  # a reader can ask next whether it changed (a 304)
+            raise
 
     def read_stored(
         self, name: str, etag: str | None = None, *, max_bytes: int | None = None
