@@ -348,7 +348,7 @@ def test_only_published_snapshots_are_listed_and_served(make_stack):
 
 
 @pytest.mark.parametrize("kind", ["sha-mismatch", "truncated-gzip", "not-gzip", "too-large"])
-def test_a_published_snapshot_that_does_not_verify_is_never_served_with_200(make_stack, kind):
+def test_a_published_snapshot_that_does_not_verify_is_never_served_with_200(make_stack, caplog, kind):
     from shared.snapshots.store import Manifest
 
     stack, snapshots = make_stack(customers=0)
@@ -370,9 +370,11 @@ def test_a_published_snapshot_that_does_not_verify_is_never_served_with_200(make
     manifest = Manifest(name, etag, "2024-03-05T02:00:00Z", len(GOOD), sha, len(stored), json_bytes)
     SnapshotStore(container).mark_published(manifest)
 
-    for encoding in ("gzip", "identity"):
+    for encoding in ("gzip", "identity") * 5:
         response = date_call("2024-03-05", headers={"Accept-Encoding": encoding})
         assert_error(response, 503, "snapshot_unavailable")
+    assert_error(date_call("2024-03-05", headers={"If-None-Match": "*"}), 503, "snapshot_unavailable")
+    assert len(_events(caplog, "api.snapshot_unverified")) == 1  # checked once, not once per request
     assert stored_bytes  # (the listing may name it: it was published; serving it is what must not happen)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from shared.settings import SETTINGS, Settings
@@ -34,6 +34,8 @@ class ApiContext:
     settings: Settings
     latest: LatestCache
     sas: SasIssuer
+    # (snapshot name, ETag) → whether its bytes verified against what was published: checked once.
+    verified: dict[tuple[str, str], bool] = field(default_factory=dict)
 
     @property
     def store(self) -> SnapshotStore:

@@ -308,14 +308,23 @@ def _verified(ctx: ApiContext, info: SnapshotInfo) -> tuple[bytes, bool]:
 
     from shared.snapshots.store import verify_stored
 
-    try:
-        data, is_gzip = ctx.store.read_stored(info.name, etag=info.etag, max_bytes=info.stored_bytes)
-    except (ResourceNotFoundError, ResourceModifiedError, ValueError):
-        data, is_gzip = b"", False
-    if not data or not verify_stored(data, is_gzip, info.sha256, info.json_bytes):
+    key = (info.name, info.etag)
+    verdict = ctx.verified.get(key)
+    if verdict:
+        return ctx.store.read_stored(info.name, etag=info.etag, max_bytes=info.stored_bytes)
+    if verdict is None:  # one that failed is not downloaded again: its ETag pins the same bytes
+        try:
+            data, is_gzip = ctx.store.read_stored(info.name, etag=info.etag, max_bytes=info.stored_bytes)
+            verdict = verify_stored(data, is_gzip, info.sha256, info.json_bytes)
+        except (ResourceNotFoundError, ResourceModifiedError, ValueError):
+            verdict = False
+        if len(ctx.verified) >= 1000:  # years of daily snapshots; never unbounded
+            ctx.verified.clear()
+        ctx.verified[key] = verdict
+        if verdict:
+            return data, is_gzip
         log_event(log, logging.ERROR, "api.snapshot_unverified", snapshot=info.name)
-        raise snapshot_unavailable("this snapshot does not match what was published; it is not served")
-    return data, is_gzip
+    raise snapshot_unavailable("this snapshot does not match what was published; it is not served")
 
 
 # -- /api/health ---------------------------------------------------------------------------------------

@@ -117,19 +117,6 @@ def answer(
     return func.HttpResponse(data, status_code=200, headers=response_headers)
 
 
-def inflated_size_exceeds(data: bytes, limit: int) -> bool:
-    """Whether gzip `data` inflates to more than `limit` bytes, without inflating more than that."""
-    inflate = zlib.decompressobj(31)
-    seen = 0
-    for start in range(0, len(data), 1 << 20):
-        seen += len(inflate.decompress(data[start : start + (1 << 20)], limit + 1 - seen))
-        if seen > limit:
-            return True
-        if inflate.unconsumed_tail:  # max_length reached: more output waits
-            return True
-    return False
-
-
 def status_response(status: int, value: Any, *, headers: dict[str, str] | None = None) -> func.HttpResponse:
     """A small uncached JSON answer (health, redirects)."""
     return func.HttpResponse(
