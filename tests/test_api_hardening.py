@@ -347,6 +347,23 @@ def test_only_published_snapshots_are_listed_and_served(make_stack):
     assert_error(date_call(later), 404, "snapshot_not_found", "date")
 
 
+def test_a_snapshot_published_but_not_yet_marked_is_listed_as_latest_json_names_it(make_stack):
+    # A run that moved latest.json and then failed before writing the marker: latest.json is the proof.
+    stack, snapshots = make_stack(customers=0)
+    container = _container(stack, snapshots)
+    marked = write_snapshot(container, GOOD, datetime(2024, 3, 7, 2, 0, tzinfo=UTC))
+    unmarked = write_snapshot(container, SPECIAL, datetime(2024, 3, 8, 2, 0, tzinfo=UTC), publish=False)
+    SnapshotStore(container).publish(unmarked)
+
+    assert [s["name"] for s in body(call("snapshots"))["snapshots"]] == [unmarked.name, marked.name]
+    served = date_call("2024-03-08")
+    assert served.status_code == 200 and json.loads(served.get_body())["customerCount"] == len(SPECIAL)
+    assert date_call("2024-03-07").status_code == 200
+    newest = write_snapshot(container, GOOD, datetime(2024, 3, 9, 2, 0, tzinfo=UTC))  # the next publish
+    listed = [s["name"] for s in body(call("snapshots"))["snapshots"]]
+    assert listed == [newest.name, unmarked.name, marked.name]  # marked on its way out of latest.json
+
+
 @pytest.mark.parametrize("kind", ["sha-mismatch", "truncated-gzip", "not-gzip", "too-large"])
 def test_a_published_snapshot_that_does_not_verify_is_never_served_with_200(make_stack, caplog, kind):
     from shared.snapshots.store import Manifest

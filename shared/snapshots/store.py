@@ -196,6 +196,10 @@ class SnapshotStore:
             if current is not None and current.generated_at > committed.generated_at:
                 log.warning("snapshot.not_published %s", json.dumps({"newer": current.snapshot}))
                 return None
+            if current is not None:
+                # It was published: marked (again) before latest.json moves on, so a run that stopped
+                # between publishing and marking leaves no gap in the listing.
+                self.mark_published(current)
             # overwrite=False sends If-None-Match: *, the etag If-Match: either way only one racer wins.
             conditions: dict[str, Any] = (
                 {"overwrite": True, "etag": etag, "match_condition": MatchConditions.IfNotModified}
