@@ -145,6 +145,22 @@ def test_one_odd_customer_never_takes_down_the_answers_for_the_others(make_stack
     assert "oddity" not in caplog.text and ODD_ID not in caplog.text  # a count, never the content
 
 
+def test_brackets_in_strings_and_nesting_up_to_the_bound_are_served(make_stack):
+    from shared.api.latest import MAX_DEPTH
+
+    brackets = {**GOOD[0], "notes": "[{" * 100 + '\\"[' * 50}  # many brackets, all inside strings
+    nested: Any = "bottom"
+    for _ in range(MAX_DEPTH - 1):  # the customer object itself is the first level
+        nested = [nested]
+    deep = {**GOOD[1], "deep": nested}
+    stack, snapshots = make_stack(customers=0)
+    write_snapshot(_container(stack, snapshots), [brackets, deep], datetime.now(UTC))
+    for customer in (brackets, deep):
+        response = customer_call(customer["id"])
+        assert response.status_code == 200 and json.loads(response.get_body()) == customer
+    assert _health()[1]["status"] == "ok"
+
+
 # -- 11: a warm instance keeps answering during a storage outage ----------------------------------------
 @pytest.fixture
 def outage(make_stack, azurite):

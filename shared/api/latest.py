@@ -50,7 +50,7 @@ LATEST_CHECK_OPTIONS: dict[str, Any] = {"connection_timeout": 3, "read_timeout":
 LATEST_CHECK_RETRIES = 1
 
 # -- what the indexes can use ----------------------------------------------------------------------------
-MAX_DEPTH = 64  # nesting of objects and arrays in one customer; Partner Center's customers have about 4
+MAX_DEPTH = 32  # nesting of objects and arrays in one customer (as the job's rule); Partner Center: about 4
 _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
