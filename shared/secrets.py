@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from shared.errors import SecretsError as SecretsError  # re-exported: callers catch it here
 from shared.hosts import is_loopback
 
 if TYPE_CHECKING:
@@ -27,10 +28,6 @@ ENV_NAMES = {
     CLIENT_SECRET: "PARTNER_CENTER_CLIENT_SECRET",
     REFRESH_TOKEN: "PARTNER_CENTER_REFRESH_TOKEN",
 }
-
-
-class SecretsError(RuntimeError):
-    """A credential could not be read or written; the message names it, never its value."""
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from shared.errors import SettingsError as SettingsError  # re-exported: callers catch it here
+
 PARTNER_CENTER_SCOPE = "https://api.partnercenter.microsoft.com/.default"
 MAX_PAGE_SIZE = 500  # the service (and Microsoft's Java SDK) allow 1..500
 
@@ -174,10 +176,6 @@ SETTINGS: tuple[Setting, ...] = (
 _BY_NAME = {s.name: s for s in SETTINGS}
 _API_NAMES = frozenset(s.name for s in SETTINGS if s.api)
 _CONTAINER_RE = re.compile(r"^(?=.{3,63}$)[a-z0-9](?:[a-z0-9]|-(?!-))*[a-z0-9]$")
-
-
-class SettingsError(ValueError):
-    """One or more settings are missing or invalid; the message lists every problem."""
 
 
 @dataclass(frozen=True)

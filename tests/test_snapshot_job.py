@@ -210,7 +210,9 @@ def test_rerun_in_the_same_second_never_overwrites(make_stack):
     latest = snapshots.raw("latest.json")[0]
     stack.partner_center.customers = make_customers(50, seed=99)
 
-    with pytest.raises(FileExistsError, match="never overwritten"):
+    from shared.errors import SnapshotExistsError
+
+    with pytest.raises(SnapshotExistsError, match="never overwritten"):
         run_snapshot(now=now)
 
     assert snapshots.raw(first["snapshot"])[0] == stored
@@ -381,7 +383,9 @@ def test_bad_settings_fail_fast_with_a_clear_message(make_stack, monkeypatch, na
     stack, snapshots = make_stack(customers=10)
     monkeypatch.setenv(name, value)
 
-    with pytest.raises(ValueError, match=re.escape(message)):
+    from shared.errors import SettingsError
+
+    with pytest.raises(SettingsError, match=re.escape(message)):
         run_timer()
 
     assert stack.partner_center.customer_requests == []
@@ -392,7 +396,9 @@ def test_missing_storage_setting_is_named(make_stack, monkeypatch):
     make_stack(customers=10)
     monkeypatch.delenv("SNAPSHOT_STORAGE_ACCOUNT_URL")
 
-    with pytest.raises(ValueError, match="SNAPSHOT_STORAGE_ACCOUNT_URL"):
+    from shared.errors import SettingsError
+
+    with pytest.raises(SettingsError, match="SNAPSHOT_STORAGE_ACCOUNT_URL"):
         run_timer()
 
 

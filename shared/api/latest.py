@@ -20,11 +20,11 @@ import json
 import logging
 import threading
 import time
-import zlib
 from dataclasses import dataclass, field
 
 from shared.api.errors import ApiError, snapshot_unavailable
 from shared.api.text import domain_key, fold
+from shared.errors import SnapshotFormatError
 from shared.events import log_event
 from shared.snapshots.store import Manifest, ManifestError, SnapshotStore, iter_customer_lines
 
@@ -66,8 +66,8 @@ class LoadedSnapshot:
                     loaded._index(batch)
                     batch = []
             loaded._index(batch)
-        except (ValueError, KeyError, TypeError, AttributeError, zlib.error) as exc:
-            raise _unreadable(manifest, type(exc).__name__) from None
+        except SnapshotFormatError as exc:
+            raise _unreadable(manifest, str(exc)) from None
         finally:
             if gc_was_enabled:
                 gc.enable()
@@ -85,6 +85,14 @@ class LoadedSnapshot:
         return loaded
 
     def _index(self, lines: list[bytes]) -> None:
+        """Indexes a batch of customer lines. Raises SnapshotFormatError for a line that is not one
+        customer object with a string `id` (and string domain and name, when given)."""
+        try:
+            self._index_customers(lines)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise SnapshotFormatError(f"a customer line is not a customer ({type(exc).__name__})") from None
+
+    def _index_customers(self, lines: list[bytes]) -> None:
         # One json.loads per batch: per-call overhead was a third of the load time of 100k customers.
         customers = json.loads(b"[" + b",".join(lines) + b"]")
         if len(customers) != len(lines):

@@ -32,6 +32,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from shared.partner_center.errors import DeadlineExceeded as DeadlineExceeded
 from shared.partner_center.errors import PartnerCenterError
 from shared.partner_center.page_json import parse_page
 
@@ -51,10 +52,6 @@ _TAIL_CHARS = 16 * 1024
 # request on the wire first (it takes about 2 ms of Python in requests/urllib3 on a small CPU).
 _SEND_HEAD_START = 0.003
 _DECODER = json.JSONDecoder()
-
-
-class DeadlineExceeded(PartnerCenterError):
-    """The run ran out of time before the last page."""
 
 
 @dataclass

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from shared.errors import ManifestError as ManifestError
+from shared.errors import PublishConflictError, SnapshotExistsError, SnapshotFormatError
 from shared.snapshots.writer import CommittedSnapshot, SnapshotWriter
 
 if TYPE_CHECKING:
@@ -36,10 +38,6 @@ MANIFEST_VERSION = 1
 
 def snapshot_name(started: datetime) -> str:
     return f"{PREFIX}{started:%Y/%m/%d}/customers-{started:%Y%m%dT%H%M%SZ}.json"
-
-
-class ManifestError(ValueError):
-    """latest.json exists but is not a manifest we wrote."""
 
 
 @dataclass(frozen=True)
@@ -143,7 +141,7 @@ class SnapshotStore:
     def new_snapshot(self, name: str, generated_at: str) -> SnapshotWriter:
         blob = self.blob(name)
         if blob.exists():
-            raise FileExistsError(f"snapshot {name} already exists; it is never overwritten")
+            raise SnapshotExistsError(f"snapshot {name} already exists; it is never overwritten")
         return SnapshotWriter(blob, generated_at)
 
     # -- latest.json --------------------------------------------------------------------------
@@ -189,7 +187,7 @@ class SnapshotStore:
             except (ResourceModifiedError, ResourceExistsError):
                 continue  # someone published in between: look again
             return manifest
-        raise RuntimeError(f"{LATEST} kept changing while publishing {committed.name}")
+        raise PublishConflictError(f"{LATEST} kept changing while publishing {committed.name}")
 
     # -- reading snapshots ---------------------------------------------------------------------
     def iter_document(self, name: str) -> Iterator[bytes]:
@@ -288,7 +286,7 @@ def iter_customer_lines(
     """Each customer of a stored snapshot document as its own JSON text, byte for byte as stored
     (writer.py's one-customer-per-line layout), decompressing a chunk at a time so the whole JSON
     document is never in memory at once; `digest` (a hashlib object) sees the whole document.
-    Raises ValueError for anything else."""
+    Raises SnapshotFormatError for anything else."""
     chunks = (stored[start : start + chunk_bytes] for start in range(0, len(stored), chunk_bytes))
     yield from _customer_lines(_inflated(chunks, gzipped), digest=digest)
 
@@ -308,10 +306,10 @@ def _customer_lines(document: Iterable[bytes], *, digest: Any = None) -> Iterato
         *lines, buffer = buffer.split(b"\n")
         for line in lines:
             if done:
-                raise ValueError("data after the customers array")
+                raise SnapshotFormatError("data after the customers array")
             if not header_seen:
                 if not line.endswith(b'"customers":['):
-                    raise ValueError("not in the one-customer-per-line layout")
+                    raise SnapshotFormatError("not in the one-customer-per-line layout")
                 header_seen = True
             elif line.startswith(b"]"):
                 done = True
@@ -320,19 +318,21 @@ def _customer_lines(document: Iterable[bytes], *, digest: Any = None) -> Iterato
     if header_seen and not done and buffer.startswith(b"]"):
         done, buffer = True, b""  # the trailer without a final newline
     if not done or buffer.strip():
-        raise ValueError("not a complete snapshot document")
+        raise SnapshotFormatError("not a complete snapshot document")
 
 
 def _inflated(chunks: Iterable[bytes], gzipped: bool) -> Iterator[bytes]:
     """The stored chunks, gunzipped in bounded pieces when the blob is gzip-encoded."""
-    inflate = zlib.decompressobj(31) if gzipped else None
-    for chunk in chunks:
-        if inflate is None:
-            yield chunk
-            continue
-        for start in range(0, len(chunk), _INFLATE_INPUT):
-            yield inflate.decompress(chunk[start : start + _INFLATE_INPUT])
-    if inflate:
+    if not gzipped:
+        yield from chunks
+        return
+    inflate = zlib.decompressobj(31)
+    try:
+        for chunk in chunks:
+            for start in range(0, len(chunk), _INFLATE_INPUT):
+                yield inflate.decompress(chunk[start : start + _INFLATE_INPUT])
         yield inflate.flush()
-        if not inflate.eof:
-            raise ValueError("truncated gzip stream")
+    except zlib.error as exc:
+        raise SnapshotFormatError(f"damaged gzip stream ({exc})") from None
+    if not inflate.eof:
+        raise SnapshotFormatError("truncated gzip stream")
