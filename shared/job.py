@@ -17,6 +17,7 @@ from contextlib import ExitStack
 from datetime import UTC, datetime
 from typing import Any
 
+from shared import events
 from shared.events import log_event
 from shared.settings import Settings
 
@@ -32,7 +33,7 @@ def run_snapshot(
     correlation_id = str(uuid.uuid4())
     context: dict[str, Any] = {"correlationId": correlation_id, "pastDue": past_due}
     if past_due:
-        log_event(log, logging.WARNING, "snapshot.past_due", **context)
+        log_event(log, logging.WARNING, events.SNAPSHOT_PAST_DUE, **context)
     try:
         settings = Settings.from_env(environ)
         return _run(settings, started, clock, correlation_id, context)
@@ -40,7 +41,7 @@ def run_snapshot(
         log_event(
             log,
             logging.ERROR,
-            "snapshot.failed",
+            events.SNAPSHOT_FAILED,
             error=type(exc).__name__,
             message=str(exc)[:500],
             elapsedSeconds=round(time.monotonic() - clock, 3),
@@ -70,7 +71,7 @@ def _run(
             try:
                 saved = credentials.save_refresh_token(value)
             except SecretsError as exc:  # the snapshot still runs; the error is loud in the logs
-                log_event(log, logging.ERROR, "secrets.refresh_token_not_saved", reason=str(exc), **context)
+                log_event(log, logging.ERROR, events.REFRESH_TOKEN_NOT_SAVED, reason=str(exc), **context)
                 return
             if saved:
                 refresh["saved"] += 1
@@ -78,7 +79,7 @@ def _run(
                 log_event(
                     log,
                     logging.WARNING,
-                    "secrets.refresh_token_not_saved",
+                    events.REFRESH_TOKEN_NOT_SAVED,
                     reason="KEY_VAULT_URL is not set; store the refresh token in Key Vault",
                     **context,
                 )
@@ -95,7 +96,7 @@ def _run(
         try:
             previous, _ = store.read_latest()
         except ManifestError as exc:
-            log_event(log, logging.WARNING, "snapshot.latest_unreadable", reason=str(exc), **context)
+            log_event(log, logging.WARNING, events.SNAPSHOT_LATEST_UNREADABLE, reason=str(exc), **context)
             previous = None
 
         name = snapshot_name(started)
@@ -128,7 +129,7 @@ def _run(
                 log_event(
                     log,
                     logging.INFO,
-                    "snapshot.page",
+                    events.SNAPSHOT_PAGE,
                     page=page.number,
                     items=page.received,
                     kept=len(page.items),
@@ -166,7 +167,7 @@ def _run(
                 added, removed = counts
             else:
                 reason = type(previous_ids.error).__name__
-                log_event(log, logging.WARNING, "snapshot.diff_unavailable", reason=reason, **context)
+                log_event(log, logging.WARNING, events.SNAPSHOT_DIFF_UNAVAILABLE, reason=reason, **context)
         manifest = store.publish(committed)
 
         summary = {
@@ -191,7 +192,7 @@ def _run(
             "elapsedSeconds": round(time.monotonic() - clock, 3),
             **context,
         }
-        log_event(log, logging.INFO, "snapshot.summary", **summary)
+        log_event(log, logging.INFO, events.SNAPSHOT_SUMMARY, **summary)
         return summary
 
 

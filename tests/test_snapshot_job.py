@@ -9,6 +9,7 @@ import time
 import pytest
 
 from devstack.population import make_customers
+from shared import events
 from tests.functions import registered, run_timer
 
 SNAPSHOT_NAME = re.compile(r"^snapshots/(\d{4})/(\d{2})/(\d{2})/customers-\1\2\3T\d{6}Z\.json$")
@@ -243,7 +244,7 @@ def test_summary_counts_customers_added_and_removed(make_stack, caplog):
 
     run_timer()
 
-    summary = [r.getMessage() for r in caplog.records if r.getMessage().startswith("snapshot.summary")][-1]
+    summary = [r.getMessage() for r in caplog.records if r.getMessage().startswith(events.SNAPSHOT_SUMMARY)][-1]
     assert '"added": 5' in summary and '"removed": 3' in summary
     assert_complete(stack, snapshots)
 
@@ -259,7 +260,7 @@ def test_added_and_removed_are_counted_whatever_the_order(make_stack, caplog):
 
     run_timer()
 
-    summary = [r.getMessage() for r in caplog.records if r.getMessage().startswith("snapshot.summary")][-1]
+    summary = [r.getMessage() for r in caplog.records if r.getMessage().startswith(events.SNAPSHOT_SUMMARY)][-1]
     assert '"added": 7' in summary and '"removed": 10' in summary
 
 
@@ -300,11 +301,11 @@ def test_one_log_line_per_page_and_a_summary(make_stack, caplog):
     run_timer(past_due=True)
 
     messages = [r.getMessage() for r in caplog.records]
-    pages = [m for m in messages if m.startswith("snapshot.page ")]
+    pages = [m for m in messages if m.startswith(events.SNAPSHOT_PAGE + " ")]
     assert len(pages) == 3
     assert '"page": 3' in pages[-1] and '"total": 250' in pages[-1]
-    assert sum(m.startswith("snapshot.summary ") for m in messages) == 1
-    assert any(m.startswith("snapshot.past_due ") for m in messages)
+    assert sum(m.startswith(events.SNAPSHOT_SUMMARY + " ") for m in messages) == 1
+    assert any(m.startswith(events.SNAPSHOT_PAST_DUE + " ") for m in messages)
 
 
 def test_secrets_and_tokens_never_reach_the_logs(make_stack, caplog):
@@ -322,7 +323,7 @@ def test_secrets_and_tokens_never_reach_the_logs(make_stack, caplog):
         run_timer()
 
     logged = "\n".join(r.getMessage() + (str(r.exc_info[1]) if r.exc_info else "") for r in caplog.records)
-    assert "snapshot.summary" in logged
+    assert events.SNAPSHOT_SUMMARY in logged
     leaked = [s for s in stack.secret_values if s and s in logged]
     assert not leaked, f"{len(leaked)} secret values were logged"
 
@@ -442,7 +443,7 @@ def test_a_snapshot_of_many_blocks_is_committed_whole(make_stack, monkeypatch):
     assert len(blob.get_block_list("committed")[0]) > 3  # zlib emits its output in ~20 kB bursts
 
 
-def test_run_deadline_fails_the_run_cleanly(make_stack, monkeypatch):
+def test_run_deadline_fails_the_run_cleanly(make_stack, monkeypatch, caplog):
     stack, snapshots, latest_before = publish_good_snapshot(make_stack)
     stack.partner_center.reset()
     stack.partner_center.inject("slow", at=2, seconds=1.5)
@@ -452,6 +453,10 @@ def test_run_deadline_fails_the_run_cleanly(make_stack, monkeypatch):
         run_timer()
 
     assert snapshots.raw("latest.json")[0] == latest_before
+    # The line the run-failed alert watches (ERROR and above): one per failed run.
+    failed = [r for r in caplog.records if r.getMessage().startswith(events.SNAPSHOT_FAILED + " ")]
+    assert [r.levelname for r in failed] == ["ERROR"]
+    assert '"error": "DeadlineExceeded"' in failed[0].getMessage()
 
 
 def test_a_refresh_token_that_cannot_be_saved_is_reported_not_fatal(make_stack, caplog):
@@ -463,6 +468,6 @@ def test_a_refresh_token_that_cannot_be_saved_is_reported_not_fatal(make_stack, 
 
     assert_complete(stack, snapshots)
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
-    assert any(m.startswith("secrets.refresh_token_not_saved") and "HTTP 403" in m for m in errors)
-    summary = [r.getMessage() for r in caplog.records if r.getMessage().startswith("snapshot.summary")][-1]
+    assert any(m.startswith(events.REFRESH_TOKEN_NOT_SAVED) and "HTTP 403" in m for m in errors)
+    summary = [r.getMessage() for r in caplog.records if r.getMessage().startswith(events.SNAPSHOT_SUMMARY)][-1]
     assert '"refreshTokensSaved": 0' in summary

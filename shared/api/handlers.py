@@ -21,6 +21,7 @@ from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import azure.functions as func
 
+from shared import events
 from shared.api import params as p
 from shared.api.errors import ApiError, error_response
 from shared.api.http import (
@@ -77,7 +78,7 @@ def endpoint(handler: Handler) -> Handler:
             return exc.response()
         except AzureError as exc:
             log_event(
-                log, logging.ERROR, "api.storage_error", route=handler.__name__, error=type(exc).__name__
+                log, logging.ERROR, events.API_STORAGE_ERROR, route=handler.__name__, error=type(exc).__name__
             )
             return error_response(
                 503,
@@ -86,7 +87,7 @@ def endpoint(handler: Handler) -> Handler:
                 headers={"Retry-After": "30"},
             )
         except Exception:
-            log.exception("api.internal_error %s", json.dumps({"route": handler.__name__}))
+            log_event(log, logging.ERROR, events.API_INTERNAL_ERROR, exc_info=True, route=handler.__name__)
             return error_response(500, "internal_error", "the request failed; it was logged")
 
     return wrapper
@@ -307,12 +308,12 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
         ctx = _context()
         manifest = ctx.latest.manifest()
     except (ApiError, AzureError) as exc:
-        log_event(log, logging.WARNING, "api.health_unavailable", error=type(exc).__name__)
+        log_event(log, logging.WARNING, events.API_HEALTH_UNAVAILABLE, error=type(exc).__name__)
         return status_response(
             503, {"status": "unavailable", "message": "the latest snapshot cannot be read"}
         )
     except Exception:
-        log.exception("api.health_failed")
+        log_event(log, logging.ERROR, events.API_HEALTH_FAILED, exc_info=True)
         return status_response(
             503, {"status": "unavailable", "message": "the latest snapshot cannot be read"}
         )

@@ -22,11 +22,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from shared import events
 from shared.api.errors import ApiError, snapshot_unavailable
 from shared.api.text import domain_key, fold
 from shared.errors import SnapshotFormatError
 from shared.events import log_event
-from shared.snapshots.store import Manifest, ManifestError, SnapshotStore, iter_customer_lines
+from shared.snapshots.document import iter_customer_lines
+from shared.snapshots.store import Manifest, ManifestError, SnapshotStore
 
 log = logging.getLogger("shared.api")
 _BATCH = 2000
@@ -76,7 +78,7 @@ class LoadedSnapshot:
         log_event(
             log,
             logging.INFO,
-            "api.snapshot_loaded",
+            events.API_SNAPSHOT_LOADED,
             snapshot=manifest.snapshot,
             customers=len(loaded.lines),
             storedBytes=len(stored),
@@ -126,7 +128,7 @@ class LoadedSnapshot:
 
 
 def _unreadable(manifest: Manifest, reason: str) -> ApiError:
-    log_event(log, logging.ERROR, "api.snapshot_unreadable", snapshot=manifest.snapshot, reason=reason)
+    log_event(log, logging.ERROR, events.API_SNAPSHOT_UNREADABLE, snapshot=manifest.snapshot, reason=reason)
     return snapshot_unavailable("the latest snapshot cannot be read; the next publish fixes it")
 
 
@@ -159,7 +161,7 @@ class LatestCache:
                 # Forget it, so the next request reads latest.json again and a good publish heals us.
                 self._manifest, self._latest_etag = None, None
                 self._checked_at = float("-inf")
-                log_event(log, logging.ERROR, "api.latest_unreadable", blob="latest.json")
+                log_event(log, logging.ERROR, events.API_LATEST_UNREADABLE, blob="latest.json")
                 raise snapshot_unavailable(
                     "latest.json is not a valid manifest; the next successful snapshot run replaces it"
                 ) from None

@@ -32,6 +32,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from shared import events
+from shared.events import log_event
 from shared.partner_center.errors import DeadlineExceeded as DeadlineExceeded
 from shared.partner_center.errors import PartnerCenterError
 from shared.partner_center.page_json import parse_page
@@ -90,9 +92,13 @@ class _Retry(Retry):
         new = super().increment(method, url, response, error, _pool, _stacktrace)
         cause = f"HTTP {response.status}" if response is not None else type(error).__name__
         retry_after = response.headers.get("Retry-After") if response is not None else None
-        log.warning(
-            "partner_center.retry %s",
-            json.dumps({"attempt": len(new.history), "cause": cause, "retryAfter": retry_after}),
+        log_event(
+            log,
+            logging.WARNING,
+            events.PARTNER_CENTER_RETRY,
+            attempt=len(new.history),
+            cause=cause,
+            retryAfter=retry_after,
         )
         return new
 
@@ -236,7 +242,7 @@ class CustomerPager:
             self.stats.retries += len(retries.history) if retries is not None else 0
             if response.status_code == 401 and not renewed:
                 # The token expired or was revoked mid-run: one new token, then the same request again.
-                log.warning("partner_center.token_rejected %s", json.dumps({"page": number}))
+                log_event(log, logging.WARNING, events.PARTNER_CENTER_TOKEN_REJECTED, page=number)
                 self.tokens.renew()
                 self.stats.token_renewals += 1
                 renewed = True
@@ -245,7 +251,7 @@ class CustomerPager:
                 return response.content
             code, description = _error_of(response)
             if response.status_code == 400 and number > 1 and code == NO_MORE_RECORDS:
-                log.info("partner_center.no_more_records %s", json.dumps({"page": number}))
+                log_event(log, logging.INFO, events.PARTNER_CENTER_NO_MORE_RECORDS, page=number)
                 return None
             raise PartnerCenterError(
                 f"page {number}: Partner Center answered HTTP {response.status_code}"
