@@ -36,6 +36,7 @@ test: install lint
 lint: install lint-infra
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) .ci/function_length.py shared function_app.py
 
 lint-infra:
 	bash infra/check.sh

@@ -221,13 +221,7 @@ class Settings:
 
         key_vault_url = reader.https_url("KEY_VAULT_URL", required=False)
         if key_vault_url is None and not api:
-            for name in (
-                "PARTNER_CENTER_TENANT_ID",
-                "PARTNER_CENTER_CLIENT_ID",
-                "PARTNER_CENTER_CLIENT_SECRET",
-            ):
-                if not reader.raw(name):
-                    problems.append(f"{name} is required when KEY_VAULT_URL is not set")
+            reader.require_credentials()
         settings = cls(
             key_vault_url=key_vault_url,
             azure_client_id=reader.raw("AZURE_CLIENT_ID"),
@@ -260,6 +254,12 @@ class _Reader:
     def __init__(self, env: Mapping[str, str], problems: list[str]) -> None:
         self.env = env
         self.problems = problems
+
+    def require_credentials(self) -> None:
+        """Without Key Vault, the Partner Center app credentials come from the environment."""
+        for name in ("PARTNER_CENTER_TENANT_ID", "PARTNER_CENTER_CLIENT_ID", "PARTNER_CENTER_CLIENT_SECRET"):
+            if not self.raw(name):
+                self.problems.append(f"{name} is required when KEY_VAULT_URL is not set")
 
     def raw(self, name: str) -> str | None:
         value = self.env.get(name, "").strip()

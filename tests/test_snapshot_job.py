@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import time
 
@@ -13,6 +14,14 @@ from shared import events
 from tests.functions import registered, run_timer
 
 SNAPSHOT_NAME = re.compile(r"^snapshots/(\d{4})/(\d{2})/(\d{2})/customers-\1\2\3T\d{6}Z\.json$")
+
+
+def last_summary(caplog) -> dict:
+    """The fields of the last snapshot.summary line logged."""
+    prefix = events.SNAPSHOT_SUMMARY + " "
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith(prefix)]
+    assert lines, "no snapshot.summary line was logged"
+    return json.loads(lines[-1].removeprefix(prefix))
 
 
 def assert_complete(stack, snapshots, *, expected=None) -> dict:
@@ -244,8 +253,9 @@ def test_summary_counts_customers_added_and_removed(make_stack, caplog):
 
     run_timer()
 
-    summary = [r.getMessage() for r in caplog.records if r.getMessage().startswith(events.SNAPSHOT_SUMMARY)][-1]
-    assert '"added": 5' in summary and '"removed": 3' in summary
+    summary = last_summary(caplog)
+    assert summary["added"] == 5
+    assert summary["removed"] == 3
     assert_complete(stack, snapshots)
 
 
@@ -260,8 +270,9 @@ def test_added_and_removed_are_counted_whatever_the_order(make_stack, caplog):
 
     run_timer()
 
-    summary = [r.getMessage() for r in caplog.records if r.getMessage().startswith(events.SNAPSHOT_SUMMARY)][-1]
-    assert '"added": 7' in summary and '"removed": 10' in summary
+    summary = last_summary(caplog)
+    assert summary["added"] == 7
+    assert summary["removed"] == 10
 
 
 @pytest.mark.parametrize("link_form", ["v1", "rotate", "token_only"])
@@ -469,5 +480,5 @@ def test_a_refresh_token_that_cannot_be_saved_is_reported_not_fatal(make_stack, 
     assert_complete(stack, snapshots)
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert any(m.startswith(events.REFRESH_TOKEN_NOT_SAVED) and "HTTP 403" in m for m in errors)
-    summary = [r.getMessage() for r in caplog.records if r.getMessage().startswith(events.SNAPSHOT_SUMMARY)][-1]
-    assert '"refreshTokensSaved": 0' in summary
+    summary = last_summary(caplog)
+    assert summary["refreshTokensSaved"] == 0

@@ -14,7 +14,6 @@ them, byte for byte as stored) plus an id index, a domain index and one folded s
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 import logging
@@ -27,6 +26,7 @@ from shared.api.errors import ApiError, snapshot_unavailable
 from shared.api.text import domain_key, fold
 from shared.errors import SnapshotFormatError
 from shared.events import log_event
+from shared.gc_pause import cyclic_gc_paused
 from shared.snapshots.document import iter_customer_lines
 from shared.snapshots.store import Manifest, ManifestError, SnapshotStore
 
@@ -57,22 +57,17 @@ class LoadedSnapshot:
             ) from None
         loaded = cls(manifest=manifest, stored=stored, gzipped=gzipped, lines=[])
         digest = hashlib.sha256()
-        # Thousands of short-lived dicts: the cyclic GC would run over and over for nothing.
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
         try:
-            batch: list[bytes] = []
-            for line in iter_customer_lines(stored, gzipped, digest=digest):
-                batch.append(line)
-                if len(batch) == _BATCH:
-                    loaded._index(batch)
-                    batch = []
-            loaded._index(batch)
+            with cyclic_gc_paused():  # thousands of short-lived dicts: nothing for the cyclic GC to free
+                batch: list[bytes] = []
+                for line in iter_customer_lines(stored, gzipped, digest=digest):
+                    batch.append(line)
+                    if len(batch) == _BATCH:
+                        loaded._index(batch)
+                        batch = []
+                loaded._index(batch)
         except SnapshotFormatError as exc:
             raise _unreadable(manifest, str(exc)) from None
-        finally:
-            if gc_was_enabled:
-                gc.enable()
         if digest.hexdigest() != manifest.sha256 or len(loaded.lines) != manifest.customer_count:
             raise _unreadable(manifest, "sha256 or customer count differs from latest.json")
         log_event(

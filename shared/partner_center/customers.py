@@ -231,15 +231,7 @@ class CustomerPager:
             if time.monotonic() > self.deadline:
                 raise DeadlineExceeded(f"run deadline passed before page {number}")
             headers["Authorization"] = f"Bearer {self.tokens.token()}"
-            self.stats.requests += 1
-            try:
-                response = self._session.get(request.url, headers=headers, timeout=self.timeout)
-            except requests.RequestException as exc:
-                raise PartnerCenterError(
-                    f"page {number}: no answer from Partner Center after retries ({_cause(exc)})"
-                ) from None
-            retries = getattr(response.raw, "retries", None)
-            self.stats.retries += len(retries.history) if retries is not None else 0
+            response = self._get(request.url, headers, number)
             if response.status_code == 401 and not renewed:
                 # The token expired or was revoked mid-run: one new token, then the same request again.
                 log_event(log, logging.WARNING, events.PARTNER_CENTER_TOKEN_REJECTED, page=number)
@@ -249,17 +241,20 @@ class CustomerPager:
                 continue
             if response.status_code == 200:
                 return response.content
-            code, description = _error_of(response)
-            if response.status_code == 400 and number > 1 and code == NO_MORE_RECORDS:
-                log_event(log, logging.INFO, events.PARTNER_CENTER_NO_MORE_RECORDS, page=number)
-                return None
+            return _end_of_pages(response, number)
+
+    def _get(self, url: str, headers: dict[str, str], number: int) -> requests.Response:
+        """One GET, with urllib3's retries (counted in stats); PartnerCenterError when none answered."""
+        self.stats.requests += 1
+        try:
+            response = self._session.get(url, headers=headers, timeout=self.timeout)
+        except requests.RequestException as exc:
             raise PartnerCenterError(
-                f"page {number}: Partner Center answered HTTP {response.status_code}"
-                + (f", code {code}" if code else "")
-                + (f": {description}" if description else ""),
-                status=response.status_code,
-                code=code,
-            )
+                f"page {number}: no answer from Partner Center after retries ({_cause(exc)})"
+            ) from None
+        retries = getattr(response.raw, "retries", None)
+        self.stats.retries += len(retries.history) if retries is not None else 0
+        return response
 
     def _parse(self, body: bytes, number: int) -> tuple[list[dict[str, Any]], list[str], _Request | None]:
         try:
@@ -289,15 +284,7 @@ class CustomerPager:
             raise PartnerCenterError(f"page {number} is not the documented shape: `links.next` has no uri")
         if str(link.get("method", "GET")).upper() != "GET":
             raise PartnerCenterError(f"page {number}: `links.next` asks for {link.get('method')}, not GET")
-        headers: dict[str, str] = {}
-        for header in link.get("headers") or []:
-            if not isinstance(header, dict) or not isinstance(header.get("key"), str):
-                raise PartnerCenterError(
-                    f"page {number} is not the documented shape: bad `links.next` header"
-                )
-            if header["key"].lower() not in _OWN_HEADERS:
-                headers[header["key"]] = str(header.get("value", ""))  # verbatim: tokens hold / + = ,
-        return _Request(self.resolve(link["uri"]), headers)
+        return _Request(self.resolve(link["uri"]), _link_headers(link, number))
 
     def resolve(self, uri: str) -> str:
         """A link URI in any of its historical forms, as an absolute URL on the configured API."""
@@ -314,6 +301,33 @@ class CustomerPager:
         if uri.startswith("/"):
             return f"{self.api_url}/v1{uri}"
         return f"{self.api_url}/v1/{uri}"
+
+
+def _link_headers(link: dict[str, Any], number: int) -> dict[str, str]:
+    """The headers a `links.next` entry asks for, minus those that carry our identity and tracing."""
+    headers: dict[str, str] = {}
+    for header in link.get("headers") or []:
+        if not isinstance(header, dict) or not isinstance(header.get("key"), str):
+            raise PartnerCenterError(f"page {number} is not the documented shape: bad `links.next` header")
+        if header["key"].lower() not in _OWN_HEADERS:
+            headers[header["key"]] = str(header.get("value", ""))  # verbatim: tokens hold / + = ,
+    return headers
+
+
+def _end_of_pages(response: requests.Response, number: int) -> None:
+    """None for the documented "no more records" answer after the last page (400, code 2000);
+    PartnerCenterError naming the status and the service's code for any other refusal."""
+    code, description = _error_of(response)
+    if response.status_code == 400 and number > 1 and code == NO_MORE_RECORDS:
+        log_event(log, logging.INFO, events.PARTNER_CENTER_NO_MORE_RECORDS, page=number)
+        return None
+    raise PartnerCenterError(
+        f"page {number}: Partner Center answered HTTP {response.status_code}"
+        + (f", code {code}" if code else "")
+        + (f": {description}" if description else ""),
+        status=response.status_code,
+        code=code,
+    )
 
 
 def _value_after(text: str, key: str) -> Any:

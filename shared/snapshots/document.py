@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from typing import Any
 
 from shared.errors import SnapshotFormatError
@@ -40,28 +40,50 @@ def iter_customer_lines(
 
 def customer_lines(document: Iterable[bytes], *, digest: Any = None) -> Iterator[bytes]:
     """Each customer line of a decompressed document, its trailing comma cut; `digest` sees every byte."""
-    buffer = b""
-    header_seen = done = False
-    for data in document:
-        if digest is not None:
-            digest.update(data)
-        buffer += data
-        *lines, buffer = buffer.split(b"\n")
-        for line in lines:
-            if done:
-                raise SnapshotFormatError("data after the customers array")
-            if not header_seen:
-                if not line.endswith(b'"customers":['):
-                    raise SnapshotFormatError("not in the one-customer-per-line layout")
-                header_seen = True
-            elif line.startswith(b"]"):
-                done = True
-            else:
-                yield line[:-1] if line.endswith(b",") else line
-    if header_seen and not done and buffer.startswith(b"]"):
-        done, buffer = True, b""  # the trailer without a final newline
-    if not done or buffer.strip():
+    source = _Lines(document, digest)
+    lines = iter(source)
+    header = next(lines, None)
+    done = False
+    if header is not None:
+        if not header.endswith(b'"customers":['):
+            raise SnapshotFormatError("not in the one-customer-per-line layout")
+        done = yield from _customers(lines)
+        if next(lines, None) is not None:
+            raise SnapshotFormatError("data after the customers array")
+    rest = source.rest
+    if header is not None and not done and rest.startswith(b"]"):
+        done, rest = True, b""  # the trailer without a final newline
+    if not done or rest.strip():
         raise SnapshotFormatError("not a complete snapshot document")
+
+
+def _customers(lines: Iterator[bytes]) -> Generator[bytes, None, bool]:
+    """The customer lines up to the closing `]` line; returns whether that line came."""
+    for line in lines:
+        if line.startswith(b"]"):
+            return True
+        yield line[:-1] if line.endswith(b",") else line
+    return False
+
+
+class _Lines:
+    """The complete lines of a document that arrives in chunks; once they are all read, `rest` holds
+    what follows the last newline."""
+
+    def __init__(self, document: Iterable[bytes], digest: Any) -> None:
+        self._document = document
+        self._digest = digest
+        self.rest = b""
+
+    def __iter__(self) -> Iterator[bytes]:
+        buffer = b""
+        for data in self._document:
+            if self._digest is not None:
+                self._digest.update(data)
+            buffer += data
+            *lines, buffer = buffer.split(b"\n")
+            yield from lines
+        self.rest = buffer
 
 
 def inflated(chunks: Iterable[bytes], gzipped: bool) -> Iterator[bytes]:
