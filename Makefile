@@ -37,6 +37,7 @@ lint: install lint-infra
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) .ci/function_length.py shared function_app.py
+	$(VENV)/bin/mypy
 
 lint-infra:
 	bash infra/check.sh

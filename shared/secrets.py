@@ -6,6 +6,7 @@ Values never appear in messages: errors name the secret and the vault only.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -139,7 +140,10 @@ def _short(exc: Exception) -> str:
     return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
 
 
-def credential_store(vault_url: str | None, credential_factory) -> CredentialStore:
+def credential_store(
+    vault_url: str | None, credential_factory: Callable[[], TokenCredential]
+) -> CredentialStore:
+    """Key Vault when `vault_url` is set (the credential is made only then), else the environment."""
     if vault_url:
         return KeyVaultCredentialStore(vault_url, credential_factory())
     return EnvironmentCredentialStore()

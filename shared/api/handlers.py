@@ -374,7 +374,8 @@ def _next_link(req: func.HttpRequest, params: dict[str, str], token: str | None)
     query = {name: value for name, value in params.items() if name != "continuation"} | {
         "continuation": token
     }
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query, quote_via=quote), ""))
+    link: str = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query, quote_via=quote), ""))
+    return link
 
 
 def _redirect(ctx: ApiContext, blob_name: str, generated_at: str | None, size: int) -> func.HttpResponse:

@@ -83,7 +83,7 @@ def top(params: dict[str, str], default: int, maximum: int) -> int:
 
 
 def customer_id(req: func.HttpRequest) -> str:
-    value = req.route_params.get("customerId", "")
+    value: str = req.route_params.get("customerId", "")
     if not _GUID.fullmatch(value):
         raise ApiError(
             400,

@@ -96,4 +96,5 @@ class PartnerCenterTokens:
             self._refresh_token = new_refresh_token
             if self._on_refresh_token is not None:
                 self._on_refresh_token(new_refresh_token)
-        return result["access_token"]
+        access_token: str = result["access_token"]
+        return access_token

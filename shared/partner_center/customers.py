@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import random
 import threading
 import time
@@ -39,6 +40,12 @@ from shared.partner_center.errors import PartnerCenterError
 from shared.partner_center.page_json import parse_page
 
 if TYPE_CHECKING:
+    from types import TracebackType
+    from typing import Self
+
+    from urllib3 import BaseHTTPResponse
+    from urllib3.connectionpool import ConnectionPool
+
     from shared.partner_center.auth import PartnerCenterTokens
 
 log = logging.getLogger(__name__)
@@ -88,7 +95,15 @@ class _Retry(Retry):
         floor = self.backoff_factor * (1 + random.random() * 0.5)  # noqa: S311 - jitter, not crypto
         return max(super().get_backoff_time(), floor)
 
-    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
+    def increment(
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: BaseHTTPResponse | None = None,
+        error: Exception | None = None,
+        _pool: ConnectionPool | None = None,
+        _stacktrace: TracebackType | None = None,
+    ) -> Self:
         new = super().increment(method, url, response, error, _pool, _stacktrace)
         cause = f"HTTP {response.status}" if response is not None else type(error).__name__
         retry_after = response.headers.get("Retry-After") if response is not None else None
@@ -147,7 +162,8 @@ class CustomerPager:
             backoff_jitter=backoff_seconds,
             backoff_max=max(backoff_seconds, 60.0),
             respect_retry_after_header=True,
-            retry_after_max=max_retry_after_seconds,
+            # urllib3 takes whole seconds (as Retry-After gives them); a fractional setting rounds up.
+            retry_after_max=math.ceil(max_retry_after_seconds),
             raise_on_status=False,
             raise_on_redirect=False,
         )
@@ -241,7 +257,8 @@ class CustomerPager:
                 continue
             if response.status_code == 200:
                 return response.content
-            return _end_of_pages(response, number)
+            _raise_unless_no_more_records(response, number)
+            return None
 
     def _get(self, url: str, headers: dict[str, str], number: int) -> requests.Response:
         """One GET, with urllib3's retries (counted in stats); PartnerCenterError when none answered."""
@@ -314,13 +331,13 @@ def _link_headers(link: dict[str, Any], number: int) -> dict[str, str]:
     return headers
 
 
-def _end_of_pages(response: requests.Response, number: int) -> None:
-    """None for the documented "no more records" answer after the last page (400, code 2000);
-    PartnerCenterError naming the status and the service's code for any other refusal."""
+def _raise_unless_no_more_records(response: requests.Response, number: int) -> None:
+    """Returns for the documented "no more records" answer after the last page (400, code 2000);
+    raises PartnerCenterError naming the status and the service's code for any other refusal."""
     code, description = _error_of(response)
     if response.status_code == 400 and number > 1 and code == NO_MORE_RECORDS:
         log_event(log, logging.INFO, events.PARTNER_CENTER_NO_MORE_RECORDS, page=number)
-        return None
+        return
     raise PartnerCenterError(
         f"page {number}: Partner Center answered HTTP {response.status_code}"
         + (f", code {code}" if code else "")
