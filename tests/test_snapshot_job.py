@@ -302,7 +302,8 @@ def test_a_wrong_guess_of_the_next_page_costs_a_request_not_a_page(make_stack, m
 
     assert_complete(stack, snapshots)
     statuses = [r.status for r in stack.partner_center.customer_requests]
-    assert statuses.count(200) == 5 and statuses.count(400) == 4  # each wrong guess answered, then dropped
+    assert statuses.count(200) == 5  # each wrong guess answered, then dropped
+    assert statuses.count(400) == 4
 
 
 def test_one_log_line_per_page_and_a_summary(make_stack, caplog):
@@ -314,7 +315,8 @@ def test_one_log_line_per_page_and_a_summary(make_stack, caplog):
     messages = [r.getMessage() for r in caplog.records]
     pages = [m for m in messages if m.startswith(events.SNAPSHOT_PAGE + " ")]
     assert len(pages) == 3
-    assert '"page": 3' in pages[-1] and '"total": 250' in pages[-1]
+    assert '"page": 3' in pages[-1]
+    assert '"total": 250' in pages[-1]
     assert sum(m.startswith(events.SNAPSHOT_SUMMARY + " ") for m in messages) == 1
     assert any(m.startswith(events.SNAPSHOT_PAST_DUE + " ") for m in messages)
 
