@@ -796,6 +796,48 @@ def test_a_snapshot_that_does_not_match_its_manifest_is_503(make_stack):
     assert_error(customer_call(SPECIAL[0]["id"]), 503, "snapshot_unavailable")
 
 
+_ONE_LINE = json.dumps({"customers": SPECIAL}).encode()
+
+
+@pytest.mark.parametrize(
+    ("stored", "document", "reason"),
+    [
+        (gzip.compress(_ONE_LINE), _ONE_LINE, "not a complete snapshot document"),
+        (gzip.compress(json.dumps({"customers": SPECIAL}, indent=1).encode()), None, "layout"),
+        (None, None, "truncated gzip stream"),
+        (b"\x1f\x8b\x08\x00 not deflate at all", None, "damaged gzip stream"),
+    ],
+    ids=["json-on-one-line", "pretty-printed", "truncated-gzip", "damaged-gzip"],
+)
+def test_a_stored_snapshot_not_in_our_layout_is_503_and_logged(make_stack, caplog, stored, document, reason):
+    from azure.storage.blob import ContentSettings
+
+    stack, snapshots = make_stack(customers=0)
+    container = stack.blob_service_client().get_container_client(snapshots.container)
+    committed = write_snapshot(container, SPECIAL, datetime.now(UTC))
+    if stored is None:  # the real snapshot, cut short
+        stored = snapshots.raw(committed.name)[0][:-10]
+    # Rewritten in place (by hand, by a tool) and latest.json made to match it: only the layout is wrong.
+    uploaded = container.get_blob_client(committed.name).upload_blob(
+        stored,
+        overwrite=True,
+        content_settings=ContentSettings(content_type="application/json", content_encoding="gzip"),
+    )
+    latest = snapshots.latest()
+    latest["etag"] = uploaded["etag"]
+    if document is not None:
+        latest["sha256"] = hashlib.sha256(document).hexdigest()
+    container.upload_blob("latest.json", json.dumps(latest).encode(), overwrite=True)
+
+    assert_error(customer_call(SPECIAL[0]["id"]), 503, "snapshot_unavailable")
+
+    unreadable = [
+        r.getMessage() for r in caplog.records if r.getMessage().startswith("api.snapshot_unreadable")
+    ]
+    assert len(unreadable) == 1
+    assert reason in unreadable[0]
+
+
 def _sas_stack(make_stack, azurite, *, connection_string: bool, **overrides: str):
     extra = {"API_SNAPSHOT_INLINE_MAX_BYTES": "1000", **overrides}
     if connection_string:  # as in local runs: an account key, so a service SAS

@@ -5,12 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import socket
 import time
 
 import pytest
+from azure.core.exceptions import ResourceNotFoundError
 
 from devstack.population import make_customers
 from shared import events
+from shared.errors import PartnerCenterError
+from shared.snapshots.writer import dumps
 from tests.functions import registered, run_timer
 
 SNAPSHOT_NAME = re.compile(r"^snapshots/(\d{4})/(\d{2})/(\d{2})/customers-\1\2\3T\d{6}Z\.json$")
@@ -484,3 +488,118 @@ def test_a_refresh_token_that_cannot_be_saved_is_reported_not_fatal(make_stack, 
     assert any(m.startswith(events.REFRESH_TOKEN_NOT_SAVED) and "HTTP 403" in m for m in errors)
     summary = last_summary(caplog)
     assert summary["refreshTokensSaved"] == 0
+
+
+# -- refusing what cannot be trusted ----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("variant", "message"),
+    [
+        ("html", "page 2 is not valid JSON"),
+        ("truncated", "page 2 is not valid JSON"),
+        ("not_object", "page 2 is not valid JSON"),
+        ("items_not_list", "page 2 is not the documented shape: no `items` list"),
+        ("links_not_object", "page 2 is not the documented shape: `links` is not an object"),
+        ("next_without_uri", "page 2 is not the documented shape: `links.next` has no uri"),
+        ("next_not_get", "page 2: `links.next` asks for DELETE, not GET"),
+        ("next_bad_header", "page 2 is not the documented shape: bad `links.next` header"),
+    ],
+    ids=[
+        "html-page",
+        "cut-json",
+        "json-array",
+        "items-not-a-list",
+        "links-not-an-object",
+        "next-without-uri",
+        "next-not-get",
+        "next-bad-header",
+    ],
+)
+def test_a_page_that_cannot_be_trusted_fails_the_run(make_stack, variant, message):
+    stack, snapshots, latest_before = publish_good_snapshot(make_stack)
+    names_before = snapshots.names()
+    stack.partner_center.reset()
+    stack.partner_center.inject("malformed", at=2, variant=variant)
+
+    with pytest.raises(PartnerCenterError, match=re.escape(message)):
+        run_timer()
+
+    assert snapshots.raw("latest.json")[0] == latest_before
+    assert snapshots.names() == names_before
+
+
+def test_entra_id_refusing_the_secret_fails_the_run_with_its_code(make_stack):
+    stack, snapshots = make_stack(customers=10)
+    stack.key_vault.set("partner-center-client-secret", "not-the-secret")
+
+    with pytest.raises(PartnerCenterError, match="Entra ID refused the app-only token request") as failure:
+        run_timer()
+
+    assert failure.value.code == "invalid_client"
+    assert "not-the-secret" not in str(failure.value)
+    assert stack.partner_center.customer_requests == []
+    assert snapshots.latest() is None
+
+
+def test_entra_id_out_of_reach_fails_the_run(make_stack, monkeypatch):
+    stack, snapshots = make_stack(customers=10)
+    with socket.socket() as closed:  # a loopback port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("PARTNER_CENTER_AUTHORITY_HOST", f"https://127.0.0.1:{port}")
+
+    with pytest.raises(PartnerCenterError, match="Entra ID token request failed: ConnectionError"):
+        run_timer()
+
+    assert stack.partner_center.customer_requests == []
+    assert snapshots.latest() is None
+
+
+def test_an_unreadable_previous_snapshot_costs_the_diff_not_the_run(make_stack, caplog):
+    stack, snapshots = make_stack(customers=120)
+    first = run_timer_summary()
+    container = stack.blob_service_client().get_container_client(snapshots.container)
+    # The previous snapshot is no longer in the one-customer-per-line layout (e.g. rewritten by hand).
+    container.upload_blob(first["snapshot"], b'{"customers": []}', overwrite=True)
+    caplog.set_level("INFO")
+    next_second()
+
+    run_timer()
+
+    assert_complete(stack, snapshots)
+    summary = last_summary(caplog)
+    assert summary["previousSnapshot"] == first["snapshot"]
+    assert summary["added"] is None
+    assert summary["removed"] is None
+    unavailable = [
+        r.getMessage() for r in caplog.records if r.getMessage().startswith(events.SNAPSHOT_DIFF_UNAVAILABLE)
+    ]
+    assert len(unavailable) == 1
+    assert '"reason": "SnapshotFormatError"' in unavailable[0]
+
+
+def run_timer_summary() -> dict:
+    from shared.job import run_snapshot
+
+    return run_snapshot()
+
+
+def test_a_failing_writer_thread_fails_the_snapshot_and_commits_nothing(make_stack, monkeypatch):
+    import shared.snapshots.writer as writer_module
+    from shared.snapshots.writer import SnapshotWriter
+
+    monkeypatch.setattr(writer_module, "BLOCK_BYTES", 64)  # the worker stages as soon as zlib emits
+    stack, _snapshots = make_stack(customers=0)
+    service = stack.blob_service_client()
+    # A container that does not exist: the worker thread's first stage_block fails.
+    name = "snapshots/2026/11/23/customers-20261123T020000Z.json"
+    writer = SnapshotWriter(service.get_blob_client("no-such-container", name), "2026-11-23T02:00:00Z")
+    page = [dumps(customer) for customer in make_customers(500, seed=5)]
+
+    with pytest.raises(ResourceNotFoundError):  # the worker's error, raised on this thread by add()
+        for _ in range(50):
+            writer.add(page)
+
+    assert isinstance(writer._error, ResourceNotFoundError)
+    writer.abort()
+    assert not writer._worker.is_alive()
+    assert not service.get_container_client("no-such-container").exists()

@@ -73,8 +73,8 @@ class PartnerCenterTokens:
         return self.token()
 
     def _acquire(self) -> str:
-        app = self._msal()
         try:
+            app = self._msal()  # discovers the authority: the first request to Entra ID
             if self._refresh_token:
                 result = app.acquire_token_by_refresh_token(
                     self._refresh_token, scopes=[PARTNER_CENTER_SCOPE]
