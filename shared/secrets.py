@@ -43,10 +43,12 @@ class CredentialStore:
     """Reads the credentials and writes back a rotated refresh token."""
 
     def load(self) -> PartnerCenterCredentials:
+        """The app credentials. Raises SecretsError naming what is missing or unreadable."""
         raise NotImplementedError
 
     def save_refresh_token(self, value: str) -> bool:
-        """Persist a new refresh token; False when this store cannot keep it."""
+        """Persist a new refresh token; False when this store cannot keep it. Raises SecretsError when
+        the store refuses the write."""
         raise NotImplementedError
 
 

@@ -212,7 +212,8 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, api: bool = False) -> Settings:
         """All settings, validated; `api=True`: only those marked `api` are read, the others keep their
-        defaults (the HTTP API never uses them) and no Partner Center credentials are required."""
+        defaults (the HTTP API never uses them) and no Partner Center credentials are required.
+        Raises SettingsError listing every problem at once."""
         env = os.environ if environ is None else environ
         if api:
             env = {name: value for name, value in env.items() if name in _API_NAMES}

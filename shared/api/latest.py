@@ -46,6 +46,8 @@ class LoadedSnapshot:
 
     @classmethod
     def load(cls, store: SnapshotStore, manifest: Manifest) -> LoadedSnapshot:
+        """The snapshot `manifest` names, read and indexed. Raises ApiError 503 `snapshot_unavailable` when
+        it is missing, replaced, not in our layout or not what the manifest says (sha256, count)."""
         from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
         started = time.monotonic()

@@ -60,13 +60,14 @@ class PartnerCenterTokens:
         return self._app
 
     def token(self) -> str:
-        """A current access token (cached for the run)."""
+        """A current access token (cached for the run). Raises PartnerCenterError when Entra ID refuses
+        the request (`code` holds its error) or cannot be reached."""
         if self._access_token is None:
             self._access_token = self._acquire()
         return self._access_token
 
     def renew(self) -> str:
-        """A new access token, after Partner Center rejected the cached one (401)."""
+        """A new access token, after Partner Center rejected the cached one (401); raises as token()."""
         self._access_token = None
         if self._app is not None and not self._refresh_token:
             self._app.remove_tokens_for_client()

@@ -190,7 +190,10 @@ class CustomerPager:
         self.close()
 
     def pages(self) -> Iterator[Page]:
-        """Yields each page's items not seen before in this run, in API order."""
+        """Yields each page's items not seen before in this run, in API order.
+
+        Raises PartnerCenterError when a page is refused, unanswered after retries or not the documented
+        shape, or links back to a page already read; DeadlineExceeded when the run's time is up."""
         request: _Request | None = _Request(f"{self.api_url}/v1/customers?size={self.page_size}")
         followed: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
         number = 0

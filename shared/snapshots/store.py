@@ -143,6 +143,7 @@ class SnapshotStore:
                 self.container.create_container()
 
     def new_snapshot(self, name: str, generated_at: str) -> SnapshotWriter:
+        """A writer for snapshot `name`. Raises SnapshotExistsError when that blob exists already."""
         blob = self.blob(name)
         if blob.exists():
             raise SnapshotExistsError(f"snapshot {name} already exists; it is never overwritten")
@@ -160,7 +161,8 @@ class SnapshotStore:
     def publish(self, committed: CommittedSnapshot) -> Manifest | None:
         """Points latest.json at `committed` unless a newer snapshot is already published.
 
-        Conditional on the ETag read just before, so two runs racing cannot interleave."""
+        Conditional on the ETag read just before, so two runs racing cannot interleave. Raises
+        PublishConflictError when latest.json changed under each of three attempts."""
         from azure.core import MatchConditions
         from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
         from azure.storage.blob import ContentSettings

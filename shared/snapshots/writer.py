@@ -71,13 +71,16 @@ class SnapshotWriter:
 
     # -- producer side (the job's thread) ------------------------------------------------------
     def add(self, customers: list[str]) -> None:
-        """Appends customers, each given as its JSON text on one line (as Partner Center sent it)."""
+        """Appends customers, each given as its JSON text on one line (as Partner Center sent it).
+        Raises the worker thread's error (a storage error, usually) once it has failed."""
         self._raise_worker_error()
         if customers:
             self._queue.put(customers)
 
     def commit(self, trailer: dict[str, Any], metadata: dict[str, str]) -> CommittedSnapshot:
-        """Writes the trailer, waits for every block and commits the blob if it does not exist yet."""
+        """Writes the trailer, waits for every block and commits the blob if it does not exist yet.
+        Raises the worker thread's error, or the SDK's when the commit fails (the blob appeared meanwhile,
+        storage out of reach): then nothing is committed."""
         from azure.core import MatchConditions
         from azure.storage.blob import BlobBlock, ContentSettings
 
