@@ -145,7 +145,7 @@ def test_one_odd_customer_never_takes_down_the_answers_for_the_others(make_stack
     assert "oddity" not in caplog.text and ODD_ID not in caplog.text  # a count, never the content
 
 
-def test_brackets_in_strings_and_nesting_up_to_the_bound_are_served(make_stack):
+def test_brackets_in_strings_nesting_up_to_the_bound_and_no_profile_are_served(make_stack):
     from shared.api.latest import MAX_DEPTH
 
     brackets = {**GOOD[0], "notes": "[{" * 100 + '\\"[' * 50}  # many brackets, all inside strings
@@ -153,9 +153,10 @@ def test_brackets_in_strings_and_nesting_up_to_the_bound_are_served(make_stack):
     for _ in range(MAX_DEPTH - 1):  # the customer object itself is the first level
         nested = [nested]
     deep = {**GOOD[1], "deep": nested}
+    bare = {"id": GOOD[2]["id"], "companyProfile": None, "relationshipToPartner": None}
     stack, snapshots = make_stack(customers=0)
-    write_snapshot(_container(stack, snapshots), [brackets, deep], datetime.now(UTC))
-    for customer in (brackets, deep):
+    write_snapshot(_container(stack, snapshots), [brackets, deep, bare], datetime.now(UTC))
+    for customer in (brackets, deep, bare):
         response = customer_call(customer["id"])
         assert response.status_code == 200 and json.loads(response.get_body()) == customer
     assert _health()[1]["status"] == "ok"
@@ -299,11 +300,35 @@ def _unreadable_latest(container: Any, kind: str) -> None:
     elif kind == "count-mismatch":
         manifest["etag"] = _upload_snapshot_blob(container, name, stored)
         manifest["customerCount"] = 7
+    elif kind == "larger-than-published":
+        manifest["etag"] = _upload_snapshot_blob(container, name, stored)
+        manifest["storedBytes"] = len(stored) - 1
+    elif kind == "inflates-past-published":
+        manifest["etag"] = _upload_snapshot_blob(container, name, stored)
+        manifest["jsonBytes"] = len(document) - 1
+    elif kind == "a-line-over-8-mib":  # sizes as published: the line bound alone stops it
+        document, stored = _gzip_document([b'{"id":"' + b"a" * (9 << 20) + b'"}'])
+        manifest.update(
+            etag=_upload_snapshot_blob(container, name, stored),
+            customerCount=1,
+            sha256=hashlib.sha256(document).hexdigest(),
+            storedBytes=len(stored),
+            jsonBytes=len(document),
+        )
     # "missing": the blob was never written
     _point_latest_at(container, manifest)
 
 
-UNREADABLE = ["sha-mismatch", "not-gzip", "truncated-gzip", "count-mismatch", "missing"]
+UNREADABLE = [
+    "sha-mismatch",
+    "not-gzip",
+    "truncated-gzip",
+    "count-mismatch",
+    "missing",
+    "larger-than-published",
+    "inflates-past-published",
+    "a-line-over-8-mib",
+]
 
 
 @pytest.mark.parametrize("kind", UNREADABLE)
@@ -380,7 +405,7 @@ def test_a_snapshot_published_but_not_yet_marked_is_listed_as_latest_json_names_
     assert listed == [newest.name, unmarked.name, marked.name]  # marked on its way out of latest.json
 
 
-@pytest.mark.parametrize("kind", ["sha-mismatch", "truncated-gzip", "not-gzip", "too-large"])
+@pytest.mark.parametrize("kind", ["sha-mismatch", "truncated-gzip", "not-gzip", "too-large", "larger-stored"])
 def test_a_published_snapshot_that_does_not_verify_is_never_served_with_200(make_stack, caplog, kind):
     from shared.snapshots.store import Manifest
 
@@ -399,8 +424,10 @@ def test_a_published_snapshot_that_does_not_verify_is_never_served_with_200(make
         stored = document
     elif kind == "too-large":  # inflates past the size the publisher recorded
         json_bytes = 100
+    elif kind == "larger-stored":  # more bytes stored than the publisher recorded
+        stored += b"\0" * 10
     etag = _upload_snapshot_blob(container, name, stored)
-    manifest = Manifest(name, etag, "2024-03-05T02:00:00Z", len(GOOD), sha, len(stored), json_bytes)
+    manifest = Manifest(name, etag, "2024-03-05T02:00:00Z", len(GOOD), sha, stored_bytes, json_bytes)
     SnapshotStore(container).mark_published(manifest)
 
     for encoding in ("gzip", "identity") * 5:
@@ -408,7 +435,6 @@ def test_a_published_snapshot_that_does_not_verify_is_never_served_with_200(make
         assert_error(response, 503, "snapshot_unavailable")
     assert_error(date_call("2024-03-05", headers={"If-None-Match": "*"}), 503, "snapshot_unavailable")
     assert len(_events(caplog, "api.snapshot_unverified")) == 1  # checked once, not once per request
-    assert stored_bytes  # (the listing may name it: it was published; serving it is what must not happen)
 
 
 def test_a_snapshot_replaced_after_publishing_is_not_served(make_stack):
@@ -485,6 +511,27 @@ def test_latest_json_cannot_lead_outside_the_snapshot_layout(make_stack, caplog,
     assert_error(call("customers"), 503, "snapshot_unavailable")
     assert _health()[0] == 503
     assert other not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        {"storedBytes": "430"},
+        {"jsonBytes": True},
+        {"jsonBytes": 0},
+        {"storedBytes": -1},
+        {"customerCount": 1.5},
+        {"jsonBytes": None},
+    ],
+    ids=["a-string", "a-bool", "zero", "negative", "a-fraction", "null"],
+)
+def test_a_manifest_with_sizes_that_are_not_whole_numbers_is_not_followed(make_stack, sizes):
+    stack, snapshots = make_stack(customers=GOOD)
+    run_timer()
+    container = _container(stack, snapshots)
+    _point_latest_at(container, {**snapshots.latest(), **sizes})
+    assert_error(customer_call(GOOD[0]["id"]), 503, "snapshot_unavailable")
+    assert _health()[0] == 503
 
 
 _BOMB_CHILD = r"""

@@ -62,11 +62,13 @@ def if_none_match_any(req: func.HttpRequest) -> bool:
 
 
 def not_modified(req: func.HttpRequest, etag: str) -> bool:
-    """If-None-Match lists `etag` (weak comparison, as RFC 9110 §13.1.2 requires); `*` is left to the
-    caller, who must first know that the representation exists."""
+    """If-None-Match lists `etag` or is `*` (weak comparison, as RFC 9110 §13.1.2 requires); `*` matches
+    only a representation that exists, which the caller must know first (see `answer`)."""
     header = req.headers.get("if-none-match")
-    if not header or header.strip() == "*":
+    if not header:
         return False
+    if header.strip() == "*":
+        return True
     candidates = {tag.strip().removeprefix("W/") for tag in header.split(",")}
     return etag in candidates
 
@@ -94,7 +96,7 @@ def answer(
     *,
     headers: dict[str, str] | None = None,
 ) -> func.HttpResponse:
-    """A 200 JSON answer, or a 304 when If-None-Match has its ETag (then `produce` is never called) or is
+    """A 200 JSON answer, or a 304 when If-None-Match has its ETag (then `produce` is never called), or is
     `*` and `produce` finds something (it raises the 404 otherwise).
 
     `produce()` gives (body, body is gzip). Gzip goes out when the client accepts it (the Linux host never
@@ -103,10 +105,10 @@ def answer(
     etag = representation_etag(base_etag, gzipped)
     extra = headers or {}
     if not_modified(req, etag):
+        if if_none_match_any(req):
+            produce()  # `*` is a 304 only for something that exists: produce() raises the 404 otherwise
         return func.HttpResponse(status_code=304, headers=data_headers(etag, cache, **extra))
     data, is_gzip = produce()
-    if if_none_match_any(req):
-        return func.HttpResponse(status_code=304, headers=data_headers(etag, cache, **extra))
     if gzipped and not is_gzip:
         data = gzip.compress(data, GZIP_LEVEL, mtime=0)
     elif is_gzip and not gzipped:

@@ -24,21 +24,23 @@ them, byte for byte as stored) plus an id index, a domain index and one folded s
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 import logging
 import re
 import threading
 import time
-import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared import events
 from shared.api.errors import ApiError, snapshot_unavailable, storage_unavailable
 from shared.api.text import domain_key, fold
+from shared.errors import SnapshotFormatError
 from shared.events import log_event
-from shared.snapshots.store import Manifest, ManifestError, SnapshotStore, iter_customer_lines
+from shared.gc_pause import cyclic_gc_paused
+from shared.snapshots.document import iter_customer_lines
+from shared.snapshots.store import Manifest, ManifestError, SnapshotStore
 
 log = logging.getLogger("shared.api")
 _BATCH = 2000
@@ -114,7 +116,7 @@ def _parse_batch(lines: list[bytes]) -> list[Any]:
     # when the batch holds something odd is it parsed again line by line, to find what to leave out.
     if all(line.count(b"{") + line.count(b"[") <= MAX_DEPTH for line in lines):
         try:
-            parsed = json.loads(b"[" + b",".join(lines) + b"]", parse_constant=_reject_constant)
+            parsed: list[Any] = json.loads(b"[" + b",".join(lines) + b"]", parse_constant=_reject_constant)
         except (ValueError, RecursionError):
             pass
         else:
@@ -137,6 +139,8 @@ class LoadedSnapshot:
 
     @classmethod
     def load(cls, store: SnapshotStore, manifest: Manifest) -> LoadedSnapshot:
+        """The snapshot `manifest` names, read and indexed. Raises ApiError 503 `snapshot_unavailable` when
+        it is missing, replaced, not in our layout or not what the manifest says (sha256, count)."""
         from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
         started = time.monotonic()
@@ -146,28 +150,23 @@ class LoadedSnapshot:
             )
         except (ResourceNotFoundError, ResourceModifiedError):
             raise _unreadable(manifest, "missing, or replaced since it was published") from None
-        except ValueError as exc:
+        except SnapshotFormatError as exc:  # larger than published
             raise _unreadable(manifest, str(exc)) from None
         loaded = cls(manifest=manifest, stored=stored, gzipped=gzipped, lines=[])
         digest = hashlib.sha256()
-        # Thousands of short-lived dicts: the cyclic GC would run over and over for nothing.
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
         try:
-            batch: list[bytes] = []
-            for line in iter_customer_lines(
-                stored, gzipped, digest=digest, max_json_bytes=manifest.json_bytes
-            ):
-                batch.append(line)
-                if len(batch) == _BATCH:
-                    loaded._index(batch)
-                    batch = []
-            loaded._index(batch)
-        except (ValueError, zlib.error) as exc:
-            raise _unreadable(manifest, type(exc).__name__) from None
-        finally:
-            if gc_was_enabled:
-                gc.enable()
+            with cyclic_gc_paused():  # thousands of short-lived dicts: nothing for the cyclic GC to free
+                batch: list[bytes] = []
+                for line in iter_customer_lines(
+                    stored, gzipped, digest=digest, max_json_bytes=manifest.json_bytes
+                ):
+                    batch.append(line)
+                    if len(batch) == _BATCH:
+                        loaded._index(batch)
+                        batch = []
+                loaded._index(batch)
+        except SnapshotFormatError as exc:
+            raise _unreadable(manifest, str(exc)) from None
         if digest.hexdigest() != manifest.sha256:
             raise _unreadable(manifest, "sha256 differs from latest.json")
         if len(loaded.lines) + loaded.skipped != manifest.customer_count:
@@ -177,7 +176,7 @@ class LoadedSnapshot:
             log_event(
                 log,
                 logging.WARNING,
-                "api.customers_skipped",
+                events.API_CUSTOMERS_SKIPPED,
                 snapshot=manifest.snapshot,
                 skipped=loaded.skipped,
                 reason="not a customer the indexes can use (types, NaN/Infinity, nesting); see /api/health",
@@ -185,7 +184,7 @@ class LoadedSnapshot:
         log_event(
             log,
             logging.INFO,
-            "api.snapshot_loaded",
+            events.API_SNAPSHOT_LOADED,
             snapshot=manifest.snapshot,
             customers=len(loaded.lines),
             skipped=loaded.skipped,
@@ -195,6 +194,7 @@ class LoadedSnapshot:
         return loaded
 
     def _index(self, lines: list[bytes]) -> None:
+        """Indexes a batch of customer lines; a customer the indexes cannot use is counted instead."""
         by_id, by_domain, search = self.by_id, self.by_domain, self.search
         position = len(self.lines)
         for line, customer in zip(lines, _parse_batch(lines), strict=True):
@@ -230,7 +230,7 @@ class LoadedSnapshot:
 
 
 def _unreadable(manifest: Manifest, reason: str) -> ApiError:
-    log_event(log, logging.ERROR, "api.snapshot_unreadable", snapshot=manifest.snapshot, reason=reason)
+    log_event(log, logging.ERROR, events.API_SNAPSHOT_UNREADABLE, snapshot=manifest.snapshot, reason=reason)
     return snapshot_unavailable("the latest snapshot cannot be read; the next publish fixes it")
 
 
@@ -327,7 +327,7 @@ class LatestCache:
             self._checked_at = self._answered_at = _clock()
             self._failure = _not_a_manifest()
             self._generation += 1
-            log_event(log, logging.ERROR, "api.latest_unreadable", blob="latest.json")
+            log_event(log, logging.ERROR, events.API_LATEST_UNREADABLE, blob="latest.json")
             raise _again(self._failure) from None
         except AzureError as exc:
             now = _clock()
@@ -339,7 +339,7 @@ class LatestCache:
                 log_event(
                     log,
                     logging.WARNING,
-                    "api.storage_unreachable",
+                    events.API_STORAGE_UNREACHABLE,
                     error=type(exc).__name__,
                     servingFromMemory=self._servable_from_memory(now),
                     staleServeSeconds=self.stale_serve_seconds,
@@ -361,7 +361,7 @@ class LatestCache:
         if self._unreachable_since is not None:
             seconds = round(_clock() - self._unreachable_since, 3)
             self._unreachable_since = None
-            log_event(log, logging.INFO, "api.storage_reachable", unreachableSeconds=seconds)
+            log_event(log, logging.INFO, events.API_STORAGE_REACHABLE, unreachableSeconds=seconds)
 
     # -- the snapshot it names --------------------------------------------------------------------
     def snapshot(self, manifest: Manifest) -> LoadedSnapshot:

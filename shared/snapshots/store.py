@@ -8,22 +8,27 @@
 as the one it names (a replayed timer occurrence cannot move it back in time). The `.published` marker
 is what the HTTP API lists and serves by date: a run that committed and then failed to publish leaves a
 snapshot nobody is shown. It holds the snapshot's ETag, sha256 and sizes, so a blob replaced or damaged
-later is never served either.
+later is never served either. The snapshot document's own format (one customer per line, gzip-encoded)
+is read back by document.py.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import re
-import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from shared import events
+from shared.errors import ManifestError as ManifestError
+from shared.errors import PublishConflictError, SnapshotExistsError, SnapshotFormatError
+from shared.events import log_event
+from shared.snapshots.document import customer_ids, inflated
+from shared.snapshots.document import iter_customer_lines as iter_customer_lines
 from shared.snapshots.writer import CommittedSnapshot, SnapshotWriter
 
 if TYPE_CHECKING:
@@ -41,12 +46,6 @@ MANIFEST_VERSION = 1
 
 def snapshot_name(started: datetime) -> str:
     return f"{PREFIX}{started:%Y/%m/%d}/customers-{started:%Y%m%dT%H%M%SZ}.json"
-
-
-class ManifestError(ValueError):
-    """latest.json exists but is not a manifest we wrote."""
-
-    etag: str | None = None  # of that latest.json, when it was read from storage
 
 
 @dataclass(frozen=True)
@@ -165,9 +164,10 @@ class SnapshotStore:
                 self.container.create_container()
 
     def new_snapshot(self, name: str, generated_at: str) -> SnapshotWriter:
+        """A writer for snapshot `name`. Raises SnapshotExistsError when that blob exists already."""
         blob = self.blob(name)
         if blob.exists():
-            raise FileExistsError(f"snapshot {name} already exists; it is never overwritten")
+            raise SnapshotExistsError(f"snapshot {name} already exists; it is never overwritten")
         return SnapshotWriter(blob, generated_at)
 
     # -- latest.json --------------------------------------------------------------------------
@@ -182,7 +182,8 @@ class SnapshotStore:
     def publish(self, committed: CommittedSnapshot) -> Manifest | None:
         """Points latest.json at `committed` unless a newer snapshot is already published.
 
-        Conditional on the ETag read just before, so two runs racing cannot interleave."""
+        Conditional on the ETag read just before, so two runs racing cannot interleave. Raises
+        PublishConflictError when latest.json changed under each of three attempts."""
         from azure.core import MatchConditions
         from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
         from azure.storage.blob import ContentSettings
@@ -194,7 +195,7 @@ class SnapshotStore:
             except ManifestError:  # a corrupt manifest is replaced by the next good publish
                 current, etag = None, self.blob(LATEST).get_blob_properties().etag
             if current is not None and current.generated_at > committed.generated_at:
-                log.warning("snapshot.not_published %s", json.dumps({"newer": current.snapshot}))
+                log_event(log, logging.WARNING, events.SNAPSHOT_NOT_PUBLISHED, newer=current.snapshot)
                 return None
             if current is not None:
                 # It was published: marked (again) before latest.json moves on, so a run that stopped
@@ -217,7 +218,7 @@ class SnapshotStore:
             except (ResourceModifiedError, ResourceExistsError):
                 continue  # someone published in between: look again
             return manifest
-        raise RuntimeError(f"{LATEST} kept changing while publishing {committed.name}")
+        raise PublishConflictError(f"{LATEST} kept changing while publishing {committed.name}")
 
     # -- reading snapshots ---------------------------------------------------------------------
     def iter_document(self, name: str) -> Iterator[bytes]:
@@ -225,13 +226,12 @@ class SnapshotStore:
         ranged chunk on its own, which breaks gzip across chunks)."""
         download = self.blob(name).download_blob(decompress=False, max_concurrency=1)
         gzipped = (download.properties.content_settings.content_encoding or "").lower() == "gzip"
-        yield from _inflated(download.chunks(), gzipped)
+        yield from inflated(download.chunks(), gzipped)
 
     def iter_customer_ids(self, name: str) -> Iterator[str]:
-        """Customer ids of a stored snapshot, one line at a time: memory stays flat however large it is."""
-        for line in _customer_lines(self.iter_document(name)):
-            match = _LEADING_ID.match(line)  # stored as received: Partner Center puts id first
-            yield match.group(1).decode() if match else json.loads(line)["id"]
+        """Customer ids of a stored snapshot, one line at a time: memory stays flat however large it is.
+        Raises SnapshotFormatError (while iterating) when the blob is not a snapshot document."""
+        return customer_ids(self.iter_document(name))
 
     def mark_published(self, manifest: Manifest | None) -> None:
         """Call right after publish(): records that latest.json named this snapshot. Only marked snapshots
@@ -285,8 +285,8 @@ class SnapshotStore:
         self, name: str, etag: str | None = None, *, max_bytes: int | None = None
     ) -> tuple[bytes, bool]:
         """(bytes as stored, gzip-encoded?) of a snapshot; with `etag`, only that version of it
-        (ResourceModifiedError otherwise); with `max_bytes`, ValueError for a larger blob, before the
-        rest of it is downloaded."""
+        (ResourceModifiedError otherwise); with `max_bytes`, SnapshotFormatError for a larger blob, before
+        the rest of it is downloaded."""
         from azure.core import MatchConditions
 
         conditions: dict[str, Any] = (
@@ -294,7 +294,7 @@ class SnapshotStore:
         )
         download = self.blob(name).download_blob(decompress=False, max_concurrency=4, **conditions)
         if max_bytes is not None and download.size > max_bytes:
-            raise ValueError(f"{download.size} bytes stored where {max_bytes} were published")
+            raise SnapshotFormatError(f"{download.size} bytes stored where {max_bytes} were published")
         data = download.readall()
         gzipped = (download.properties.content_settings.content_encoding or "").lower() == "gzip"
         return data, gzipped
@@ -320,14 +320,18 @@ class SnapshotStore:
         for name, props in blobs.items():
             marker = markers.get(marker_name(name), {})
             if _same_etag(marker.get("snapshotetag", ""), props.etag):
-                published = (marker.get("sha256", ""), marker.get("jsonbytes", ""))
+                published = [marker.get(key, "") for key in ("sha256", "jsonbytes", "storedbytes")]
             elif latest is not None and latest.snapshot == name and _same_etag(latest.etag, props.etag):
-                published = (latest.sha256, str(latest.json_bytes))
+                published = [latest.sha256, str(latest.json_bytes), str(latest.stored_bytes)]
             else:
                 continue  # committed but never published, or replaced since
-            sha256, json_bytes = published
-            if re.fullmatch(r"[0-9a-f]{64}", sha256) and json_bytes.isdigit():
-                infos.append(SnapshotInfo.of(props, sha256=sha256, json_bytes=int(json_bytes)))
+            sha256, json_bytes, stored_bytes = published
+            if re.fullmatch(r"[0-9a-f]{64}", sha256) and json_bytes.isdigit() and stored_bytes.isdigit():
+                infos.append(
+                    SnapshotInfo.of(
+                        props, sha256=sha256, json_bytes=int(json_bytes), published_bytes=int(stored_bytes)
+                    )
+                )
         return sorted(infos, key=lambda info: info.name)
 
 
@@ -355,10 +359,11 @@ class SnapshotInfo:
     generated_at: str | None
     customer_count: int | None
     sha256: str  # of the JSON document, as published
-    json_bytes: int
+    json_bytes: int  # of the JSON document, as published
+    published_bytes: int  # as stored, as published (stored_bytes is what the blob holds now)
 
     @classmethod
-    def of(cls, props: Any, *, sha256: str, json_bytes: int) -> SnapshotInfo:
+    def of(cls, props: Any, *, sha256: str, json_bytes: int, published_bytes: int) -> SnapshotInfo:
         metadata = props.metadata or {}
         count = metadata.get("customercount", "")
         return cls(
@@ -369,93 +374,5 @@ class SnapshotInfo:
             customer_count=int(count) if count.isdigit() else None,
             sha256=sha256,
             json_bytes=json_bytes,
+            published_bytes=published_bytes,
         )
-
-
-def iter_customer_lines(
-    stored: bytes,
-    gzipped: bool,
-    *,
-    digest: Any = None,
-    chunk_bytes: int = 1024 * 1024,
-    max_json_bytes: int | None = None,
-) -> Iterator[bytes]:
-    """Each customer of a stored snapshot document as its own JSON text, byte for byte as stored
-    (writer.py's one-customer-per-line layout), decompressing a chunk at a time so the whole JSON
-    document is never in memory at once; `digest` (a hashlib object) sees the whole document.
-    Raises ValueError for anything else, and as soon as the document grows past `max_json_bytes`."""
-    chunks = (stored[start : start + chunk_bytes] for start in range(0, len(stored), chunk_bytes))
-    yield from _customer_lines(_inflated(chunks, gzipped, max_json_bytes), digest=digest)
-
-
-def verify_stored(stored: bytes, gzipped: bool, sha256: str, json_bytes: int) -> bool:
-    """Whether stored bytes are the published document: inflates (never past `json_bytes`) and hashes."""
-    digest = hashlib.sha256()
-    try:
-        for data in _inflated([stored], gzipped, json_bytes):
-            digest.update(data)
-    except (ValueError, zlib.error):
-        return False
-    return digest.hexdigest() == sha256
-
-
-# A line that starts with the id needs no JSON parse to tell its id (ids hold no quotes or escapes).
-_LEADING_ID = re.compile(rb'\{\s*"id"\s*:\s*"([^"\\]+)"')
-_INFLATE_INPUT = 64 * 1024  # compressed bytes per decompress call: about a megabyte of JSON out
-_INFLATE_OUTPUT = 1024 * 1024  # at most this much JSON out of one call, however well it compresses
-MAX_LINE_BYTES = 8 * 1024 * 1024  # one customer (Partner Center's are about a kilobyte)
-
-
-def _customer_lines(document: Iterable[bytes], *, digest: Any = None) -> Iterator[bytes]:
-    buffer = b""
-    header_seen = done = False
-    for data in document:
-        if digest is not None:
-            digest.update(data)
-        buffer += data
-        *lines, buffer = buffer.split(b"\n")
-        if len(buffer) > MAX_LINE_BYTES:
-            raise ValueError(f"a line longer than {MAX_LINE_BYTES} bytes")
-        for line in lines:
-            if done:
-                raise ValueError("data after the customers array")
-            if not header_seen:
-                if not line.endswith(b'"customers":['):
-                    raise ValueError("not in the one-customer-per-line layout")
-                header_seen = True
-            elif line.startswith(b"]"):
-                done = True
-            else:
-                yield line[:-1] if line.endswith(b",") else line
-    if header_seen and not done and buffer.startswith(b"]"):
-        done, buffer = True, b""  # the trailer without a final newline
-    if not done or buffer.strip():
-        raise ValueError("not a complete snapshot document")
-
-
-def _inflated(chunks: Iterable[bytes], gzipped: bool, limit: int | None = None) -> Iterator[bytes]:
-    """The stored chunks, gunzipped in pieces of at most a megabyte when the blob is gzip-encoded;
-    ValueError once they add up to more than `limit` bytes (a gzip bomb stops there)."""
-    inflate = zlib.decompressobj(31) if gzipped else None
-    produced = 0
-    for chunk in chunks:
-        for data in [chunk] if inflate is None else _inflate_chunk(inflate, chunk):
-            produced += len(data)
-            if limit is not None and produced > limit:
-                raise ValueError(f"the document grows past the {limit} bytes published")
-            yield data
-    if inflate:
-        data = inflate.flush()
-        if limit is not None and produced + len(data) > limit:
-            raise ValueError(f"the document grows past the {limit} bytes published")
-        yield data
-        if not inflate.eof:
-            raise ValueError("truncated gzip stream")
-
-
-def _inflate_chunk(inflate: Any, chunk: bytes) -> Iterator[bytes]:
-    view = memoryview(chunk)
-    for start in range(0, len(chunk), _INFLATE_INPUT):
-        yield inflate.decompress(view[start : start + _INFLATE_INPUT], _INFLATE_OUTPUT)
-        while inflate.unconsumed_tail:
-            yield inflate.decompress(inflate.unconsumed_tail, _INFLATE_OUTPUT)
