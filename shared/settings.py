@@ -97,7 +97,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "PARTNER_CENTER_MAX_RETRY_AFTER_SECONDS",
         "120",
-        "Longest wait honoured from a Retry-After header (longer answers are capped).",
+        "Longest wait honoured from a Retry-After header (longer answers are capped; whole seconds, "
+        "a fraction rounds up).",
     ),
     Setting(
         "SNAPSHOT_RUN_DEADLINE_SECONDS",
