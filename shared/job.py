@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.events import log_event
+from shared.redact import scrubbed
 from shared.settings import Settings
 
 log = logging.getLogger("shared.job")
@@ -42,7 +43,7 @@ def run_snapshot(
             logging.ERROR,
             "snapshot.failed",
             error=type(exc).__name__,
-            message=str(exc)[:500],
+            message=scrubbed(str(exc), 1000),  # scrubbed before it is cut: no prefix of a secret survives
             elapsedSeconds=round(time.monotonic() - clock, 3),
             **context,
         )
@@ -61,7 +62,9 @@ def _run(
     generated_at = started.strftime("%Y-%m-%dT%H:%M:%SZ")
     credential = functools.cache(lambda: azure_credential(settings.azure_client_id))
     with ExitStack() as cleanup:
-        credentials = credential_store(settings.key_vault_url, credential)
+        credentials = credential_store(
+            settings.key_vault_url, credential, max_retry_after=settings.max_retry_after_seconds
+        )
         secrets = credentials.load()
         refresh = {"rotated": 0, "saved": 0}
 
@@ -111,6 +114,7 @@ def _run(
                 timeout_seconds=settings.timeout_seconds,
                 max_retry_after_seconds=settings.max_retry_after_seconds,
                 deadline=clock + settings.run_deadline_seconds,
+                max_page_bytes=settings.max_page_bytes,
             )
         )
         previous_ids = None
