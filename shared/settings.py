@@ -91,7 +91,10 @@ SETTINGS: tuple[Setting, ...] = (
         "First wait of the exponential backoff (with jitter) when the service gives no Retry-After.",
     ),
     Setting(
-        "PARTNER_CENTER_TIMEOUT_SECONDS", "100", "Connect and read timeout of one Partner Center request."
+        "PARTNER_CENTER_TIMEOUT_SECONDS",
+        "100",
+        "Connect and read timeout of one Partner Center request; reading one answer's body takes at most "
+        "this long too (then it is retried).",
     ),
     Setting(
         "PARTNER_CENTER_MAX_RETRY_AFTER_SECONDS",
