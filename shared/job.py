@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.events import log_event
-from shared.redact import scrubbed
+from shared.redact import scrub
 from shared.settings import Settings
 
 log = logging.getLogger("shared.job")
@@ -43,7 +43,8 @@ def run_snapshot(
             logging.ERROR,
             "snapshot.failed",
             error=type(exc).__name__,
-            message=scrubbed(str(exc), 1000),  # scrubbed before it is cut: no prefix of a secret survives
+            # scrubbed before it is cut: no prefix of a secret survives
+            message=scrub(str(exc)).replace("\n", " ")[:1000],
             elapsedSeconds=round(time.monotonic() - clock, 3),
             **context,
         )
