@@ -12,6 +12,7 @@ import re
 import ssl
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -45,6 +46,9 @@ class StorageProxy(LoopbackServer):
         self.account_path = parts.path
         self.client_context = client_context
         self.faults: list[StorageFault] = []
+        # (method, pattern, callback): callback(target) runs once a matching request has been answered
+        # (a test overwrites a blob right after the job committed it, say).
+        self.after: list[tuple[str, re.Pattern[str], Callable[[str], None]]] = []
         self.lock = threading.Lock()
 
     @property
@@ -65,6 +69,14 @@ class StorageProxy(LoopbackServer):
         with self.lock:
             self.faults.append(fault)
         return fault
+
+    def on(self, method: str, pattern: str, callback: Callable[[str], None]) -> None:
+        with self.lock:
+            self.after.append((method.upper(), re.compile(pattern), callback))
+
+    def _callbacks_for(self, method: str, target: str) -> list[Callable[[str], None]]:
+        with self.lock:
+            return [cb for m, pattern, cb in self.after if m == method and pattern.search(target)]
 
     def _fault_for(self, method: str, target: str) -> StorageFault | None:
         with self.lock:
@@ -115,5 +127,8 @@ class _ProxyHandler(Handler):
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(data)
+            self.wfile.flush()
         finally:
             upstream.close()
+        for callback in srv._callbacks_for(self.command, self.path):
+            callback(self.path)

@@ -120,6 +120,36 @@ def test_two_runs_in_the_same_second_never_mix_blocks(make_stack, monkeypatch):
     assert name in str(loser) and "another run" in str(loser)
 
 
+@pytest.mark.parametrize(
+    ("method", "after", "message"),
+    [
+        ("PUT", r"comp=blocklist", "not made of the blocks this run staged"),  # caught by the block list
+        ("GET", r"blocklisttype=committed", "changed or vanished since it was committed"),  # by its ETag
+    ],
+    ids=["after-commit", "after-block-list-check"],
+)
+def test_a_snapshot_changed_after_its_commit_is_not_published(
+    make_stack, caplog, monkeypatch, method, after, message
+):
+    stack, snapshots, latest_before, _names = fail_after_good_snapshot(make_stack, caplog)
+    proxy = _storage_proxy(stack, monkeypatch)
+    container = stack.blob_service_client().get_container_client(snapshots.container)
+
+    def overwrite(target: str) -> None:  # someone else writes the blob the moment it is committed
+        name = target.split(f"/{snapshots.container}/", 1)[1].split("?", 1)[0]
+        container.upload_blob(name, gzip.compress(b'{"customers":[]}'), overwrite=True)
+
+    proxy.on(method, after, overwrite)
+    try:
+        with pytest.raises(Exception, match="snapshots/") as failure:
+            run_timer()
+    finally:
+        proxy.stop()
+
+    assert message in str(failure.value)
+    assert snapshots.raw("latest.json")[0] == latest_before
+
+
 # -- 2. drops and stalls in the middle of a body are retried ------------------------------------------
 @pytest.mark.parametrize(
     ("kind", "params"), [("drop_body", {}), ("stall_body", {"seconds": 3})], ids=["drop", "stall"]
