@@ -34,7 +34,8 @@ LINK_FORMS: tuple[str, ...] = ("v1", "root", "relative", "absolute")
 #   drop_body: half the body, then the connection is reset; stall_body(seconds): half, then silence;
 #   trickle(interval): one byte every `interval` seconds; oversized(bytes, chunked): a valid page padded
 #   to `bytes` (sent with Content-Length, or chunked without one).
-BODY_FAULTS = ("drop_body", "stall_body", "trickle", "oversized")
+#   trickle_headers(interval): the status line and headers one byte every `interval` seconds, then the rest.
+BODY_FAULTS = ("drop_body", "stall_body", "trickle", "oversized", "trickle_headers")
 FAULT_KINDS = frozenset(
     {"throttle", "status", "slow", "drop", "expired_token", "malformed", "bom", "redirect"} | set(BODY_FAULTS)
 )
@@ -354,6 +355,19 @@ class _PartnerCenterHandler(Handler):
                     self.wfile.write(b"0\r\n\r\n")
                 return None
             return self.send_bytes(200, body)
+        if fault.kind == "trickle_headers":
+            head = (
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            with contextlib.suppress(OSError):
+                for at in range(len(head)):
+                    self.wfile.write(head[at : at + 1])
+                    self.wfile.flush()
+                    time.sleep(float(p.get("interval", 1.0)))
+                self.wfile.write(body)
+                self.wfile.flush()
+            return None
         self.send_response(200)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))

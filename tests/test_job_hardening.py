@@ -228,6 +228,22 @@ def test_a_trickling_body_is_cut_by_the_timeout_and_the_deadline(make_stack, cap
     assert_untouched(snapshots, latest_before, names_before)
 
 
+def test_trickling_headers_are_cut_by_the_timeout_and_retried(make_stack):
+    stack, snapshots = make_stack(
+        customers=300,
+        env_overrides={"PARTNER_CENTER_PAGE_SIZE": "100", "PARTNER_CENTER_TIMEOUT_SECONDS": "1"},
+    )
+    # About 90 bytes of status line and headers at one byte every 30 ms: 2.7 s, no byte waits 1 s.
+    stack.partner_center.inject("trickle_headers", at=2, times=2, interval=0.03)
+
+    run_timer()
+
+    document = assert_complete(stack, snapshots)
+    requests = stack.partner_center.customer_requests
+    assert requests[1].request_id == requests[2].request_id == requests[3].request_id
+    assert document["source"]["retries"] == 2
+
+
 # -- 5. odd Retry-After values ----------------------------------------------------------------------------
 @pytest.mark.parametrize("retry_after", ["-5", "1.5", "soon", "date"])
 def test_odd_retry_after_values_fall_back_to_the_backoff(make_stack, retry_after):

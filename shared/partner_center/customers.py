@@ -22,6 +22,7 @@ import contextlib
 import json
 import logging
 import random
+import socket
 import threading
 import time
 import uuid
@@ -34,6 +35,8 @@ from urllib.parse import urlsplit
 import requests
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util.retry import Retry
 
 from shared.customer_rule import NotStorable, check_customer, check_storable
@@ -143,6 +146,46 @@ class _Retry(Retry):
         return new
 
 
+def _bounded_pools(seconds: float) -> dict[str, type[HTTPConnectionPool]]:
+    """Connection pools whose connections get the status line and headers within `seconds` however slowly
+    they trickle in (the socket timeout bounds one read, not the whole): past it the socket is shut down
+    and the attempt is a read timeout, which urllib3 retries (never a response cut short at the headers)."""
+
+    def bounded(base: type[HTTPConnection]) -> type[HTTPConnection]:
+        class Bounded(base):  # type: ignore[valid-type, misc]
+            def getresponse(self) -> Any:
+                cut = threading.Event()
+                timer = threading.Timer(seconds, _shut_down, (self.sock, cut))
+                timer.daemon = True
+                timer.start()
+                try:
+                    response = super().getresponse()
+                except OSError:
+                    if cut.is_set():
+                        raise TimeoutError(f"no status line and headers within {seconds:g} s") from None
+                    raise
+                finally:
+                    timer.cancel()
+                if cut.is_set():  # what arrived before the cut is not a whole header section
+                    response.close()
+                    raise TimeoutError(f"no status line and headers within {seconds:g} s")
+                return response
+
+        return Bounded
+
+    return {
+        "http": type("BoundedPool", (HTTPConnectionPool,), {"ConnectionCls": bounded(HTTPConnection)}),
+        "https": type("BoundedTLSPool", (HTTPSConnectionPool,), {"ConnectionCls": bounded(HTTPSConnection)}),
+    }
+
+
+def _shut_down(sock: socket.socket | None, cut: threading.Event) -> None:
+    cut.set()
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
 def customer_key(customer_id: str) -> int | str:
     """Identity of a customer for de-duplication: tenant GUIDs compare as numbers (case and braces
     do not make a different tenant) and take a third of a string's memory; other ids compare as text."""
@@ -198,6 +241,7 @@ class CustomerPager:
         retry.deadline = deadline
         # Requests are sequential (one in flight, see _Prefetch), so each one gets the retries left.
         self._adapter = adapter = HTTPAdapter(max_retries=retry, pool_connections=1, pool_maxsize=1)
+        adapter.poolmanager.pool_classes_by_scheme = _bounded_pools(timeout_seconds)
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)
         self._session.headers.update(
