@@ -35,7 +35,8 @@ LINK_FORMS: tuple[str, ...] = ("v1", "root", "relative", "absolute")
 #   trickle(interval): one byte every `interval` seconds; oversized(bytes, chunked): a valid page padded
 #   to `bytes` (sent with Content-Length, or chunked without one).
 #   trickle_headers(interval): the status line and headers one byte every `interval` seconds, then the rest.
-BODY_FAULTS = ("drop_body", "stall_body", "trickle", "oversized", "trickle_headers")
+#   slow_error(status, bytes, interval): a retryable error (503) whose body of `bytes` trickles in.
+BODY_FAULTS = ("drop_body", "stall_body", "trickle", "oversized", "trickle_headers", "slow_error")
 FAULT_KINDS = frozenset(
     {"throttle", "status", "slow", "drop", "expired_token", "malformed", "bom", "redirect"} | set(BODY_FAULTS)
 )
@@ -332,7 +333,7 @@ class _PartnerCenterHandler(Handler):
             else:
                 return self._answer(record, self._fault_response(fault, cursor), bom=bom)
         response = self._normal_response(cursor)
-        if body_fault is not None and response.status == 200:
+        if body_fault is not None and (response.status == 200 or body_fault.kind == "slow_error"):
             return self._faulty_body(record, response, body_fault)
         self._answer(record, response, bom=bom)
 
@@ -355,6 +356,22 @@ class _PartnerCenterHandler(Handler):
                     self.wfile.write(b"0\r\n\r\n")
                 return None
             return self.send_bytes(200, body)
+        if fault.kind == "slow_error":
+            status = int(p.get("status", 503))
+            body = json.dumps(
+                _error_body(status, "Service unavailable " + "." * int(p.get("bytes", 2000)))
+            ).encode()
+            record.status = status
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            with contextlib.suppress(OSError):
+                for at in range(len(body)):
+                    self.wfile.write(body[at : at + 1])
+                    self.wfile.flush()
+                    time.sleep(float(p.get("interval", 0.01)))
+            return None
         if fault.kind == "trickle_headers":
             head = (
                 "HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\n"

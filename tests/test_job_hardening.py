@@ -244,6 +244,22 @@ def test_trickling_headers_are_cut_by_the_timeout_and_retried(make_stack):
     assert document["source"]["retries"] == 2
 
 
+def test_a_retried_error_with_a_trickling_body_is_not_waited_out(make_stack):
+    stack, snapshots = make_stack(
+        customers=300,
+        env_overrides={"PARTNER_CENTER_PAGE_SIZE": "100", "PARTNER_CENTER_TIMEOUT_SECONDS": "1"},
+    )
+    # Two 503s whose 2 kB bodies take 20 s each to arrive: the retry does not wait for them.
+    stack.partner_center.inject("slow_error", at=2, times=2, bytes=2000, interval=0.01)
+    started = time.monotonic()
+
+    run_timer()
+
+    assert time.monotonic() - started < 10
+    document = assert_complete(stack, snapshots)
+    assert document["source"]["retries"] == 2
+
+
 # -- 5. odd Retry-After values ----------------------------------------------------------------------------
 @pytest.mark.parametrize("retry_after", ["-5", "1.5", "soon", "date"])
 def test_odd_retry_after_values_fall_back_to_the_backoff(make_stack, retry_after):

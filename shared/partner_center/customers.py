@@ -37,6 +37,7 @@ import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.response import HTTPResponse
 from urllib3.util.retry import Retry
 
 from shared.customer_rule import NotStorable, check_customer, check_storable
@@ -146,10 +147,20 @@ class _Retry(Retry):
         return new
 
 
+class _UndrainedResponse(HTTPResponse):
+    """urllib3 reads a retried answer's body to its end to reuse the connection: a hostile body that never
+    ends (or trickles) would hold the run there. The connection is dropped instead; retries are rare."""
+
+    def drain_conn(self) -> None:
+        self.close()
+        self.release_conn()
+
+
 def _bounded_pools(seconds: float) -> dict[str, type[HTTPConnectionPool]]:
     """Connection pools whose connections get the status line and headers within `seconds` however slowly
     they trickle in (the socket timeout bounds one read, not the whole): past it the socket is shut down
-    and the attempt is a read timeout, which urllib3 retries (never a response cut short at the headers)."""
+    and the attempt is a read timeout, which urllib3 retries (never a response cut short at the headers).
+    A retried answer's body is not read at all (_UndrainedResponse)."""
 
     def bounded(base: type[HTTPConnection]) -> type[HTTPConnection]:
         class Bounded(base):  # type: ignore[valid-type, misc]
@@ -169,6 +180,7 @@ def _bounded_pools(seconds: float) -> dict[str, type[HTTPConnectionPool]]:
                 if cut.is_set():  # what arrived before the cut is not a whole header section
                     response.close()
                     raise TimeoutError(f"no status line and headers within {seconds:g} s")
+                response.__class__ = _UndrainedResponse  # urllib3 builds it here, not from the pool
                 return response
 
         return Bounded
