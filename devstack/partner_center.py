@@ -40,7 +40,18 @@ BODY_FAULTS = ("drop_body", "stall_body", "trickle", "oversized", "trickle_heade
 FAULT_KINDS = frozenset(
     {"throttle", "status", "slow", "drop", "expired_token", "malformed", "bom", "redirect"} | set(BODY_FAULTS)
 )
-MALFORMED_VARIANTS = ("null_items", "missing_items", "items_not_list", "not_object", "truncated", "html")
+MALFORMED_VARIANTS = (
+    "null_items",
+    "missing_items",
+    "items_not_list",
+    "not_object",
+    "truncated",
+    "html",
+    "links_not_object",
+    "next_without_uri",
+    "next_not_get",
+    "next_bad_header",
+)
 MAX_PAGE_SIZE = 500
 CUSTOMERS_PATH = "/v1/customers"
 _TOKEN_PREFIX = "+RID:/"
@@ -525,6 +536,21 @@ class _PartnerCenterHandler(Handler):
             "missing_items": {"totalCount": 0, "attributes": collection},
             "items_not_list": {"totalCount": 1, "items": {"id": "not-a-list"}, "attributes": collection},
             "not_object": [],
+            # A page whose items are fine but whose way to the next page cannot be followed safely.
+            "links_not_object": {"totalCount": 0, "items": [], "links": "next", "attributes": collection},
+            "next_without_uri": {"totalCount": 0, "items": [], "links": {"next": {"method": "GET"}}},
+            "next_not_get": {
+                "totalCount": 0,
+                "items": [],
+                "links": {"next": {"uri": "/customers?seekOperation=Next", "method": "DELETE"}},
+            },
+            "next_bad_header": {
+                "totalCount": 0,
+                "items": [],
+                "links": {
+                    "next": {"uri": "/customers?seekOperation=Next", "method": "GET", "headers": ["token"]}
+                },
+            },
         }
         if variant in bodies:
             return _Response(200, json.dumps(bodies[variant]).encode())

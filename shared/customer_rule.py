@@ -52,7 +52,7 @@ def check_storable(text: str | bytes) -> dict[str, Any]:
     if _openers(text) > MAX_DEPTH and _text_depth(text) > MAX_DEPTH:
         raise NotStorable(f"nested deeper than {MAX_DEPTH} levels")
     try:
-        value = _STRICT.decode(text)
+        value: dict[str, Any] = _STRICT.decode(text)  # check_customer makes sure it is one
     except NotStorable as exc:  # NaN or Infinity: name the customer if its id can be told
         raise NotStorable(exc.rule, _lenient_id(text)) from None
     except (ValueError, RecursionError) as exc:

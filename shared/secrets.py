@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from shared.errors import SecretsError as SecretsError  # re-exported: callers catch it here
 from shared.hosts import is_loopback
 from shared.redact import scrubbed
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
+    from azure.core.pipeline import PipelineResponse
+    from azure.core.pipeline.policies import RetryPolicy
     from azure.keyvault.secrets import SecretClient
 
 TENANT_ID = "partner-center-tenant-id"
@@ -31,10 +35,6 @@ ENV_NAMES = {
 }
 
 
-class SecretsError(RuntimeError):
-    """A credential could not be read or written; the message names it, never its value."""
-
-
 @dataclass(frozen=True)
 class PartnerCenterCredentials:
     tenant_id: str
@@ -47,10 +47,12 @@ class CredentialStore:
     """Reads the credentials and writes back a rotated refresh token."""
 
     def load(self) -> PartnerCenterCredentials:
+        """The app credentials. Raises SecretsError naming what is missing or unreadable."""
         raise NotImplementedError
 
     def save_refresh_token(self, value: str) -> bool:
-        """Persist a new refresh token; False when this store cannot keep it."""
+        """Persist a new refresh token; False when this store cannot keep it. Raises SecretsError when
+        the store refuses the write."""
         raise NotImplementedError
 
 
@@ -159,13 +161,13 @@ def _short(exc: Exception) -> str:
     return scrubbed(str(exc), 300) or type(exc).__name__
 
 
-def _capped_retry_policy(max_retry_after: float):
+def _capped_retry_policy(max_retry_after: float) -> RetryPolicy[Any, Any]:
     """azure-core's retries, but a Retry-After longer than `max_retry_after` is capped and one that is not
     a number of seconds or an HTTP date (`soon`, `nan`) falls back to the normal backoff."""
     from azure.core.pipeline.policies import RetryPolicy
 
-    class CappedRetryPolicy(RetryPolicy):
-        def get_retry_after(self, response):  # type: ignore[no-untyped-def]
+    class CappedRetryPolicy(RetryPolicy[Any, Any]):
+        def get_retry_after(self, response: PipelineResponse[Any, Any]) -> float | None:
             try:
                 seconds = super().get_retry_after(response)
             except (ValueError, TypeError, OverflowError):
@@ -178,8 +180,13 @@ def _capped_retry_policy(max_retry_after: float):
 
 
 def credential_store(
-    vault_url: str | None, credential_factory, *, max_retry_after: float = 120
+    vault_url: str | None,
+    credential_factory: Callable[[], TokenCredential],
+    *,
+    max_retry_after: float = 120,
 ) -> CredentialStore:
+    """Key Vault when `vault_url` is set (the credential is made only then), else the environment; Key Vault's
+    Retry-After is capped at `max_retry_after` seconds."""
     if vault_url:
         return KeyVaultCredentialStore(vault_url, credential_factory(), max_retry_after=max_retry_after)
     return EnvironmentCredentialStore()

@@ -44,6 +44,7 @@ def fail_after_good_snapshot(make_stack, caplog, **kwargs):
 # -- 1. two runs never mix -----------------------------------------------------------------------------
 def test_two_runs_in_the_same_second_never_mix_blocks(make_stack, monkeypatch):
     import shared.snapshots.writer as writer
+    from shared.errors import SnapshotExistsError
     from shared.job import run_snapshot
 
     monkeypatch.setattr(writer, "BLOCK_BYTES", 2048)  # many blocks per run
@@ -116,7 +117,7 @@ def test_two_runs_in_the_same_second_never_mix_blocks(make_stack, monkeypatch):
     assert len(document["customers"]) == latest["customerCount"] == 900
     assert document["source"]["correlationId"] == outcome["first"]["correlationId"]
     loser = outcome["second"]
-    assert isinstance(loser, FileExistsError)
+    assert isinstance(loser, SnapshotExistsError)
     assert name in str(loser) and "another run" in str(loser)
 
 
@@ -468,6 +469,7 @@ def test_storage_failures_name_the_step(
 
     monkeypatch.setattr(writer, "BLOCK_BYTES", 2048)
     stack, snapshots, latest_before, _names = fail_after_good_snapshot(make_stack, caplog)
+    stack.partner_center.customers = make_customers(1500, seed=3)  # enough for zlib to emit while paging
     proxy = _storage_proxy(stack, monkeypatch)
     try:
         proxy.fail(method, pattern, status=status, code=code, skip=skip, times=100)

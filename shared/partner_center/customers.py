@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import random
 import socket
 import threading
@@ -40,12 +41,21 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.response import HTTPResponse
 from urllib3.util.retry import Retry
 
+from shared import events
 from shared.customer_rule import NotStorable, check_customer, check_storable
+from shared.events import log_event
+from shared.partner_center.errors import DeadlineExceeded as DeadlineExceeded
 from shared.partner_center.errors import PartnerCenterError
 from shared.partner_center.page_json import parse_page
 from shared.redact import remember, scrubbed
 
 if TYPE_CHECKING:
+    from types import TracebackType
+    from typing import Self
+
+    from urllib3 import BaseHTTPResponse
+    from urllib3.connectionpool import ConnectionPool
+
     from shared.partner_center.auth import PartnerCenterTokens
 
 log = logging.getLogger(__name__)
@@ -65,10 +75,6 @@ _DECODER = json.JSONDecoder()
 MAX_PAGES_WITHOUT_NEW_CUSTOMERS = 10
 _READ_CHUNK = 256 * 1024  # bytes asked of the socket per read of a page body
 _ERROR_BODY_BYTES = 64 * 1024  # an error answer is read this far, for its code and description
-
-
-class DeadlineExceeded(PartnerCenterError):
-    """The run ran out of time before the last page."""
 
 
 class PageTooLarge(PartnerCenterError):
@@ -111,7 +117,7 @@ class _Retry(Retry):
 
     deadline: float = float("inf")  # time.monotonic() value
 
-    def new(self, **kw: Any) -> _Retry:
+    def new(self, **kw: Any) -> Self:
         new = super().new(**kw)
         new.deadline = self.deadline
         return new
@@ -120,13 +126,13 @@ class _Retry(Retry):
         floor = self.backoff_factor * (1 + random.random() * 0.5)  # noqa: S311 - jitter, not crypto
         return max(super().get_backoff_time(), floor)
 
-    def get_retry_after(self, response: Any) -> float | None:
+    def get_retry_after(self, response: BaseHTTPResponse) -> float | None:
         try:
             return super().get_retry_after(response)
         except urllib3.exceptions.InvalidHeader:
             return None
 
-    def sleep(self, response: Any = None) -> None:
+    def sleep(self, response: BaseHTTPResponse | None = None) -> None:
         retry_after = self.get_retry_after(response) if response is not None else None
         wait = retry_after if retry_after else self.get_backoff_time()
         if time.monotonic() + wait > self.deadline:
@@ -135,14 +141,25 @@ class _Retry(Retry):
             )
         time.sleep(wait)
 
-    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
+    def increment(
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: BaseHTTPResponse | None = None,
+        error: Exception | None = None,
+        _pool: ConnectionPool | None = None,
+        _stacktrace: TracebackType | None = None,
+    ) -> Self:
         new = super().increment(method, url, response, error, _pool, _stacktrace)
         cause = f"HTTP {response.status}" if response is not None else type(error).__name__
         retry_after = response.headers.get("Retry-After") if response is not None else None
-        retry_after = None if retry_after is None else scrubbed(retry_after, 64)  # a service's text
-        log.warning(
-            "partner_center.retry %s",
-            json.dumps({"attempt": len(new.history), "cause": cause, "retryAfter": retry_after}),
+        log_event(
+            log,
+            logging.WARNING,
+            events.PARTNER_CENTER_RETRY,
+            attempt=len(new.history),
+            cause=cause,
+            retryAfter=None if retry_after is None else scrubbed(retry_after, 64),  # a service's text
         )
         return new
 
@@ -246,7 +263,8 @@ class CustomerPager:
             backoff_jitter=backoff_seconds,
             backoff_max=max(backoff_seconds, 60.0),
             respect_retry_after_header=True,
-            retry_after_max=max_retry_after_seconds,
+            # urllib3 takes whole seconds (as Retry-After gives them); a fractional setting rounds up.
+            retry_after_max=math.ceil(max_retry_after_seconds),
             raise_on_status=False,
             raise_on_redirect=False,
         )
@@ -276,7 +294,11 @@ class CustomerPager:
         self.close()
 
     def pages(self) -> Iterator[Page]:
-        """Yields each page's items not seen before in this run, in API order."""
+        """Yields each page's items not seen before in this run, in API order.
+
+        Raises PartnerCenterError when a page is refused, unanswered after retries, too large, not the
+        documented shape or holds a customer that is not storable, links back to a page already read or
+        starts an endless run of pages without new customers; DeadlineExceeded when the run's time is up."""
         request: _Request | None = _Request(f"{self.api_url}/v1/customers?size={self.page_size}")
         followed: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
         number = 0
@@ -334,6 +356,7 @@ class CustomerPager:
         return fresh, fresh_texts
 
     def _fetch(self, request: _Request, number: int) -> bytes | None:
+        """Page `number`'s body; None for the documented "no more records" answer after the last page."""
         headers = dict(request.headers)
         headers["MS-RequestId"] = str(uuid.uuid4())  # one per page; kept on every retry of it
         renewed = False
@@ -343,75 +366,70 @@ class CustomerPager:
                 raise DeadlineExceeded(
                     f"run deadline passed before page {number} (SNAPSHOT_RUN_DEADLINE_SECONDS)"
                 )
-            token = self.tokens.token()
-            remember(token)
-            headers["Authorization"] = f"Bearer {token}"
-            self.stats.requests += 1
-            left = retries_left
-            self._adapter.max_retries = self._retry.new(total=left, connect=left, read=left, status=left)
-            try:
-                # Redirects are not followed: the token and MS-* headers never leave the configured origin.
-                response = self._session.get(
-                    request.url, headers=headers, timeout=self.timeout, stream=True, allow_redirects=False
-                )
-            except requests.RequestException as exc:
-                exhausted = isinstance(exc.args[0] if exc.args else None, urllib3.exceptions.MaxRetryError)
-                used = self.max_retries if exhausted else self.max_retries - retries_left
-                raise PartnerCenterError(
-                    f"page {number}: no answer from Partner Center after {used} retries ({_cause(exc)})"
-                ) from None
-            retries = getattr(response.raw, "retries", None)
-            used = len(retries.history) if retries is not None else 0
-            self.stats.retries += used
-            retries_left -= used
+            response, retries_left = self._get(request.url, headers, number, retries_left)
             try:
                 status = response.status_code
                 if status == 401 and not renewed:
                     # The token expired or was revoked mid-run: one new token, then the same request again.
-                    log.warning("partner_center.token_rejected %s", json.dumps({"page": number}))
+                    log_event(log, logging.WARNING, events.PARTNER_CENTER_TOKEN_REJECTED, page=number)
                     self.tokens.renew()
                     self.stats.token_renewals += 1
                     renewed = True
                     continue
                 if status == 200:
-                    try:
-                        return self._read_body(response, number, self.max_page_bytes)
-                    except _BodyBroken as exc:
-                        if retries_left <= 0:
-                            raise PartnerCenterError(
-                                f"page {number}: the answer broke off "
-                                f"after {self.max_retries} retries ({exc})"
-                            ) from None
+                    body = self._body_or_retry(response, number, retries_left)
+                    if body is None:
                         retries_left -= 1
-                        self.stats.retries += 1
-                        log.warning(
-                            "partner_center.retry %s",
-                            json.dumps({"attempt": self.max_retries - retries_left, "cause": str(exc)}),
-                        )
-                        self._retry.new().sleep()
                         continue
-                if 300 <= status < 400:
-                    target = urlsplit(response.headers.get("Location") or "")
-                    where = f" to {target.scheme}://{target.netloc}" if target.netloc else ""
-                    raise PartnerCenterError(
-                        f"page {number}: Partner Center answered HTTP {status} (a redirect{where}); "
-                        "redirects are not followed, nothing is sent outside PARTNER_CENTER_API_URL",
-                        status=status,
-                    )
-                code, description = _error_of(self._error_body(response, number))
+                    return body
+                refusal = _refusal(response, self._error_body(response, number), number)
             finally:
                 response.close()
-            if status == 400 and number > 1 and code == NO_MORE_RECORDS:
-                log.info("partner_center.no_more_records %s", json.dumps({"page": number}))
+            if refusal is None:
                 return None
-            advice = _MFA_ADVICE if status == 401 and _is_mfa(code, description) else ""
-            raise PartnerCenterError(
-                f"page {number}: {advice}Partner Center answered HTTP {status}"
-                + (f", code {code}" if code else "")
-                + (f": {description}" if description else ""),
-                status=status,
-                code=code,
+            raise refusal
+
+    def _get(
+        self, url: str, headers: dict[str, str], number: int, retries_left: int
+    ) -> tuple[requests.Response, int]:
+        """One GET with urllib3's retries, at most `retries_left` of them (counted in stats); the response
+        (its body unread) and the retries left. PartnerCenterError when none answered."""
+        token = self.tokens.token()
+        remember(token)
+        headers["Authorization"] = f"Bearer {token}"
+        self.stats.requests += 1
+        left = retries_left
+        self._adapter.max_retries = self._retry.new(total=left, connect=left, read=left, status=left)
+        try:
+            # Redirects are not followed: the token and MS-* headers never leave the configured origin.
+            response = self._session.get(
+                url, headers=headers, timeout=self.timeout, stream=True, allow_redirects=False
             )
+        except requests.RequestException as exc:
+            exhausted = isinstance(exc.args[0] if exc.args else None, urllib3.exceptions.MaxRetryError)
+            used = self.max_retries if exhausted else self.max_retries - retries_left
+            raise PartnerCenterError(
+                f"page {number}: no answer from Partner Center after {used} retries ({_cause(exc)})"
+            ) from None
+        retries = getattr(response.raw, "retries", None)
+        used = len(retries.history) if retries is not None else 0
+        self.stats.retries += used
+        return response, retries_left - used
+
+    def _body_or_retry(self, response: requests.Response, number: int, retries_left: int) -> bytes | None:
+        """The body of a 200; None when it broke off and is worth another try (after the backoff)."""
+        try:
+            return self._read_body(response, number, self.max_page_bytes)
+        except _BodyBroken as exc:
+            if retries_left <= 0:
+                raise PartnerCenterError(
+                    f"page {number}: the answer broke off after {self.max_retries} retries ({exc})"
+                ) from None
+            self.stats.retries += 1
+            attempt = self.max_retries - retries_left + 1
+            log_event(log, logging.WARNING, events.PARTNER_CENTER_RETRY, attempt=attempt, cause=str(exc))
+            self._retry.new().sleep()
+            return None
 
     def _read_body(self, response: requests.Response, number: int, limit: int) -> bytes:
         """The whole body of `response`, at most `limit` bytes, read within PARTNER_CENTER_TIMEOUT_SECONDS
@@ -491,15 +509,7 @@ class CustomerPager:
             raise PartnerCenterError(f"page {number} is not the documented shape: `links.next` has no uri")
         if str(link.get("method", "GET")).upper() != "GET":
             raise PartnerCenterError(f"page {number}: `links.next` asks for {link.get('method')}, not GET")
-        headers: dict[str, str] = {}
-        for header in link.get("headers") or []:
-            if not isinstance(header, dict) or not isinstance(header.get("key"), str):
-                raise PartnerCenterError(
-                    f"page {number} is not the documented shape: bad `links.next` header"
-                )
-            if header["key"].lower() not in _OWN_HEADERS:
-                headers[header["key"]] = str(header.get("value", ""))  # verbatim: tokens hold / + = ,
-        return _Request(self.resolve(link["uri"]), headers)
+        return _Request(self.resolve(link["uri"]), _link_headers(link, number))
 
     def resolve(self, uri: str) -> str:
         """A link URI in any of its historical forms, as an absolute URL on the configured API."""
@@ -516,6 +526,43 @@ class CustomerPager:
         if uri.startswith("/"):
             return f"{self.api_url}/v1{uri}"
         return f"{self.api_url}/v1/{uri}"
+
+
+def _link_headers(link: dict[str, Any], number: int) -> dict[str, str]:
+    """The headers a `links.next` entry asks for, minus those that carry our identity and tracing."""
+    headers: dict[str, str] = {}
+    for header in link.get("headers") or []:
+        if not isinstance(header, dict) or not isinstance(header.get("key"), str):
+            raise PartnerCenterError(f"page {number} is not the documented shape: bad `links.next` header")
+        if header["key"].lower() not in _OWN_HEADERS:
+            headers[header["key"]] = str(header.get("value", ""))  # verbatim: tokens hold / + = ,
+    return headers
+
+
+def _refusal(response: requests.Response, body: bytes, number: int) -> PartnerCenterError | None:
+    """None for the documented "no more records" answer after the last page (400, code 2000); otherwise
+    the error naming the status and the service's code (and what to do, for MFA enforcement)."""
+    status = response.status_code
+    if 300 <= status < 400:
+        target = urlsplit(response.headers.get("Location") or "")
+        where = f" to {target.scheme}://{target.netloc}" if target.netloc else ""
+        return PartnerCenterError(
+            f"page {number}: Partner Center answered HTTP {status} (a redirect{where}); "
+            "redirects are not followed, nothing is sent outside PARTNER_CENTER_API_URL",
+            status=status,
+        )
+    code, description = _error_of(body)
+    if status == 400 and number > 1 and code == NO_MORE_RECORDS:
+        log_event(log, logging.INFO, events.PARTNER_CENTER_NO_MORE_RECORDS, page=number)
+        return None
+    advice = _MFA_ADVICE if status == 401 and _is_mfa(code, description) else ""
+    return PartnerCenterError(
+        f"page {number}: {advice}Partner Center answered HTTP {status}"
+        + (f", code {code}" if code else "")
+        + (f": {description}" if description else ""),
+        status=status,
+        code=code,
+    )
 
 
 def _value_after(text: str, key: str) -> Any:

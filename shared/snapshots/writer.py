@@ -31,6 +31,9 @@ import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from shared.errors import SnapshotExistsError, StorageError
+from shared.redact import scrubbed
+
 if TYPE_CHECKING:
     from azure.storage.blob import BlobClient
 
@@ -59,17 +62,13 @@ def _plain(block_id: str, size: int) -> tuple[str, int]:
     return block_id, size
 
 
-class StorageError(RuntimeError):
-    """Blob Storage refused or did not answer; the message names the step and the service's code."""
-
-
 def storage_problem(exc: BaseException) -> str:
     """One line about a failed Blob Storage request: its status and error code, never the SDK's dump."""
     status = getattr(exc, "status_code", None)
     code = getattr(exc, "error_code", None)
     code = getattr(code, "value", code)  # the SDK's StorageErrorCode enum, or the header's text
     if status:
-        return f"Blob Storage answered HTTP {status}" + (f" {code}" if code else "")
+        return f"Blob Storage answered HTTP {status}" + (f" {scrubbed(str(code), 100)}" if code else "")
     return f"no answer from Blob Storage ({type(exc).__name__})"
 
 
@@ -89,6 +88,7 @@ class SnapshotWriter:
         self._staged: list[tuple[str, int]] = []  # (block id, bytes) as staged, for the check after commit
         self._run_id = secrets.token_hex(8)  # every block id of one blob has the same length
         self._page = 0  # the page the worker is storing, for messages
+        self.failed_step: str | None = None  # what the worker was doing when Blob Storage failed it
         self.count = 0
         self.json_bytes = 0
         self.stored_bytes = 0
@@ -102,17 +102,20 @@ class SnapshotWriter:
 
     # -- producer side (the job's thread) ------------------------------------------------------
     def add(self, customers: list[str]) -> None:
-        """Appends customers, each given as its JSON text on one line (as Partner Center sent it)."""
+        """Appends customers, each given as its JSON text on one line (as Partner Center sent it).
+        Raises the worker thread's error (a storage error, usually) once it has failed."""
         self._raise_worker_error()
         if customers:
             self._queue.put(customers)
 
     def commit(self, trailer: dict[str, Any], metadata: dict[str, str]) -> CommittedSnapshot:
         """Writes the trailer, waits for every block and commits the blob if it does not exist yet, then
-        checks that the committed blob is made of exactly the blocks this run staged."""
+        checks that the committed blob is made of exactly the blocks this run staged. Raises the worker
+        thread's error, SnapshotExistsError when another run committed the name first, StorageError when
+        Blob Storage refuses or the check fails: then nothing of this run is committed."""
         from azure.core import MatchConditions
         from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError
-        from azure.storage.blob import ContentSettings
+        from azure.storage.blob import BlobBlock, ContentSettings
 
         self._queue.put("\n]," + dumps(trailer)[1:] + "\n")
         self._queue.put(_STOP)
@@ -124,14 +127,14 @@ class SnapshotWriter:
             self._stage(self._gzip.flush())
             digest = self._sha.hexdigest()
             result = self._blob.commit_block_list(
-                self._blocks,
+                [BlobBlock(block_id) for block_id in self._blocks],
                 content_settings=ContentSettings(content_type="application/json", content_encoding="gzip"),
                 metadata={**metadata, "sha256": digest, "customercount": str(self.count)},
                 match_condition=MatchConditions.IfMissing,  # never replace a snapshot
             )
             committed = [_plain(block.id, block.size) for block in self._blob.get_block_list("committed")[0]]
         except (ResourceExistsError, ResourceModifiedError):
-            raise FileExistsError(
+            raise SnapshotExistsError(
                 f"{step}: another run committed snapshot {name} first (a run started in the same second); "
                 "this run's copy is dropped, a snapshot is never overwritten"
             ) from None
@@ -141,7 +144,7 @@ class SnapshotWriter:
             raise StorageError(f"{step}: the committed blob is not made of the blocks this run staged")
         return CommittedSnapshot(
             name=self._blob.blob_name,
-            etag=result["etag"],
+            etag=str(result["etag"]),
             generated_at=self.generated_at,
             customer_count=self.count,
             sha256=digest,
@@ -155,6 +158,13 @@ class SnapshotWriter:
             self._error = self._error or RuntimeError("snapshot aborted")
             self._queue.put(_STOP)  # the worker drains everything before it without writing
             self._worker.join(timeout=60)
+
+    def named_failure(self, exc: BaseException) -> BaseException:
+        """`exc` as the job reports it: the worker's Blob Storage error becomes a StorageError naming the
+        step (storing page N of the snapshot); anything else is returned as it is."""
+        if exc is self._error and self.failed_step is not None:
+            return StorageError(f"{self.failed_step}: {storage_problem(exc)}")
+        return exc
 
     def _raise_worker_error(self) -> None:
         if self._error is not None:
@@ -199,11 +209,13 @@ class SnapshotWriter:
             chunk = b"".join(self._pending)
             try:
                 self._blob.stage_block(block_id, chunk, length=len(chunk))
-            except AzureError as exc:
-                where = f"storing page {self._page}" if self._page else "storing the header"
-                raise StorageError(
-                    f"{where} of snapshot {self._blob.blob_name}: {storage_problem(exc)}"
-                ) from None
+            except AzureError:
+                name = self._blob.blob_name
+                self.failed_step = {
+                    0: f"storing the start of snapshot {name}",
+                    -1: f"committing snapshot {name}",
+                }.get(self._page, f"storing page {self._page} of snapshot {name}")
+                raise
             self._blocks.append(block_id)
             self._staged.append((plain_id, len(chunk)))
             self.stored_bytes += len(chunk)
