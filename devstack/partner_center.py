@@ -51,6 +51,7 @@ MALFORMED_VARIANTS = (
     "next_without_uri",
     "next_not_get",
     "next_bad_header",
+    "nan_total",
 )
 MAX_PAGE_SIZE = 500
 CUSTOMERS_PATH = "/v1/customers"
@@ -536,6 +537,7 @@ class _PartnerCenterHandler(Handler):
             "missing_items": {"totalCount": 0, "attributes": collection},
             "items_not_list": {"totalCount": 1, "items": {"id": "not-a-list"}, "attributes": collection},
             "not_object": [],
+            "nan_total": {"totalCount": float("nan"), "items": [], "attributes": collection},  # not JSON
             # A page whose items are fine but whose way to the next page cannot be followed safely.
             "links_not_object": {"totalCount": 0, "items": [], "links": "next", "attributes": collection},
             "next_without_uri": {"totalCount": 0, "items": [], "links": {"next": {"method": "GET"}}},

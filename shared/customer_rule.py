@@ -21,11 +21,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from shared.errors import SnapshotAppError
+
 MAX_DEPTH = 32  # a Partner Center customer nests 4 levels
 PROFILE_STRINGS = ("domain", "companyName", "tenantId")
 
 
-class NotStorable(ValueError):
+class NotStorable(SnapshotAppError, ValueError):
     """A customer breaks the rule; `customer_id` is None when it has no usable id."""
 
     def __init__(self, rule: str, customer_id: str | None = None) -> None:
@@ -63,11 +65,22 @@ def check_storable(text: str | bytes) -> dict[str, Any]:
 
 def check_customer(value: Any, text: str | None = None) -> None:
     """Checks a customer parsed with a strict decoder; `text` (its source) makes the depth check cheap."""
-    # The common case in one expression (it runs for every customer of every run); _explain says why not.
-    if (
+    if not _fields_ok(value):
+        _explain(value)
+    # Counting brackets (strings included) is a C-speed upper bound of the depth; walk only past it.
+    if (text is None or text.count("{") + text.count("[") > MAX_DEPTH) and _value_depth(value) > MAX_DEPTH:
+        raise NotStorable(f"nested deeper than {MAX_DEPTH} levels", value["id"])
+
+
+_STRING_OR_NULL = frozenset({str, type(None)})
+
+
+def _fields_ok(value: Any) -> bool:
+    # One expression: it runs for every customer of every run. json makes plain dicts and strs only.
+    return (
         type(value) is dict
         and type(value.get("id")) is str
-        and value["id"]
+        and bool(value["id"])
         and type(value.get("relationshipToPartner")) in _STRING_OR_NULL
         and (
             (profile := value.get("companyProfile")) is None
@@ -78,39 +91,23 @@ def check_customer(value: Any, text: str | None = None) -> None:
                 and type(profile.get("tenantId")) in _STRING_OR_NULL
             )
         )
-    ):
-        # Counting brackets (strings included) is a C-speed upper bound of the depth; walk only past it.
-        if (text is None or text.count("{") + text.count("[") > MAX_DEPTH) and _value_depth(
-            value
-        ) > MAX_DEPTH:
-            raise NotStorable(f"nested deeper than {MAX_DEPTH} levels", value["id"])
-        return
-    _explain(value)
-
-
-_STRING_OR_NULL = frozenset({str, type(None)})
+    )
 
 
 def _explain(value: Any) -> None:
-    """Raises NotStorable naming the first rule `value` breaks (isinstance: str and dict subclasses pass)."""
-    if not isinstance(value, dict):
+    """Raises NotStorable naming the rule `value` breaks (called when _fields_ok said it breaks one)."""
+    if type(value) is not dict:
         raise NotStorable("not a JSON object")
     customer_id = value.get("id")
-    if not isinstance(customer_id, str) or not customer_id:
+    if type(customer_id) is not str or not customer_id:
         raise NotStorable("`id` must be a non-empty string")
     profile = value.get("companyProfile")
-    if profile is not None:
-        if not isinstance(profile, dict):
-            raise NotStorable("`companyProfile` must be an object or null", customer_id)
-        for key in PROFILE_STRINGS:
-            field = profile.get(key)
-            if field is not None and not isinstance(field, str):
-                raise NotStorable(f"`companyProfile.{key}` must be a string or null", customer_id)
-    relationship = value.get("relationshipToPartner")
-    if relationship is not None and not isinstance(relationship, str):
-        raise NotStorable("`relationshipToPartner` must be a string or null", customer_id)
-    if _value_depth(value) > MAX_DEPTH:
-        raise NotStorable(f"nested deeper than {MAX_DEPTH} levels", customer_id)
+    if profile is not None and type(profile) is not dict:
+        raise NotStorable("`companyProfile` must be an object or null", customer_id)
+    for key in PROFILE_STRINGS:
+        if type((profile or {}).get(key)) not in _STRING_OR_NULL:
+            raise NotStorable(f"`companyProfile.{key}` must be a string or null", customer_id)
+    raise NotStorable("`relationshipToPartner` must be a string or null", customer_id)
 
 
 def _lenient_id(text: str) -> str | None:

@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import json
 import logging
+import socket
 import ssl
 import threading
 import time
@@ -261,6 +262,33 @@ def test_a_retried_error_with_a_trickling_body_is_not_waited_out(make_stack):
     assert document["source"]["retries"] == 2
 
 
+def test_no_retry_wait_runs_past_the_deadline(make_stack, caplog, monkeypatch):
+    stack, snapshots, latest_before, names_before = fail_after_good_snapshot(make_stack, caplog)
+    monkeypatch.setenv("SNAPSHOT_RUN_DEADLINE_SECONDS", "3")
+    stack.partner_center.inject("throttle", at=2, retry_after=30)
+    started = time.monotonic()
+
+    with pytest.raises(Exception, match="SNAPSHOT_RUN_DEADLINE_SECONDS"):
+        run_timer()
+
+    assert time.monotonic() - started < 10  # not the 30 s Retry-After asked for (capped at 120)
+    assert_untouched(snapshots, latest_before, names_before)
+
+
+def test_the_last_error_answer_is_read_within_the_timeout(make_stack, caplog, monkeypatch):
+    stack, snapshots, latest_before, names_before = fail_after_good_snapshot(make_stack, caplog)
+    monkeypatch.setenv("PARTNER_CENTER_MAX_RETRIES", "1")
+    monkeypatch.setenv("PARTNER_CENTER_TIMEOUT_SECONDS", "1")
+    stack.partner_center.inject("slow_error", at=2, times=5, bytes=2000, interval=0.01)  # 20 s each
+    started = time.monotonic()
+
+    with pytest.raises(Exception, match="HTTP 503"):
+        run_timer()
+
+    assert time.monotonic() - started < 10
+    assert_untouched(snapshots, latest_before, names_before)
+
+
 # -- 5. odd Retry-After values ----------------------------------------------------------------------------
 @pytest.mark.parametrize("retry_after", ["-5", "1.5", "soon", "date"])
 def test_odd_retry_after_values_fall_back_to_the_backoff(make_stack, retry_after):
@@ -275,7 +303,7 @@ def test_odd_retry_after_values_fall_back_to_the_backoff(make_stack, retry_after
     assert document["source"]["retries"] == 2
 
 
-@pytest.mark.parametrize("retry_after", ["30", "soon", "-5"])
+@pytest.mark.parametrize("retry_after", ["30", "soon", "-5", "nan"])
 def test_key_vault_retry_after_is_capped_and_odd_values_are_survived(make_stack, retry_after):
     stack, snapshots = make_stack(customers=50, env_overrides={"PARTNER_CENTER_MAX_RETRY_AFTER_SECONDS": "1"})
     stack.key_vault.throttled_get["partner-center-client-secret"] = (1, retry_after)
@@ -345,6 +373,16 @@ ODD = [
 ]
 
 
+def test_nan_outside_the_customers_fails_the_run(make_stack, caplog):
+    stack, snapshots, latest_before, names_before = fail_after_good_snapshot(make_stack, caplog)
+    stack.partner_center.inject("malformed", at=2, variant="nan_total")
+
+    with pytest.raises(Exception, match="page 2 is not storable: NaN"):
+        run_timer()
+
+    assert_untouched(snapshots, latest_before, names_before)
+
+
 @pytest.mark.parametrize(("kind", "rule"), ODD, ids=[k for k, _ in ODD])
 def test_a_customer_the_api_cannot_serve_fails_the_run_by_name(make_stack, caplog, kind, rule):
     stack, snapshots, latest_before, names_before = fail_after_good_snapshot(make_stack, caplog)
@@ -376,12 +414,38 @@ def test_customers_with_absent_null_and_extra_fields_are_stored(make_stack):
 
 
 def test_the_storable_rule_parses_strictly():
-    from shared.customer_rule import NotStorable, check_storable
+    from shared.customer_rule import NotStorable, check_customer, check_storable
 
     assert check_storable(b'{"id": "a", "companyProfile": {"domain": "a.com"}}')["id"] == "a"
-    for text in (b'{"id": "a", "x": NaN}', b'{"id": 1}', b"[]", b'{"id": "a"', "{" * 40 + "}" * 40):
+    for text in (
+        b'{"id": "a", "x": NaN}',
+        b"[NaN]",
+        b'{"id": 1}',
+        b"[]",
+        b'{"id": "a"',
+        b"\xff",
+        "{" * 40 + "}" * 40,
+        '{"id": "a", "relationshipToPartner": []}',
+    ):
         with pytest.raises(NotStorable):
             check_storable(text)
+    brackets = '{"id": "a", "note": "' + '{[\\"' * 40 + '"}'  # brackets inside a string are not nesting
+    assert check_storable(brackets)["id"] == "a"
+    deep: dict = {"id": "a"}
+    for _ in range(40):
+        deep = {"id": "a", "inner": [deep]}
+    with pytest.raises(NotStorable, match="nested deeper"):
+        check_customer(deep)  # no text: the value is walked
+
+
+def test_the_scrubber_forgets_the_oldest_values_first():
+    from shared.redact import MASK, remember, scrub
+
+    remember("first-secret-value-0001")
+    assert scrub("x first-secret-value-0001 y") == f"x {MASK} y"
+    remember(*(f"later-secret-value-{n:04d}" for n in range(600)))
+    assert scrub("first-secret-value-0001") == "first-secret-value-0001"  # bounded memory
+    assert scrub("later-secret-value-0599") == MASK
 
 
 # -- 8. empty pages do not loop ---------------------------------------------------------------------------
@@ -452,6 +516,8 @@ def _storage_proxy(stack, monkeypatch) -> StorageProxy:
 
 
 STORAGE_STEPS = [
+    ("GET", r"restype=container", 403, "AuthorizationFailure", 0, "opening container"),
+    ("HEAD", r"customers-\d{8}T\d{6}Z\.json$", 500, "InternalError", 0, "checking snapshot"),
     ("GET", r"/latest\.json", 500, "InternalError", 0, "reading latest.json"),
     ("PUT", r"blockid=", 403, "AuthorizationPermissionMismatch", 0, "storing page"),
     ("PUT", r"comp=blocklist", 503, "ServerBusy", 0, "committing snapshot"),
@@ -480,7 +546,8 @@ def test_storage_failures_name_the_step(
         proxy.stop()
 
     message = str(failure.value)
-    assert f"HTTP {status}" in message and code in message
+    assert f"HTTP {status}" in message
+    assert code in message or method == "HEAD"  # a HEAD answer has no body, so no error code
     assert "Blob Storage" in message
     assert "\n" not in message  # one line, not the SDK's multi-line dump
     assert step in failed_message(caplog)
@@ -524,12 +591,25 @@ def test_an_expired_refresh_token_gets_an_operator_message(make_stack, caplog):
     assert_untouched(snapshots, latest_before, names_before)
 
 
-def test_key_vault_failures_name_the_step(make_stack, caplog):
+@pytest.mark.parametrize(
+    ("problem", "detail"),
+    [("forbidden", "HTTP 403"), ("empty", "is empty"), ("unreachable", "no answer from Key Vault")],
+)
+def test_key_vault_failures_name_the_step(make_stack, caplog, monkeypatch, problem, detail):
     stack, _snapshots = make_stack(customers=10)
-    stack.key_vault.forbidden_get.add("partner-center-client-secret")
+    if problem == "forbidden":
+        stack.key_vault.forbidden_get.add("partner-center-client-secret")
+    elif problem == "empty":
+        stack.key_vault.set("partner-center-client-secret", "")
+    else:
+        with socket.socket() as probe:  # a port nothing listens on
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        monkeypatch.setenv("KEY_VAULT_URL", f"https://127.0.0.1:{port}/")
     caplog.set_level(logging.INFO)
 
     with pytest.raises(Exception, match=r"^Key Vault: ") as failure:
         run_timer()
 
-    assert "partner-center-client-secret" in str(failure.value)
+    assert detail in str(failure.value)
+    assert "partner-center-" in str(failure.value)
