@@ -405,6 +405,38 @@ def test_a_snapshot_published_but_not_yet_marked_is_listed_as_latest_json_names_
     assert listed == [newest.name, unmarked.name, marked.name]  # marked on its way out of latest.json
 
 
+def test_a_run_that_cannot_mark_its_snapshot_fails_naming_the_step_and_the_next_run_marks_it(
+    make_stack, monkeypatch
+):
+    import ssl
+
+    from devstack.storage_proxy import StorageProxy
+    from shared.job import run_snapshot
+
+    stack, snapshots = make_stack(customers=GOOD)
+    azurite_url = os.environ["SNAPSHOT_STORAGE_ACCOUNT_URL"]
+    client = ssl.create_default_context(cafile=str(stack.tls.bundle))
+    proxy = StorageProxy(stack.tls.ssl_server_context(), stack.azurite.account_url, client)
+    proxy.start()
+    try:
+        monkeypatch.setenv("SNAPSHOT_STORAGE_ACCOUNT_URL", proxy.account_url)
+        monkeypatch.setenv("SNAPSHOT_STORAGE_RETRIES", "0")
+        proxy.fail("PUT", r"\.published", status=403, code="AuthorizationPermissionMismatch", times=1)
+        with pytest.raises(
+            Exception, match=r"marking snapshots/\S+ published: Blob Storage answered HTTP 403"
+        ):
+            run_timer()
+    finally:
+        proxy.stop()
+    monkeypatch.setenv("SNAPSHOT_STORAGE_ACCOUNT_URL", azurite_url)
+    first = snapshots.latest()["snapshot"]  # latest.json had moved: it is published, not yet marked
+    assert [s["name"] for s in body(call("snapshots"))["snapshots"]] == [first]
+
+    run_snapshot(now=datetime.now(UTC) + timedelta(minutes=1))  # marks the one it replaces
+    second = snapshots.latest()["snapshot"]
+    assert [s["name"] for s in body(call("snapshots"))["snapshots"]] == [second, first]
+
+
 @pytest.mark.parametrize("kind", ["sha-mismatch", "truncated-gzip", "not-gzip", "too-large", "larger-stored"])
 def test_a_published_snapshot_that_does_not_verify_is_never_served_with_200(make_stack, caplog, kind):
     from shared.snapshots.store import Manifest

@@ -15,8 +15,8 @@ Trouble is contained:
 - A snapshot that cannot be read (missing, replaced, not gzip, a different sha256, larger than published)
   is remembered with the manifest naming it: one download and one ERROR line, not one per request, until
   latest.json names another.
-- A customer the indexes cannot use (see `indexable`) is left out of them, counted and logged once; the
-  other customers are served as usual.
+- A customer that is not storable by the job's rule (shared/customer_rule.py; see `indexable`) is left
+  out of the indexes, counted and logged once; the other customers are served as usual.
 
 Memory: one snapshot at a time, each customer kept as its stored JSON bytes (answers are built by joining
 them, byte for byte as stored) plus an id index, a domain index and one folded search string.
@@ -36,6 +36,7 @@ from typing import Any
 from shared import events
 from shared.api.errors import ApiError, snapshot_unavailable, storage_unavailable
 from shared.api.text import domain_key, fold
+from shared.customer_rule import MAX_DEPTH, NotStorable, check_customer, reject_constant
 from shared.errors import SnapshotFormatError
 from shared.events import log_event
 from shared.gc_pause import cyclic_gc_paused
@@ -52,40 +53,19 @@ LATEST_CHECK_OPTIONS: dict[str, Any] = {"connection_timeout": 3, "read_timeout":
 LATEST_CHECK_RETRIES = 1
 
 # -- what the indexes can use ----------------------------------------------------------------------------
-MAX_DEPTH = 32  # nesting of objects and arrays in one customer (as the job's rule); Partner Center: about 4
 _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
-def indexable(customer: Any) -> tuple[str, str, str] | None:
-    """(id, domain, companyName) of a parsed customer the indexes can use; None for any other.
-
-    The API's rule of a storable customer: a JSON object whose `id` is a non-empty string, whose
-    `companyProfile` is an object (or absent/null) with `domain`, `companyName` and `tenantId` strings
-    (or absent/null), and whose `relationshipToPartner` is a string (or absent/null). Strict JSON and
-    the depth bound are checked while parsing (`_parse_line`)."""
-    if type(customer) is not dict:
+def indexable(customer: Any, text: str) -> tuple[str, str, str] | None:
+    """(id, domain, companyName) of a parsed customer the API can serve, None for any other: the rule the
+    job stores by (shared/customer_rule.py), so what one publishes the other serves. `text` is its JSON."""
+    try:
+        check_customer(customer, text)
+    except NotStorable:
         return None
-    customer_id = customer.get("id")
-    if type(customer_id) is not str or not customer_id:
-        return None
-    relationship = customer.get("relationshipToPartner")
-    if relationship is not None and type(relationship) is not str:
-        return None
-    profile = customer.get("companyProfile")
-    if profile is None:
-        return customer_id, "", ""
-    if type(profile) is not dict:
-        return None
-    domain, name, tenant = profile.get("domain"), profile.get("companyName"), profile.get("tenantId")
-    for value in (domain, name, tenant):
-        if value is not None and type(value) is not str:
-            return None
-    return customer_id, domain or "", name or ""
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")  # NaN, Infinity, -Infinity: Python accepts them, JSON does not
+    profile = customer.get("companyProfile") or {}
+    return customer["id"], profile.get("domain") or "", profile.get("companyName") or ""
 
 
 def _within_depth(line: bytes) -> bool:
@@ -102,11 +82,12 @@ _UNUSABLE = object()
 
 
 def _parse_line(line: bytes) -> Any:
-    """One stored customer line parsed as strict JSON of bounded depth, or _UNUSABLE."""
+    """One stored customer line parsed as strict JSON nested at most MAX_DEPTH deep (checked on the text
+    first, so the parser never recurses deeper), or _UNUSABLE."""
     if not _within_depth(line):
         return _UNUSABLE
     try:
-        return json.loads(line, parse_constant=_reject_constant)
+        return json.loads(line, parse_constant=reject_constant)
     except (ValueError, RecursionError):
         return _UNUSABLE
 
@@ -116,7 +97,7 @@ def _parse_batch(lines: list[bytes]) -> list[Any]:
     # when the batch holds something odd is it parsed again line by line, to find what to leave out.
     if all(line.count(b"{") + line.count(b"[") <= MAX_DEPTH for line in lines):
         try:
-            parsed: list[Any] = json.loads(b"[" + b",".join(lines) + b"]", parse_constant=_reject_constant)
+            parsed: list[Any] = json.loads(b"[" + b",".join(lines) + b"]", parse_constant=reject_constant)
         except (ValueError, RecursionError):
             pass
         else:
@@ -198,7 +179,7 @@ class LoadedSnapshot:
         by_id, by_domain, search = self.by_id, self.by_domain, self.search
         position = len(self.lines)
         for line, customer in zip(lines, _parse_batch(lines), strict=True):
-            fields = None if customer is _UNUSABLE else indexable(customer)
+            fields = None if customer is _UNUSABLE else indexable(customer, line.decode("utf-8", "replace"))
             if fields is None:
                 self.skipped += 1
                 if type(customer) is dict and type(customer.get("id")) is str:
