@@ -71,10 +71,11 @@ def write_snapshot(store: Any, customers: list[dict[str, Any]], when: datetime) 
     writer = store.new_snapshot(snapshot_name(when), generated_at)
     for start in range(0, len(customers), 500):
         writer.add([dumps(c) for c in customers[start : start + 500]])
-    return writer.commit(
+    committed = writer.commit(
         {"customerCount": len(customers), "source": {"bench": True}},
         {"generatedat": generated_at, "correlationid": "bench", "pages": str(-(-len(customers) // 500))},
     )
+    return store.commit_index(committed, writer.index)  # as the job does, before latest.json names it
 
 
 def lookup_figures(azurite: Azurite, *, customers: int, lookups: int, http_lookups: int) -> LookupFigures:

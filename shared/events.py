@@ -38,6 +38,7 @@ API_SNAPSHOT_LOADED = "api.snapshot_loaded"
 API_SNAPSHOT_UNREADABLE = "api.snapshot_unreadable"
 API_LATEST_UNREADABLE = "api.latest_unreadable"
 API_CUSTOMERS_SKIPPED = "api.customers_skipped"  # customers the indexes cannot use: a count per snapshot
+API_INDEX_UNUSABLE = "api.index_unusable"  # latest.json names an index that does not verify: whole load
 API_STORAGE_UNREACHABLE = "api.storage_unreachable"  # once per outage; answers come from memory meanwhile
 API_STORAGE_REACHABLE = "api.storage_reachable"  # the outage is over
 API_SNAPSHOT_UNVERIFIED = "api.snapshot_unverified"  # a snapshot asked for by date does not verify

@@ -7,6 +7,7 @@ was. The run raises after logging `snapshot.failed`, so the Functions host recor
       _Run.open                  credentials (Key Vault or environment), tokens, the container
       _Run.previous_manifest     latest.json as it was (unreadable: no diff, the run goes on)
       _Run.write_snapshot        every page into a new blob, committed whole or not at all
+      store.commit_index         the lookup index beside it (snapshots/index.py), for the API
       _Run.diff_counts           customers added and removed since the previous snapshot
       store.publish              latest.json moves to the new snapshot (never back in time)
       RunSummary                 the snapshot.summary line and run_snapshot's answer
@@ -169,6 +170,7 @@ class _Run:
             None if previous is None else PreviousIds(store.iter_customer_ids(previous.snapshot), pager.seen)
         )
         committed = self.write_snapshot(writer, pager, tokens, diff)
+        committed = store.commit_index(committed, writer.index)  # before latest.json names it
         added, removed = self.diff_counts(diff)
         manifest = store.publish(committed)
         store.mark_published(manifest)  # only marked snapshots are listed and served by the API
@@ -290,7 +292,7 @@ class _Run:
         """Hands each page to the writer and logs it; returns the number of customers written."""
         total = 0
         for page in pager.pages():
-            writer.add(page.texts)
+            writer.add(page.texts, page.items)
             total += len(page.items)
             log_event(
                 log,

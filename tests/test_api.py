@@ -135,10 +135,17 @@ def follow(first: dict, name: str = "customers") -> list[dict]:
 
 # -- the shared world ----------------------------------------------------------------------------------
 def write_snapshot(
-    container: Any, customers: list[dict], when: datetime, *, publish: bool = True, commit: bool = True
+    container: Any,
+    customers: list[dict],
+    when: datetime,
+    *,
+    publish: bool = True,
+    commit: bool = True,
+    index: bool = True,
 ) -> Any:
-    """A snapshot in the job's own layout at a chosen time (the writer and store the job uses): its
-    CommittedSnapshot, or its name when it is left uncommitted."""
+    """A snapshot in the job's own layout at a chosen time (the writer and store the job uses), with its
+    lookup index as the job writes it (unless `index` is False): its CommittedSnapshot, or its name when
+    it is left uncommitted."""
     store = SnapshotStore(container)
     store.ensure_container()
     generated_at = when.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -151,6 +158,8 @@ def write_snapshot(
         {"customerCount": len(customers), "source": {"test": True}},
         {"generatedat": generated_at, "correlationid": "test", "pages": "1"},
     )
+    if index:
+        committed = store.commit_index(committed, writer.index)
     if publish:
         store.mark_published(store.publish(committed))  # as the job does
     return committed

@@ -38,7 +38,7 @@ from shared.events import log_event
 
 if TYPE_CHECKING:
     from shared.api.context import ApiContext
-    from shared.api.latest import LoadedSnapshot
+    from shared.api.latest import Snapshot
     from shared.settings import Settings
     from shared.snapshots.store import Manifest, SnapshotInfo
 
@@ -128,13 +128,13 @@ def customers(req: func.HttpRequest) -> func.HttpResponse:
     )
 
 
-def _positions(loaded: LoadedSnapshot, query: p.CustomerQuery) -> Sequence[int]:
+def _positions(loaded: Snapshot, query: p.CustomerQuery) -> Sequence[int]:
     """Positions of the customers `query` selects, in stored order."""
     if query.domain is not None:
         return loaded.with_domain(query.domain)
     if query.q is not None:
         return loaded.matching(query.q)
-    return range(len(loaded.lines))
+    return range(loaded.count)
 
 
 def _whole_latest(
@@ -156,7 +156,7 @@ def _whole_latest(
 
 
 def _customer_page(
-    loaded: LoadedSnapshot, criteria: dict[str, str], matched: int, page: Sequence[int], next_link: str | None
+    loaded: Snapshot, criteria: dict[str, str], matched: int, page: Sequence[int], next_link: str | None
 ) -> bytes:
     """The shape every filtered answer shares; customers are joined as stored, never re-serialised."""
     head = {
@@ -164,12 +164,11 @@ def _customer_page(
         "query": criteria,
         "count": matched,
     }
-    lines = loaded.lines
     return b"".join(
         (
             json_bytes(head)[:-1],
             b',"customers":[',
-            b",".join(lines[i] for i in page),
+            b",".join(loaded.lines_at(page)),
             b'],"nextLink":',
             json_bytes(next_link),
             b"}",

@@ -18,8 +18,12 @@ Trouble is contained:
 - A customer that is not storable by the job's rule (shared/customer_rule.py; see `indexable`) is left
   out of the indexes, counted and logged once; the other customers are served as usual.
 
-Memory: one snapshot at a time, each customer kept as its stored JSON bytes (answers are built by joining
-them, byte for byte as stored) plus an id index, a domain index and one folded search string.
+Memory: one snapshot at a time. When latest.json names a lookup index (shared/snapshots/index.py), the
+instance loads only that and answers from it (indexed.py); a new one is loaded in the background while the
+previous one keeps answering, and taken up by the first request after it is ready (the request that finds
+it waits SWAP_WAIT_SECONDS at most for it). Without a usable index, the snapshot is loaded whole as before:
+each customer kept as its stored JSON bytes (answers are built by joining them, byte for byte as stored)
+plus an id index, a domain index and one folded search string.
 """
 
 from __future__ import annotations
@@ -30,17 +34,20 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from shared import events
 from shared.api.errors import ApiError, snapshot_unavailable, storage_unavailable
+from shared.api.indexed import IndexedSnapshot, StoredUnreadable
 from shared.api.text import domain_key, fold
 from shared.customer_rule import MAX_DEPTH, NotStorable, check_customer, reject_constant
 from shared.errors import SnapshotFormatError
 from shared.events import log_event
 from shared.gc_pause import cyclic_gc_paused
 from shared.snapshots.document import iter_customer_lines
+from shared.snapshots.index import UnusableIndex
 from shared.snapshots.store import Manifest, ManifestError, SnapshotStore
 
 log = logging.getLogger("shared.api")
@@ -51,6 +58,7 @@ _clock = time.monotonic  # module-level so a test can move time forward
 # storage endpoint that hangs costs the one request checking about 15 s, never minutes.
 LATEST_CHECK_OPTIONS: dict[str, Any] = {"connection_timeout": 3, "read_timeout": 5}
 LATEST_CHECK_RETRIES = 1
+SWAP_WAIT_SECONDS = 0.5  # the request that finds a new snapshot waits this long for its index at most
 
 # -- what the indexes can use ----------------------------------------------------------------------------
 _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
@@ -194,6 +202,14 @@ class LoadedSnapshot:
             position += 1
 
     # -- lookups ------------------------------------------------------------------------------
+    @property
+    def count(self) -> int:
+        return len(self.lines)
+
+    def lines_at(self, positions: Sequence[int]) -> list[bytes]:
+        lines = self.lines
+        return [lines[i] for i in positions]
+
     def customer(self, customer_id: str) -> bytes | None:
         position = self.by_id.get(customer_id.lower())
         return None if position is None else self.lines[position]
@@ -208,6 +224,20 @@ class LoadedSnapshot:
     def matching(self, text: str) -> list[int]:
         needle = fold(text)
         return [i for i, haystack in enumerate(self.search) if needle in haystack]
+
+
+Snapshot = LoadedSnapshot | IndexedSnapshot
+
+
+@dataclass(eq=False)
+class _Pending:
+    """A newer snapshot's index loading in the background while the previous snapshot answers."""
+
+    manifest: Manifest
+    etag: str | None
+    done: threading.Event = field(default_factory=threading.Event)
+    loaded: IndexedSnapshot | None = None  # None: the requests load it (whole, when the index is unusable)
+    error: ApiError | None = None
 
 
 def _unreadable(manifest: Manifest, reason: str) -> ApiError:
@@ -252,7 +282,9 @@ class LatestCache:
         self._manifest: Manifest | None = None
         self._latest_etag: str | None = None
         self._latest_unreadable = False  # latest.json with _latest_etag is not a manifest
-        self._loaded: LoadedSnapshot | None = None
+        self._loaded: Snapshot | None = None
+        self._pending: _Pending | None = None
+        self._bad_index: Manifest | None = None  # whose index did not verify: loaded whole
         self._unreadable: tuple[Manifest, ApiError] | None = None
         self.checks = 0  # conditional GETs of latest.json (tests and logs)
         self.loads = 0
@@ -262,6 +294,13 @@ class LatestCache:
     def manifest(self) -> Manifest | None:
         """What latest.json says now: None before the first publish, 503 when it is not a manifest, or
         storage cannot be reached and nothing may be served from memory."""
+        pending = self._pending
+        if pending is not None and pending.done.is_set() and self._check_lock.acquire(blocking=False):
+            try:
+                if self._pending is pending:
+                    self._adopt(pending)
+            finally:
+                self._check_lock.release()
         now = _clock()
         if now - self._checked_at < self.check_interval:
             return self._outcome(now)
@@ -332,7 +371,7 @@ class LatestCache:
         if changed is None and self._latest_unreadable:  # 304: the same latest.json, still not a manifest
             self._failure = _not_a_manifest()
             raise _again(self._failure)
-        if changed is not None:
+        if changed is not None and not self._swap_later(*changed):
             self._manifest, self._latest_etag = changed
             self._latest_unreadable = False
         self._failure = None
@@ -344,8 +383,82 @@ class LatestCache:
             self._unreachable_since = None
             log_event(log, logging.INFO, events.API_STORAGE_REACHABLE, unreachableSeconds=seconds)
 
+    # -- a newer snapshot, taken up when its index is ready -------------------------------------------
+    def _swap_later(self, manifest: Manifest | None, etag: str | None) -> bool:
+        """Whether the snapshot answering now keeps answering while `manifest`'s index loads (or was just
+        taken up here); False when `manifest` is to be taken up at once, as before indexes."""
+        current = self._loaded
+        if (
+            manifest is None
+            or manifest.index is None
+            or manifest == self._bad_index
+            or current is None
+            or current.manifest != self._manifest
+            or current.manifest == manifest
+        ):
+            return False
+        pending = self._pending
+        if pending is None or pending.manifest != manifest:
+            pending = self._pending = _Pending(manifest, etag)
+            if isinstance(current, IndexedSnapshot):
+                current.release_stored()  # one stored blob at a time: the old one reads members meanwhile
+            threading.Thread(
+                target=self._load_pending, args=(pending,), name="snapshot-index", daemon=True
+            ).start()
+            pending.done.wait(SWAP_WAIT_SECONDS)
+        if pending.done.is_set():
+            self._adopt(pending)
+        return True
+
+    def _load_pending(self, pending: _Pending) -> None:
+        try:
+            self.downloads += 1
+            pending.loaded = self._load_indexed(pending.manifest)
+        except ApiError as exc:
+            pending.error = exc
+        except Exception:  # storage trouble: the requests load it themselves and report it
+            log_event(
+                log,
+                logging.WARNING,
+                events.API_INDEX_UNUSABLE,
+                snapshot=pending.manifest.snapshot,
+                reason="index could not be read in the background",
+            )
+        finally:
+            pending.done.set()
+
+    def _adopt(self, pending: _Pending) -> None:
+        """Takes up a snapshot loaded in the background (called holding the check lock)."""
+        with self._load_lock:
+            self._pending = None
+            self._manifest, self._latest_etag = pending.manifest, pending.etag
+            self._latest_unreadable = False
+            self._failure = None
+            self._loaded = pending.loaded
+            if pending.error is not None:
+                self._unreadable = (pending.manifest, pending.error)
+            if pending.loaded is not None:
+                self.loads += 1
+                self._unreadable = None
+                pending.loaded.fetch_in_background()
+
+    def _load_indexed(self, manifest: Manifest) -> IndexedSnapshot | None:
+        """The snapshot answered from its index; None when it has none that verifies (logged once)."""
+        if manifest.index is None or manifest == self._bad_index:
+            return None
+        try:
+            return IndexedSnapshot.load(self.store, manifest)
+        except UnusableIndex as exc:
+            self._bad_index = manifest
+            log_event(
+                log, logging.WARNING, events.API_INDEX_UNUSABLE, snapshot=manifest.snapshot, reason=str(exc)
+            )
+            return None
+        except StoredUnreadable as exc:
+            raise _unreadable(manifest, str(exc)) from None
+
     # -- the snapshot it names --------------------------------------------------------------------
-    def snapshot(self, manifest: Manifest) -> LoadedSnapshot:
+    def snapshot(self, manifest: Manifest) -> Snapshot:
         """The loaded snapshot `manifest` names (loads it unless it is the one in memory); 503 at once for
         one that could not be read before."""
         loaded = self._loaded
@@ -361,11 +474,13 @@ class LatestCache:
             self._loaded = None  # let the previous one go before the next is built: one in memory
             self.downloads += 1
             try:
-                loaded = LoadedSnapshot.load(self.store, manifest)
+                loaded = self._load_indexed(manifest) or LoadedSnapshot.load(self.store, manifest)
             except ApiError as exc:  # unreadable as published: the same bytes stay unreadable
                 self._unreadable = (manifest, exc)
                 raise
             self._unreadable = None
             self.loads += 1
             self._loaded = loaded
+            if isinstance(loaded, IndexedSnapshot):
+                loaded.fetch_in_background()
             return loaded

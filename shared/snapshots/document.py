@@ -122,14 +122,22 @@ def inflated(chunks: Iterable[bytes], gzipped: bool, limit: int | None = None) -
 
 
 def _gunzipped(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """A gzip stream of one or more members (writer.py starts a member every few dozen customers, so a
+    reader can inflate one on its own), as any gzip reader takes it: the members' data back to back.
+    Anything after a member that is not another member is a damaged stream."""
     inflate = zlib.decompressobj(31)
     try:
         for chunk in chunks:
             view = memoryview(chunk)
             for start in range(0, len(chunk), _INFLATE_INPUT):
-                yield inflate.decompress(view[start : start + _INFLATE_INPUT], _INFLATE_OUTPUT)
-                while inflate.unconsumed_tail:
-                    yield inflate.decompress(inflate.unconsumed_tail, _INFLATE_OUTPUT)
+                data: bytes | memoryview = view[start : start + _INFLATE_INPUT]
+                while data:
+                    if inflate.eof:  # the next member starts here
+                        inflate = zlib.decompressobj(31)
+                    yield inflate.decompress(data, _INFLATE_OUTPUT)
+                    while inflate.unconsumed_tail:
+                        yield inflate.decompress(inflate.unconsumed_tail, _INFLATE_OUTPUT)
+                    data = inflate.unused_data if inflate.eof else b""
         yield inflate.flush()
     except zlib.error as exc:
         raise SnapshotFormatError(f"damaged gzip stream ({exc})") from None
@@ -140,8 +148,13 @@ def _gunzipped(chunks: Iterable[bytes]) -> Iterator[bytes]:
 def customer_ids(document: Iterable[bytes]) -> Iterator[str]:
     """The `id` of each customer in a (decompressed) snapshot document, in stored order."""
     for line in customer_lines(document):
-        match = _LEADING_ID.match(line)  # stored as received: Partner Center puts id first
-        yield match.group(1).decode() if match else _id_of(line)
+        yield customer_id_of(line)  # stored as received: Partner Center puts id first
+
+
+def customer_id_of(line: bytes) -> str:
+    """The `id` of one stored customer line; SnapshotFormatError when it has none."""
+    match = _LEADING_ID.match(line)
+    return match.group(1).decode() if match else _id_of(line)
 
 
 def _id_of(line: bytes) -> str:

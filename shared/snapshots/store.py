@@ -14,12 +14,14 @@ is read back by document.py.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import json
 import logging
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +31,7 @@ from shared.errors import PublishConflictError, SnapshotExistsError, SnapshotFor
 from shared.events import log_event
 from shared.snapshots.document import customer_ids, inflated
 from shared.snapshots.document import iter_customer_lines as iter_customer_lines
+from shared.snapshots.index import IndexBuilder, index_name
 from shared.snapshots.writer import CommittedSnapshot, SnapshotWriter, storage_problem
 
 if TYPE_CHECKING:
@@ -57,8 +60,11 @@ class Manifest:
     sha256: str
     stored_bytes: int
     json_bytes: int
+    index: str | None = None  # the lookup index beside the snapshot (index.py); absent before issue 9
+    index_sha256: str | None = None
 
     def to_json(self) -> dict[str, Any]:
+        optional = {"index": self.index, "indexSha256": self.index_sha256} if self.index else {}
         return {
             "schemaVersion": MANIFEST_VERSION,
             "snapshot": self.snapshot,
@@ -69,7 +75,7 @@ class Manifest:
             "storedBytes": self.stored_bytes,
             "jsonBytes": self.json_bytes,
             "contentEncoding": "gzip",
-        }
+        } | optional
 
     @classmethod
     def parse(cls, data: bytes) -> Manifest:
@@ -84,6 +90,7 @@ class Manifest:
                 stored_bytes=_count(doc["storedBytes"], minimum=1),
                 json_bytes=_count(doc["jsonBytes"], minimum=1),
             )
+            manifest = _with_index(manifest, doc)
         except (ValueError, KeyError, TypeError) as exc:
             raise ManifestError(f"{LATEST} is not a valid manifest ({type(exc).__name__})") from None
         if not SNAPSHOT_NAME.fullmatch(manifest.snapshot):
@@ -101,7 +108,20 @@ class Manifest:
             sha256=committed.sha256,
             stored_bytes=committed.stored_bytes,
             json_bytes=committed.json_bytes,
+            index=committed.index,
+            index_sha256=committed.index_sha256,
         )
+
+
+def _with_index(manifest: Manifest, doc: dict[str, Any]) -> Manifest:
+    """The manifest with the index latest.json names; one that is not beside its snapshot, or has no
+    sha256, is ignored (the API then loads the snapshot whole, as before indexes)."""
+    index, sha256 = doc.get("index"), doc.get("indexSha256")
+    if index != index_name(manifest.snapshot) or not (
+        isinstance(sha256, str) and re.fullmatch(r"[0-9a-f]{64}", sha256)
+    ):
+        return manifest
+    return replace(manifest, index=index, index_sha256=sha256)
 
 
 def _str(value: Any) -> str:
@@ -186,6 +206,37 @@ class SnapshotStore:
         return SnapshotWriter(blob, generated_at)
 
     # -- latest.json --------------------------------------------------------------------------
+    def commit_index(self, committed: CommittedSnapshot, index: IndexBuilder | None) -> CommittedSnapshot:
+        """Stores the lookup index of `committed` beside it (before latest.json names it), tied to its ETag
+        and sha256; `committed` with the index named, or as it was when no index could be built (a
+        customer the API's indexes cannot use). Raises StorageError when Blob Storage refuses."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import AzureError
+        from azure.storage.blob import BlobBlock
+
+        if index is None or not index.usable:
+            return committed
+        name = index_name(committed.name)
+        sections = index.sections(
+            snapshot=committed.name,
+            etag=committed.etag,
+            sha256=committed.sha256,
+            customer_count=committed.customer_count,
+        )
+        digest = hashlib.sha256()
+        blob = self.blob(name)
+        blocks: list[BlobBlock] = []
+        try:
+            for number, section in enumerate(part for part in sections if part):
+                digest.update(section)
+                block_id = base64.b64encode(f"index-{number:06d}".encode()).decode()
+                blob.stage_block(block_id, section, length=len(section))
+                blocks.append(BlobBlock(block_id))
+            blob.commit_block_list(blocks, match_condition=MatchConditions.IfMissing)
+        except AzureError as exc:
+            raise StorageError(f"storing index {name}: {storage_problem(exc)}") from None
+        return replace(committed, index=name, index_sha256=digest.hexdigest())
+
     def read_latest(self) -> tuple[Manifest | None, str | None]:
         """(manifest, etag of latest.json); (None, None) before the first publish.
 
@@ -359,6 +410,48 @@ class SnapshotStore:
         data = download.readall()
         gzipped = (download.properties.content_settings.content_encoding or "").lower() == "gzip"
         return data, gzipped
+
+    def stored_size(self, name: str, *, etag: str) -> int:
+        """The stored size of that version of a blob (ResourceModifiedError for another version)."""
+        from azure.core import MatchConditions
+
+        props = self.blob(name).get_blob_properties(etag=etag, match_condition=MatchConditions.IfNotModified)
+        return int(props.size)
+
+    def read_range(self, name: str, etag: str, offset: int, length: int) -> bytes:
+        """`length` stored bytes of that version of a blob from `offset` (one gzip member of a snapshot)."""
+        from azure.core import MatchConditions
+
+        download = self.blob(name).download_blob(
+            offset=offset,
+            length=length,
+            decompress=False,
+            etag=etag,
+            match_condition=MatchConditions.IfNotModified,
+        )
+        return download.readall()
+
+    def read_into_buffer(
+        self, name: str, etag: str | None = None, *, max_bytes: int | None = None
+    ) -> bytearray:
+        """A blob as stored (with `etag`, that version only), in one buffer of its size: readall() would copy
+        it once more. SnapshotFormatError when it is larger than `max_bytes`."""
+        from azure.core import MatchConditions
+
+        conditions: dict[str, Any] = (
+            {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}
+        )
+        download = self.blob(name).download_blob(decompress=False, max_concurrency=1, **conditions)
+        if max_bytes is not None and download.size > max_bytes:
+            raise SnapshotFormatError(f"{download.size} bytes stored where at most {max_bytes} were expected")
+        buffer = bytearray(download.size)
+        view = memoryview(buffer)
+        filled = 0
+        for chunk in download.chunks():
+            view[filled : filled + len(chunk)] = chunk
+            filled += len(chunk)
+        view.release()
+        return buffer if filled == len(buffer) else bytearray()
 
     def list_snapshots(self, prefix: str = PREFIX, *, latest: Manifest | None = None) -> list[SnapshotInfo]:
         """Published snapshots under `prefix`, oldest first (names sort by time); none before the first run

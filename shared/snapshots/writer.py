@@ -13,6 +13,10 @@ wire while the previous page is being stored; the queue between them is short, s
 stays flat whatever the number of customers. Nothing is visible until `commit()`: staged blocks of a run
 that fails are never committed and expire on their own.
 
+Every MEMBER_CUSTOMERS customers the gzip stream starts a new member (header and trailer have their own):
+the blob is still one gzip stream of the same document, and index.py's index, built here as the customers
+pass, says where each member lies so the API can inflate one customer's member on its own.
+
 Block ids start with a random id of the run: two runs staging the same blob name at once (a timer occurrence
 and a manual run in the same second) never overwrite each other's blocks, the first commit wins whole, the
 other run fails naming the snapshot, and the committed block list is checked against what this run staged.
@@ -28,11 +32,13 @@ import queue
 import secrets
 import threading
 import zlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import SnapshotExistsError, StorageError
 from shared.redact import scrubbed
+from shared.snapshots.index import MEMBER_CUSTOMERS, IndexBuilder
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobClient
@@ -52,6 +58,8 @@ class CommittedSnapshot:
     sha256: str  # of the JSON document, before gzip
     json_bytes: int
     stored_bytes: int
+    index: str | None = None  # the lookup index blob beside it (index.py), once committed
+    index_sha256: str | None = None
 
 
 def _plain(block_id: str, size: int) -> tuple[str, int]:
@@ -70,6 +78,17 @@ def storage_problem(exc: BaseException) -> str:
     if status:
         return f"Blob Storage answered HTTP {status}" + (f" {scrubbed(str(code), 100)}" if code else "")
     return f"no answer from Blob Storage ({type(exc).__name__})"
+
+
+def _parsed(customers: list[str]) -> Iterator[Any]:
+    """Each customer parsed by the storable rule, None for one that breaks it (then no index is built)."""
+    from shared.customer_rule import NotStorable, check_storable
+
+    for text in customers:
+        try:
+            yield check_storable(text)
+        except NotStorable:
+            yield None
 
 
 def dumps(value: Any) -> str:
@@ -92,6 +111,10 @@ class SnapshotWriter:
         self.count = 0
         self.json_bytes = 0
         self.stored_bytes = 0
+        self._produced = 0  # compressed bytes so far: where the next gzip member starts
+        self._in_member = 0  # customers in the current gzip member
+        self._header_done = False
+        self.index: IndexBuilder | None = IndexBuilder()
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_pages)
         self._error: BaseException | None = None
         self._worker = threading.Thread(target=self._run, name="snapshot-writer", daemon=True)
@@ -101,12 +124,13 @@ class SnapshotWriter:
         )
 
     # -- producer side (the job's thread) ------------------------------------------------------
-    def add(self, customers: list[str]) -> None:
-        """Appends customers, each given as its JSON text on one line (as Partner Center sent it).
+    def add(self, customers: list[str], parsed: Sequence[Any] | None = None) -> None:
+        """Appends customers, each given as its JSON text on one line (as Partner Center sent it), and
+        `parsed`, the same customers parsed (the job has them; parsed here otherwise) for the index.
         Raises the worker thread's error (a storage error, usually) once it has failed."""
         self._raise_worker_error()
         if customers:
-            self._queue.put(customers)
+            self._queue.put((customers, parsed))
 
     def commit(self, trailer: dict[str, Any], metadata: dict[str, str]) -> CommittedSnapshot:
         """Writes the trailer, waits for every block and commits the blob if it does not exist yet, then
@@ -178,19 +202,42 @@ class SnapshotWriter:
                     continue  # aborted or failed: drain without writing
                 if isinstance(work, str):
                     self._page = -1 if self._page else 0  # the trailer comes after the last page
+                    if self._in_member:
+                        self._end_member()
                     self._write(work.encode())
+                    if not self._header_done:  # customers start in a member of their own
+                        self._header_done = True
+                        self._end_member()
                 else:
                     self._page += 1
-                    self._write_items(work)
+                    self._write_items(*work)
         except BaseException as exc:  # re-raised on the job's thread
             self._error = exc
             while self._queue.get() is not _STOP:
                 pass
 
-    def _write_items(self, customers: list[str]) -> None:
-        first = "\n" if self.count == 0 else ",\n"
-        self.count += len(customers)
-        self._write((first + ",\n".join(customers)).encode())
+    def _write_items(self, customers: list[str], parsed: Sequence[Any] | None) -> None:
+        if self.index is not None:
+            for customer in _parsed(customers) if parsed is None else parsed:
+                self.index.add(customer)
+        done = 0
+        while done < len(customers):
+            run = customers[done : done + MEMBER_CUSTOMERS - self._in_member]
+            first = "\n" if self.count == 0 else ",\n"
+            self.count += len(run)
+            self._write((first + ",\n".join(run)).encode())
+            done += len(run)
+            self._in_member += len(run)
+            if self._in_member == MEMBER_CUSTOMERS:
+                self._end_member()
+
+    def _end_member(self) -> None:
+        """Ends the gzip member being written; the next write starts another."""
+        self._stage(self._gzip.flush(), final=False)
+        self._gzip = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
+        self._in_member = 0
+        if self.index is not None:
+            self.index.members.append(self._produced)
 
     def _write(self, data: bytes) -> None:
         self._sha.update(data)
@@ -198,6 +245,7 @@ class SnapshotWriter:
         self._stage(self._gzip.compress(data), final=False)
 
     def _stage(self, data: bytes, *, final: bool = True) -> None:
+        self._produced += len(data)
         if data:
             self._pending.append(data)
             self._pending_bytes += len(data)
