@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("shared.api")
 MEMBERS_KEPT = 256  # inflated members kept (about 10 MB of JSON)
+# A stored blob up to this size is fetched before the first answer (a fraction of a second), so the
+# instance can answer from memory through a storage outage from then on; a larger one in the background.
+FETCH_FIRST_BYTES = 16 * 1024 * 1024
 
 
 class StoredUnreadable(Exception):
@@ -98,6 +101,9 @@ class IndexedSnapshot:
 
     # -- the stored blob, fetched once in the background ------------------------------------------
     def fetch_in_background(self) -> None:
+        if self.manifest.stored_bytes <= FETCH_FIRST_BYTES:
+            self._fetch()
+            return
         with self._lock:
             if self._fetcher is None:
                 self._fetcher = threading.Thread(target=self._fetch, name="snapshot-fetch", daemon=True)
