@@ -8,7 +8,8 @@ last stdout line: wall time of the run, peak RSS (VmHWM) and what the run report
 the same); the clock covers the whole invocation, including the handler's own imports of the SDKs, the
 Key Vault and token calls, every page, the upload and latest.json. `naive` runs bench.naive, `limit`
 measures the network's limit (bench.limit) from a process like the job's. `lookups`
-is the warm API instance of bench.lookups (it also serves the local host over HTTP for the parent).
+is the warm API instance of bench.lookups (it also serves the local host over HTTP for the parent),
+`scale` the fresh API instance of bench.scale.
 """
 
 from __future__ import annotations
@@ -116,10 +117,10 @@ def _describe(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.child", description=__doc__)
-    parser.add_argument("what", choices=("job", "naive", "limit", "lookups"))
+    parser.add_argument("what", choices=("job", "naive", "limit", "lookups", "scale"))
     parser.add_argument("--profile", help="job only: write a pyinstrument profile (.html or .txt)")
     parser.add_argument("--invocations", type=int, default=1, help="job only: timer runs in this process")
-    parser.add_argument("--spec", help="lookups only: JSON file written by bench.lookups")
+    parser.add_argument("--spec", help="lookups, scale: JSON file written by the parent")
     args = parser.parse_args(argv)
     if args.what == "job":
         result = run_job(args.profile, args.invocations)
@@ -133,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.lookups import instance_main
 
         result = instance_main(args.spec)
+    elif args.what == "scale":
+        from bench.scale import instance_main as scale_main
+
+        result = scale_main(args.spec)
     else:
         from bench.naive import run_naive
 

@@ -2,6 +2,7 @@
 written to bench-results/latest.md.
 
     python -m bench                     # the full run (about 4 minutes on 2 cores)
+    python -m bench --only scale        # the lookup API at 100,000 and 1,000,000 customers, side by side
     python -m bench --quick             # tiny sizes: checks the harness, not the targets (the smoke test)
     python -m bench --only job --profile bench-results/job.html   # pyinstrument profile of the job run
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from bench.job import REPO_ROOT
 
-SECTIONS = ("import", "job", "memory", "lookups")
+SECTIONS = ("import", "job", "memory", "lookups", "scale")
 PLATFORM_LIMIT_SECONDS = 230  # the Functions front end's HTTP timeout
 
 
@@ -36,6 +37,7 @@ class Row:
 class Report:
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    tables: list[str] = field(default_factory=list)  # further tables, printed after the notes
 
     def add(self, figure: str, how: str, measured: str, target: str, met: bool | None) -> None:
         verdict = "report" if met is None else "yes" if met else "no"
@@ -47,6 +49,8 @@ class Report:
         if self.notes:
             lines.append("")
             lines += [f"- {note}" for note in self.notes]
+        for table in self.tables:
+            lines += ["", table]
         return "\n".join(lines) + "\n"
 
 
@@ -208,6 +212,77 @@ def lookup_rows(report: Report, args: argparse.Namespace, azurite) -> None:
     )
 
 
+def scale_table(report: Report, args: argparse.Namespace, azurite) -> None:
+    """The lookup API at two sizes, one fresh instance each, side by side (bench/scale.py)."""
+    from bench.scale import COMMON_WORD, scale_figures
+
+    runs = [scale_figures(azurite, customers=n, lookups=args.scale_lookups) for n in args.scale_sizes]
+    large = runs[-1]
+
+    def row(figure: str, cell, target: str = "", met: bool | None = None) -> str:
+        verdict = "" if not target else "report" if met is None else "yes" if met else "no"
+        return f"| {figure} | " + " | ".join(cell(f) for f in runs) + f" | {target} | {verdict} |"
+
+    def p(values: list[float], q: float) -> float:
+        return percentile(values, q)
+
+    from bench.lookups import percentile
+
+    sizes = " | ".join(f"{_count(f.customers)} customers" for f in runs)
+    lines = [
+        f"| lookup API at scale | {sizes} | target at {_count(large.customers)} | met? |",
+        "|---" * (len(runs) + 3) + "|",
+        row("stored snapshot; its index", lambda f: f"{_mb(f.stored_bytes)}; {_mb(f.index_bytes)}"),
+        row(
+            "first lookup by id of a fresh instance",
+            lambda f: f"**{_ms(f.first_lookup, 0)}**",
+            "≤ 1.5 s",
+            large.first_lookup <= 1.5,
+        ),
+        row(
+            "lookup by id, warm, in-process, random ids: p50 / p99",
+            lambda f: f"**{_ms(p(f.by_id, 50), 2)}** / {_ms(p(f.by_id, 99), 2)}",
+            "p50 ≤ 1 ms, p99 ≤ 5 ms (100,000: ≤ 0.5 / 2 ms)",
+            p(large.by_id, 50) <= 0.001 and p(large.by_id, 99) <= 0.005,
+        ),
+        row(
+            "`?domain=` warm p50",
+            lambda f: f"**{_ms(p(f.by_domain, 50), 2)}**",
+            "≤ 2 ms",
+            p(large.by_domain, 50) <= 0.002,
+        ),
+        row(
+            f"`?q={COMMON_WORD}` warm p50 (matches)",
+            lambda f: f"**{_ms(p(f.by_text, 50), 1)}** ({_count(f.text_matches)})",
+            "≤ 250 ms",
+            p(large.by_text, 50) <= 0.25,
+        ),
+        row(
+            "whole snapshot (gzip), answer or 307 followed to the SAS URL",
+            lambda f: f"HTTP {f.whole_status}, **{_ms(f.whole_seconds, 0)}**, {_mb(f.whole_bytes)}",
+        ),
+        row(
+            f"longest lookup while the next snapshot is published and taken up ({CONCURRENT_NOTE})",
+            lambda f: (
+                f"**{_ms(f.publish_longest, 0)}** (p50 {_ms(f.publish_warm_p50, 2)}; "
+                f"answering after {f.publish_visible:.1f} s)"
+            ),
+            "≤ 1 s more than a warm lookup",
+            large.publish_longest - large.publish_warm_p50 <= 1.0,
+        ),
+        row(
+            "API instance peak RSS growth, first request to the end (publish included); growth once ready",
+            lambda f: f"**{f.peak_growth_mb:+.0f} MB**; {f.ready_growth_mb:+.0f} MB",
+            "≤ 250 MB",
+            large.peak_growth_mb <= 250,
+        ),
+    ]
+    report.tables.append("\n".join(lines))
+
+
+CONCURRENT_NOTE = "8 threads looking up ids"
+
+
 def import_rows(report: Report, args: argparse.Namespace) -> None:
     from bench.importtime import import_figures
 
@@ -243,6 +318,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--http-lookups", type=int, help="lookups over HTTP (2,000)")
     parser.add_argument("--import-repeats", type=int, help="fresh interpreters per import figure (7)")
     parser.add_argument("--job-repeats", type=int, help="fresh worker processes for the job's run time (3)")
+    parser.add_argument("--scale-sizes", help="customer counts of the scale run (100000,1000000)")
+    parser.add_argument("--scale-lookups", type=int, help="warm lookups by id per size (10,000)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: for the smoke test")
     parser.add_argument("--only", action="append", choices=SECTIONS, help="run only this part (repeatable)")
     parser.add_argument("--profile", help="write a pyinstrument profile of the measured job run (.html/.txt)")
@@ -257,6 +334,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "http_lookups": 50 if quick else 2000,
         "import_repeats": 1 if quick else 7,
         "job_repeats": 1 if quick else 3,
+        "scale_sizes": "1000,3000" if quick else "100000,1000000",
+        "scale_lookups": 300 if quick else 10_000,
     }
     for name, value in defaults.items():
         if getattr(args, name) is None:
@@ -264,6 +343,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.memory_sizes = tuple(int(n) for n in str(args.memory_sizes).split(","))
     if len(args.memory_sizes) != 2:
         parser.error("--memory-sizes takes two counts")
+    args.scale_sizes = tuple(int(n) for n in str(args.scale_sizes).split(","))
     args.rtt_samples = 5 if quick else 20
     return args
 
@@ -276,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0]
     if "import" in sections:  # first, before any stand-in runs
         import_rows(report, args)
-    if {"job", "memory", "lookups"} & set(sections):
+    if {"job", "memory", "lookups", "scale"} & set(sections):
         from devstack.azurite import Azurite
 
         with Azurite() as azurite:
@@ -286,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
                 memory_rows(report, args, azurite)
             if "lookups" in sections:
                 lookup_rows(report, args, azurite)
+            if "scale" in sections:
+                scale_table(report, args, azurite)
     order = [
         "run time / limit",
         "run time vs naive client",

@@ -103,3 +103,28 @@ def test_customer_ids_with_or_without_the_id_first():
 def test_a_customer_without_an_id_is_refused(customer):
     with pytest.raises(SnapshotFormatError, match="a customer line has no id"):
         list(customer_ids([document([CUSTOMERS[0], customer])]))
+
+
+def _members(data: bytes, size: int) -> bytes:
+    """`data` as a sequence of gzip members of `size` bytes each (writer.py starts one every 64 customers)."""
+    return b"".join(gzip.compress(data[i : i + size]) for i in range(0, len(data), size))
+
+
+@pytest.mark.parametrize(
+    "chunk_bytes", [1, 7, 1024 * 1024], ids=["byte-by-byte", "small-chunks", "one-chunk"]
+)
+@pytest.mark.parametrize("member_bytes", [1, 40, 10_000], ids=["a-byte-each", "some", "one-member"])
+def test_a_gzip_stream_of_many_members_reads_as_one(member_bytes, chunk_bytes):
+    stored = _members(document(), member_bytes)
+    assert gzip.decompress(stored) == document()  # what any gzip reader makes of it
+    assert lines(stored, gzipped=True, chunk_bytes=chunk_bytes) == [c.encode() for c in CUSTOMERS]
+
+
+@pytest.mark.parametrize(
+    ("tail", "message"),
+    [(b"garbage", "damaged gzip stream"), (gzip.compress(b"more")[:-3], "truncated gzip stream")],
+    ids=["garbage-after-a-member", "a-truncated-last-member"],
+)
+def test_what_follows_a_member_must_be_a_whole_member(tail, message):
+    with pytest.raises(SnapshotFormatError, match=message):
+        lines(_members(document(), 40) + tail, gzipped=True)

@@ -36,8 +36,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("shared.api")
 MEMBERS_KEPT = 256  # inflated members kept (about 10 MB of JSON)
-# A stored blob up to this size is fetched before the first answer (a fraction of a second), so the
-# instance can answer from memory through a storage outage from then on; a larger one in the background.
+# On an instance's first load, a stored blob up to this size is fetched before the first answer (a fraction
+# of a second), so the instance answers from memory through a storage outage from then on; a larger one, or
+# the next snapshot's, is fetched in the background while members are read from storage.
 FETCH_FIRST_BYTES = 16 * 1024 * 1024
 
 
@@ -58,6 +59,7 @@ class IndexedSnapshot:
         self._lock = threading.Lock()
         self._fetcher: threading.Thread | None = None
         self._released = False
+        self._whole: bytes | None = None
 
     @classmethod
     def load(cls, store: SnapshotStore, manifest: Manifest) -> IndexedSnapshot:
@@ -100,8 +102,9 @@ class IndexedSnapshot:
         return cls(manifest, store, index)
 
     # -- the stored blob, fetched once in the background ------------------------------------------
-    def fetch_in_background(self) -> None:
-        if self.manifest.stored_bytes <= FETCH_FIRST_BYTES:
+    def fetch_in_background(self, *, small_first: bool = False) -> None:
+        """Fetches the stored blob on a thread of its own; with `small_first`, a small one at once."""
+        if small_first and self.manifest.stored_bytes <= FETCH_FIRST_BYTES:
             self._fetch()
             return
         with self._lock:
@@ -129,11 +132,13 @@ class IndexedSnapshot:
         """The whole blob as stored (the whole-document answer, small snapshots only), its sha256 checked."""
         from shared.snapshots.document import verify_document
 
-        data, _gzipped = self._store.read_stored(
-            self.manifest.snapshot, etag=self.manifest.etag, max_bytes=self.manifest.stored_bytes
-        )
+        if self._whole is not None:
+            return self._whole
+        stored = self._stored
+        data = bytes(stored) if stored is not None else self._read_range(0, self.manifest.stored_bytes)
         if not verify_document(data, True, self.manifest.sha256, self.manifest.json_bytes):
-            raise StoredUnreadable("sha256 differs from latest.json")
+            raise snapshot_unavailable("the latest snapshot cannot be read; the next publish fixes it")
+        self._whole = data  # verified once; the handler answers it inline only while it is small
         return data
 
     # -- members ------------------------------------------------------------------------------

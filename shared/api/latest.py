@@ -482,5 +482,5 @@ class LatestCache:
             self.loads += 1
             self._loaded = loaded
             if isinstance(loaded, IndexedSnapshot):
-                loaded.fetch_in_background()
+                loaded.fetch_in_background(small_first=True)
             return loaded

@@ -1,0 +1,215 @@
+"""Issue 9: the lookup index beside each snapshot, and the API answering from it.
+
+The snapshot stays one standard gzip stream of the same document; the API answers from the index byte for
+byte what the whole load answers; an index that is missing or does not verify falls back to the whole
+load; a newer snapshot's index loads while the previous snapshot keeps answering.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import logging
+import threading
+import time
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+import shared.api.indexed as indexed
+from devstack.population import make_customers
+from shared.api.context import api_context
+from shared.api.indexed import IndexedSnapshot
+from shared.api.latest import LoadedSnapshot
+from shared.snapshots.index import MEMBER_CUSTOMERS, SnapshotIndex, UnusableIndex, index_name
+from shared.snapshots.store import Manifest, SnapshotStore
+from tests.functions import run_timer
+from tests.test_api import SPECIAL, body, call, customer_call, follow, ids, write_snapshot
+
+COUNT = 3 * MEMBER_CUSTOMERS + 5  # several gzip members, the last one short
+
+
+def _customers() -> list[dict[str, Any]]:
+    return [*SPECIAL, *make_customers(COUNT - len(SPECIAL), seed=5)]
+
+
+def _container(stack: Any, snapshots: Any) -> Any:
+    return stack.blob_service_client().get_container_client(snapshots.container)
+
+
+def _published(container: Any) -> Manifest:
+    return Manifest.parse(container.get_blob_client("latest.json").download_blob().readall())
+
+
+def test_the_job_writes_a_standard_gzip_snapshot_and_its_index_before_latest_json(make_stack):
+    stack, snapshots = make_stack(customers=COUNT)
+    run_timer()
+    container = _container(stack, snapshots)
+    manifest = _published(container)
+    stored = container.get_blob_client(manifest.snapshot).download_blob(decompress=False).readall()
+    document = gzip.decompress(stored)  # every member: any gzip reader takes it whole
+    assert hashlib.sha256(document).hexdigest() == manifest.sha256
+    lines = document.split(b"\n")
+    assert lines[0].endswith(b'"customers":[') and len(lines) == COUNT + 3  # one customer per line
+    assert manifest.index == index_name(manifest.snapshot)
+    index_blob = container.get_blob_client(manifest.index).download_blob().readall()
+    assert hashlib.sha256(index_blob).hexdigest() == manifest.index_sha256
+    index = SnapshotIndex(
+        index_blob, indexed.Expected(manifest.snapshot, manifest.etag, manifest.sha256, COUNT)
+    )
+    assert len(index.members) == -(-COUNT // MEMBER_CUSTOMERS) + 1
+    for member in range(len(index.members) - 1):  # each member inflates on its own
+        start, end = index.members[member], index.members[member + 1]
+        assert gzip.decompress(stored[start:end]).count(b"\n") == min(MEMBER_CUSTOMERS, COUNT - member * 64)
+    # The index is refused for any other snapshot version.
+    for other in (
+        indexed.Expected(manifest.snapshot, '"0x0"', manifest.sha256, COUNT),
+        indexed.Expected(manifest.snapshot, manifest.etag, "0" * 64, COUNT),
+        indexed.Expected(manifest.snapshot, manifest.etag, manifest.sha256, COUNT + 1),
+    ):
+        with pytest.raises(UnusableIndex):
+            SnapshotIndex(index_blob, other)
+
+
+def test_answers_from_the_index_are_byte_for_byte_those_of_the_whole_load(make_stack):
+    stack, snapshots = make_stack(customers=0)
+    container = _container(stack, snapshots)
+    customers = _customers()
+    committed = write_snapshot(container, customers, datetime.now(UTC))
+    store = SnapshotStore(container)
+    manifest = Manifest.of(committed)
+    whole = LoadedSnapshot.load(store, manifest)
+    fast = IndexedSnapshot.load(store, manifest)
+    assert fast.count == whole.count == COUNT
+    assert fast.lines_at(range(COUNT)) == whole.lines_at(range(COUNT))
+    for customer in customers:
+        for asked in (customer["id"], customer["id"].upper()):
+            assert fast.customer(asked) == whole.customer(asked)
+        domain = (customer.get("companyProfile") or {}).get("domain")
+        if domain:
+            assert fast.with_domain(domain.upper()) == whole.with_domain(domain.upper())
+    for absent in ("00000000-0000-4000-8000-000000000000", "not-a-guid", ""):
+        assert fast.customer(absent) is whole.customer(absent) is None
+    for text in ("contoso", "MULLER", "société", "onmicrosoft", "ltd\ncontoso", "zzz-nothing", "o"):
+        assert fast.matching(text) == whole.matching(text), text
+    assert fast.with_domain("nothing.example") == whole.with_domain("nothing.example") == []
+
+
+def test_the_registered_functions_answer_the_same_with_and_without_an_index(make_stack):
+    stack, snapshots = make_stack(customers=0)
+    container = _container(stack, snapshots)
+    customers = _customers()
+    answers = []
+    for offset, with_index in ((1, False), (2, True)):
+        write_snapshot(container, customers, datetime.now(UTC) + timedelta(minutes=offset), index=with_index)
+        assert isinstance(
+            api_context().latest.snapshot(api_context().latest.manifest()), IndexedSnapshot
+        ) == (with_index)
+        pages = follow(body(call("customers", {"top": "50"})))
+        answers.append(
+            (
+                [ids(page) for page in pages],
+                [customer_call(c["id"]).get_body() for c in customers[::7]],
+                body(call("customers", {"q": "contoso"}))["customers"],
+                body(call("customers", {"domain": customers[9]["companyProfile"]["domain"]}))["customers"],
+                # the whole document, but for its generatedAt
+                gzip.decompress(call("customers", headers={"Accept-Encoding": "gzip"}).get_body())[70:],
+            )
+        )
+    assert answers[0] == answers[1]
+
+
+@pytest.mark.parametrize("damage", ["missing", "another-sha256", "another-snapshot"])
+def test_an_index_that_is_missing_or_does_not_verify_falls_back_to_the_whole_load(make_stack, caplog, damage):
+    stack, snapshots = make_stack(customers=0)
+    container = _container(stack, snapshots)
+    customers = _customers()
+    earlier = write_snapshot(container, customers[:10], datetime.now(UTC) - timedelta(minutes=5))
+    committed = write_snapshot(container, customers, datetime.now(UTC), publish=False)
+    if damage == "missing":
+        container.get_blob_client(committed.index).delete_blob()
+    elif damage == "another-sha256":
+        committed = replace(committed, index_sha256="0" * 64)
+    else:  # the earlier snapshot's index, under this one's name and with its true sha256
+        data = container.get_blob_client(earlier.index).download_blob().readall()
+        container.get_blob_client(committed.index).upload_blob(data, overwrite=True)
+        committed = replace(committed, index_sha256=hashlib.sha256(data).hexdigest())
+    store = SnapshotStore(container)
+    store.mark_published(store.publish(committed))
+    caplog.set_level(logging.INFO, logger="shared.api")
+    for customer in customers[::9]:
+        response = customer_call(customer["id"])
+        assert response.status_code == 200 and json.loads(response.get_body()) == customer
+    latest = api_context().latest
+    assert isinstance(latest.snapshot(latest.manifest()), LoadedSnapshot)
+    unusable = [r for r in caplog.records if r.getMessage().startswith("api.index_unusable ")]
+    assert len(unusable) == 1  # logged once, not once per request
+
+
+def test_no_index_is_written_when_a_customer_is_one_the_indexes_cannot_use(make_stack):
+    stack, snapshots = make_stack(customers=0)
+    store = SnapshotStore(_container(stack, snapshots))
+    store.ensure_container()
+    when = datetime.now(UTC)
+    writer = store.new_snapshot(f"snapshots/{when:%Y/%m/%d}/customers-{when:%Y%m%dT%H%M%S}Z.json", "x")
+    writer.add([json.dumps(SPECIAL[0]), '{"id":"a","score":NaN}'])
+    committed = store.commit_index(writer.commit({"customerCount": 2}, {}), writer.index)
+    assert committed.index is None and committed.index_sha256 is None
+    assert "index" not in Manifest.of(committed).to_json()  # latest.json as before indexes
+
+
+def test_a_manifest_without_an_index_or_with_one_elsewhere_parses_as_before():
+    base = {
+        "schemaVersion": 1,
+        "snapshot": "snapshots/2024/03/07/customers-20240307T020000Z.json",
+        "etag": '"0x1"',
+        "generatedAt": "2024-03-07T02:00:00Z",
+        "customerCount": 1,
+        "sha256": "a" * 64,
+        "storedBytes": 10,
+        "jsonBytes": 20,
+    }
+    assert Manifest.parse(json.dumps(base).encode()).index is None
+    elsewhere = base | {"index": "../other/x.index", "indexSha256": "b" * 64}
+    assert Manifest.parse(json.dumps(elsewhere).encode()).index is None
+    beside = base | {
+        "index": "snapshots/2024/03/07/customers-20240307T020000Z.index",
+        "indexSha256": "b" * 64,
+    }
+    parsed = Manifest.parse(json.dumps(beside).encode())
+    assert parsed.index == beside["index"] and parsed.to_json() == beside | {"contentEncoding": "gzip"}
+
+
+def test_the_previous_snapshot_answers_while_the_next_index_loads(make_stack, monkeypatch):
+    stack, snapshots = make_stack(customers=0)
+    container = _container(stack, snapshots)
+    old, new = make_customers(100, seed=8), make_customers(100, seed=9)
+    write_snapshot(container, old, datetime.now(UTC) - timedelta(minutes=5))
+    assert customer_call(old[0]["id"]).status_code == 200
+    release = threading.Event()
+    load = IndexedSnapshot.load.__func__  # type: ignore[attr-defined]
+
+    def slow_load(cls: Any, store: Any, manifest: Manifest) -> IndexedSnapshot:
+        release.wait(30)
+        return load(cls, store, manifest)
+
+    monkeypatch.setattr(IndexedSnapshot, "load", classmethod(slow_load))
+    write_snapshot(container, new, datetime.now(UTC))
+    started = time.perf_counter()
+    assert customer_call(old[1]["id"]).status_code == 200  # the one that found it waited SWAP_WAIT at most
+    assert time.perf_counter() - started < 5
+    for customer in old[2:10]:  # the others answer at once from the previous snapshot
+        started = time.perf_counter()
+        assert customer_call(customer["id"]).status_code == 200
+        assert time.perf_counter() - started < 0.5
+    assert customer_call(new[0]["id"]).status_code == 404
+    release.set()
+    for _ in range(200):  # taken up by the first request after it is ready
+        if customer_call(new[0]["id"]).status_code == 200:
+            break
+        time.sleep(0.02)
+    assert customer_call(new[0]["id"]).status_code == 200
+    assert customer_call(old[0]["id"]).status_code == 404
