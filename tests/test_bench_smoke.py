@@ -23,6 +23,16 @@ FIGURES = (
     "whole snapshot answer",
     "import time of `function_app.py`",
 )
+SCALE_FIGURES = (
+    "stored snapshot; its index",
+    "first lookup by id of a fresh instance",
+    "lookup by id, warm, in-process, random ids",
+    "`?domain=` warm p50",
+    "`?q=contoso` warm p50",
+    "whole snapshot (gzip), answer or 307 followed",
+    "longest lookup while the next snapshot is published",
+    "API instance peak RSS growth",
+)
 NUMBER = re.compile(r"\*\*([+-]?\d[\d,]*(?:\.\d+)?)")
 
 
@@ -38,7 +48,8 @@ def test_quick_run_prints_every_figure(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert output.read_text() == done.stdout
-    lines = done.stdout.splitlines()
+    main_table, _, scale_table = done.stdout.partition("| lookup API at scale |")
+    lines = main_table.splitlines()
     rows = [line for line in lines if line.startswith("| ") and not line.startswith("| figure")]
     assert len(rows) == len(FIGURES)
     for row, figure in zip(rows, FIGURES, strict=True):
@@ -54,6 +65,15 @@ def test_quick_run_prints_every_figure(tmp_path):
     ratio = float(NUMBER.findall(rows[0])[0])
     assert ratio >= 0.9, "the job cannot beat the network's limit by much; the limit is wrong"
     assert "Limit = pages x round trip" in done.stdout
+    # The scale run: both sizes side by side, one fresh API instance each.
+    assert scale_table.startswith(" 1,000 customers | 3,000 customers | target at 3,000 |")
+    scale_rows = [line for line in scale_table.splitlines()[2:] if line.startswith("| ")]
+    assert len(scale_rows) == len(SCALE_FIGURES)
+    for row, figure in zip(scale_rows, SCALE_FIGURES, strict=True):
+        assert row.startswith(f"| {figure}"), (figure, row)
+    for row in scale_rows[1:]:
+        cells = [cell.strip() for cell in row.strip("|").split(" | ")]
+        assert all(NUMBER.findall(cell) for cell in cells[1:3]), row  # a bold figure for each size
 
 
 def test_importtime_parsing():

@@ -213,3 +213,183 @@ def test_the_previous_snapshot_answers_while_the_next_index_loads(make_stack, mo
         time.sleep(0.02)
     assert customer_call(new[0]["id"]).status_code == 200
     assert customer_call(old[0]["id"]).status_code == 404
+
+
+# -- what the index refuses, and the stored bytes it does not match ------------------------------------
+def _built(customers: list[Any], members: int | None = None) -> tuple[bytes, indexed.Expected]:
+    from shared.snapshots.index import IndexBuilder
+
+    builder = IndexBuilder()
+    for customer in customers:
+        builder.add(customer)
+    count = len(customers)
+    builder.members.extend(range(members if members is not None else -(-count // MEMBER_CUSTOMERS) + 1))
+    expected = indexed.Expected("snapshots/x.json", '"0x1"', "a" * 64, count)
+    sections = builder.sections(
+        snapshot="snapshots/x.json", etag='"0x1"', sha256="a" * 64, customer_count=count
+    )
+    return b"".join(sections), expected
+
+
+def _with_header(blob: bytes, **changes: Any) -> bytes:
+    import struct
+
+    from shared.snapshots.index import MAGIC
+
+    (length,) = struct.unpack_from("<I", blob, len(MAGIC))
+    start = len(MAGIC) + 4
+    header = json.loads(blob[start : start + length]) | changes
+    packed = json.dumps(header).encode().ljust(length)  # the sections' offsets follow the header
+    assert len(packed) == length
+    return blob[:start] + packed + blob[start + length :]
+
+
+def test_an_index_blob_that_does_not_hold_together_is_refused():
+    blob, expected = _built(_customers())
+    SnapshotIndex(blob, expected)  # as built: accepted
+    search_start = len(blob) - 40
+    damaged = {
+        "not an index": b"PK\x03\x04" + blob[4:],
+        "header not JSON": blob[:12] + b"[" + blob[13:],
+        "cut short": blob[:-10],
+        "search damaged": blob[:search_start] + bytes(40),
+        "another format": _with_header(blob, format=2),
+        "another fold": _with_header(blob, foldVersion=9),
+        "no member size": _with_header(blob, memberCustomers=0),
+        "members missing": _built(_customers(), members=2)[0],
+    }
+    for what, data in damaged.items():
+        with pytest.raises(UnusableIndex):
+            SnapshotIndex(data, expected)
+            pytest.fail(what)
+
+
+def test_no_customer_the_indexes_cannot_use_gets_an_index():
+    from shared.snapshots.index import IndexBuilder
+
+    for odd in (
+        ["not", "a", "dict"],
+        {"id": ""},
+        {"id": "x", "relationshipToPartner": 1},
+        {"id": "x", "companyProfile": "p"},
+        {"id": "x", "companyProfile": {"domain": 4}},
+    ):
+        builder = IndexBuilder()
+        builder.add({"id": "fine"})
+        builder.add(odd)
+        assert not builder.usable, odd
+
+
+def test_search_never_matches_across_two_customers_texts():
+    customers = [
+        {"id": "a", "companyProfile": {"companyName": "Alpha", "domain": "one.example"}},
+        {"id": "b", "companyProfile": {"companyName": "Exampleco", "domain": "two.example"}},
+    ]
+    index = SnapshotIndex(*_built(customers))
+    assert index.matching("exampleexampleco") == []  # "one.example" + "exampleco" only back to back
+    assert index.matching("example") == [0, 1]
+    assert index.matching("") == [0, 1]
+
+
+def test_gzip_members_that_are_not_what_the_index_says_are_refused():
+    from shared.api.indexed import StoredUnreadable, _member_lines
+
+    assert _member_lines(gzip.compress(b'\n{"id":"a"},\n{"id":"b"}'), 2) == [b'{"id":"a"}', b'{"id":"b"}']
+    for data, customers in (
+        (b"not gzip", 1),
+        (gzip.compress(b'\n{"id":"a"}') + b"more", 1),
+        (gzip.compress(b'\n{"id":"a"},\n{"id":"b"}'), 3),
+        (gzip.compress(b'x{"id":"a"}'), 0),
+    ):
+        with pytest.raises(StoredUnreadable):
+            _member_lines(data, customers)
+
+
+def test_a_snapshot_replaced_after_its_index_was_written_is_503(make_stack, caplog):
+    stack, snapshots = make_stack(customers=0)
+    container = _container(stack, snapshots)
+    customers = _customers()
+    committed = write_snapshot(container, customers, datetime.now(UTC))
+    store = SnapshotStore(container)
+    loaded = IndexedSnapshot.load(store, Manifest.of(committed))  # members read from storage: none fetched
+    data = container.get_blob_client(committed.name).download_blob(decompress=False).readall()
+    container.get_blob_client(committed.name).upload_blob(data, overwrite=True)  # same bytes, a new ETag
+    from shared.api.errors import ApiError
+
+    with pytest.raises(ApiError) as raised:
+        loaded.customer(customers[0]["id"])
+    assert raised.value.code == "snapshot_unavailable"
+    response = customer_call(customers[0]["id"])  # a fresh load sees it at once: 503, as without an index
+    assert response.status_code == 503 and json.loads(response.get_body())["error"] == "snapshot_unavailable"
+
+
+def test_a_large_stored_blob_is_fetched_in_the_background_and_members_are_kept_few(make_stack, monkeypatch):
+    monkeypatch.setattr(indexed, "FETCH_FIRST_BYTES", 0)
+    monkeypatch.setattr(indexed, "MEMBERS_KEPT", 2)
+    stack, snapshots = make_stack(customers=0)
+    customers = _customers()
+    write_snapshot(_container(stack, snapshots), customers, datetime.now(UTC))
+    for customer in customers[::5]:
+        assert json.loads(customer_call(customer["id"]).get_body()) == customer
+    latest = api_context().latest
+    loaded = latest.snapshot(latest.manifest())
+    assert isinstance(loaded, IndexedSnapshot)
+    for _ in range(200):
+        if loaded._stored is not None:
+            break
+        time.sleep(0.02)
+    assert loaded._stored is not None and len(loaded._members) <= 2
+    assert json.loads(customer_call(customers[-1]["id"]).get_body()) == customers[-1]
+
+
+@pytest.mark.parametrize("trouble", ["unusable-index", "replaced-snapshot", "storage-error"])
+def test_a_next_snapshot_that_cannot_load_in_the_background_is_handled_as_without_an_index(
+    make_stack, monkeypatch, trouble
+):
+    stack, snapshots = make_stack(customers=0)
+    container = _container(stack, snapshots)
+    old, new = make_customers(80, seed=8), make_customers(80, seed=9)
+    write_snapshot(container, old, datetime.now(UTC) - timedelta(minutes=5))
+    assert customer_call(old[0]["id"]).status_code == 200
+    committed = write_snapshot(container, new, datetime.now(UTC), publish=False)
+    original = IndexedSnapshot.__dict__["load"]
+    if trouble == "unusable-index":
+        container.get_blob_client(committed.index).delete_blob()
+    elif trouble == "replaced-snapshot":
+        data = container.get_blob_client(committed.name).download_blob(decompress=False).readall()
+        container.get_blob_client(committed.name).upload_blob(data, overwrite=True)
+    else:
+        from azure.core.exceptions import ServiceRequestError
+
+        def failing(cls: Any, store: Any, manifest: Manifest) -> IndexedSnapshot:
+            raise ServiceRequestError("storage went away")
+
+        monkeypatch.setattr(IndexedSnapshot, "load", classmethod(failing))
+    store = SnapshotStore(container)
+    if trouble == "replaced-snapshot":  # published as the job would have, before it was replaced
+        _point_latest(container, Manifest.of(committed))
+    else:
+        store.mark_published(store.publish(committed))
+    for _ in range(100):
+        response = customer_call(new[0]["id"])
+        if response.status_code != 404:
+            break
+        time.sleep(0.02)
+    if trouble == "replaced-snapshot":
+        assert response.status_code == 503
+    elif trouble == "unusable-index":
+        assert response.status_code == 200  # loaded whole
+        assert isinstance(api_context().latest._loaded, LoadedSnapshot)
+    else:  # the request loads it itself and says what failed; once storage answers, it is served
+        assert (
+            response.status_code == 503 and json.loads(response.get_body())["error"] == "storage_unavailable"
+        )
+        monkeypatch.setattr(IndexedSnapshot, "load", original)
+        assert customer_call(new[0]["id"]).status_code == 200
+        assert isinstance(api_context().latest._loaded, IndexedSnapshot)
+
+
+def _point_latest(container: Any, manifest: Manifest) -> None:
+    container.get_blob_client("latest.json").upload_blob(
+        json.dumps(manifest.to_json()).encode(), overwrite=True
+    )

@@ -229,9 +229,7 @@ def _member_lines(data: bytes | bytearray, customers: int) -> list[bytes]:
 
 
 def _domain_key_of(line: bytes) -> str | None:
-    try:
-        profile: Any = json.loads(line).get("companyProfile") or {}
-    except ValueError:
-        return None
+    # The writer indexed this line after checking it by the storable rule: JSON, a dict, a dict profile.
+    profile: Any = json.loads(line).get("companyProfile") or {}
     domain = profile.get("domain")
     return domain_key(domain) if isinstance(domain, str) and domain else None

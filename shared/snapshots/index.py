@@ -9,7 +9,7 @@ and the same JSON document, byte for byte), and builds this index as it writes:
     id_table       open-addressing table (linear probing) of position + 1, slot = hash & (size - 1)
     domains        uint64 hash of each customer's domain_key (0: no domain), by position
     domain_table   the same kind of table for domains
-    search_offsets uint32 start of each customer's folded "companyName\\ndomain" in `search`, then its end
+    search_offsets uint64 start of each customer's folded "companyName\\ndomain" in `search`, then its end
     search         those texts back to back, UTF-8, zlib-compressed in the blob
 
 A hash only finds candidates: every match is confirmed against the customer's stored line before it is
@@ -96,7 +96,7 @@ class IndexBuilder:
         self.usable = True
         self.ids = array("Q")
         self.domains = array("Q")
-        self.search_offsets = array("I", [0])
+        self.search_offsets = array("Q", [0])
         self.members = array("Q")
         self._search = zlib.compressobj(1)
         self._search_parts: list[bytes] = []
@@ -112,9 +112,6 @@ class IndexBuilder:
         self.domains.append(key_hash(domain_key(domain)) if domain else 0)
         text = search_bytes(f"{fold(name)}\n{fold(domain)}")
         self._search_bytes += len(text)
-        if self._search_bytes >= 1 << 32:
-            self.usable = False
-            return
         self.search_offsets.append(self._search_bytes)
         if part := self._search.compress(text):
             self._search_parts.append(part)
@@ -193,7 +190,7 @@ class SnapshotIndex:
         self.id_table = section("id_table", False)
         self.domains = section("domains", True)
         self.domain_table = section("domain_table", False)
-        self.search_offsets = section("search_offsets", False)
+        self.search_offsets = section("search_offsets", True)
         offset, size = sections["search"]
         inflate = zlib.decompressobj()
         try:  # never past the size its offsets declare
