@@ -252,7 +252,9 @@ def test_an_index_blob_that_does_not_hold_together_is_refused():
         "not an index": b"PK\x03\x04" + blob[4:],
         "header not JSON": blob[:12] + b"[" + blob[13:],
         "cut short": blob[:-10],
+        "sections cut short": blob[: len(blob) // 2],
         "search damaged": blob[:search_start] + bytes(40),
+        "search not deflate": blob[:search_start] + b"\xff" * 40,
         "another format": _with_header(blob, format=2),
         "another fold": _with_header(blob, foldVersion=9),
         "no member size": _with_header(blob, memberCustomers=0),
@@ -393,3 +395,25 @@ def _point_latest(container: Any, manifest: Manifest) -> None:
     container.get_blob_client("latest.json").upload_blob(
         json.dumps(manifest.to_json()).encode(), overwrite=True
     )
+
+
+def test_the_stored_blob_must_be_the_size_published_and_the_whole_answer_its_sha256(make_stack):
+    from shared.api.errors import ApiError
+    from shared.api.indexed import StoredUnreadable
+
+    stack, snapshots = make_stack(customers=0)
+    container = _container(stack, snapshots)
+    committed = write_snapshot(container, _customers(), datetime.now(UTC))
+    store, manifest = SnapshotStore(container), Manifest.of(committed)
+    with pytest.raises(StoredUnreadable):
+        IndexedSnapshot.load(store, replace(manifest, stored_bytes=manifest.stored_bytes + 1))
+    loaded = IndexedSnapshot.load(store, manifest)
+    assert (
+        loaded.stored
+        == loaded.stored
+        == container.get_blob_client(committed.name).download_blob(decompress=False).readall()
+    )  # read (a range of it all) and checked once, then kept
+    other = IndexedSnapshot.load(store, manifest)
+    other.manifest = replace(manifest, sha256="0" * 64)  # as if the bytes were not the ones published
+    with pytest.raises(ApiError):
+        other.stored  # noqa: B018 - the property reads and checks
