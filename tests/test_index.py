@@ -286,11 +286,13 @@ def test_search_never_matches_across_two_customers_texts():
     customers = [
         {"id": "a", "companyProfile": {"companyName": "Alpha", "domain": "one.example"}},
         {"id": "b", "companyProfile": {"companyName": "Exampleco", "domain": "two.example"}},
+        {"id": "c"},  # no profile: no domain in the domain table
     ]
     index = SnapshotIndex(*_built(customers))
     assert index.matching("exampleexampleco") == []  # "one.example" + "exampleco" only back to back
     assert index.matching("example") == [0, 1]
-    assert index.matching("") == [0, 1]
+    assert index.matching("") == [0, 1, 2]
+    assert index.domain_candidates("") == []
 
 
 def test_gzip_members_that_are_not_what_the_index_says_are_refused():

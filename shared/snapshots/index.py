@@ -192,15 +192,8 @@ class SnapshotIndex:
         self.domain_table = section("domain_table", False)
         self.search_offsets = section("search_offsets", True)
         offset, size = sections["search"]
-        inflate = zlib.decompressobj()
-        try:  # never past the size its offsets declare
-            self.search = inflate.decompress(
-                view[base + offset : base + offset + size], self.search_offsets[-1] + 1
-            )
-        except (zlib.error, IndexError):
-            raise UnusableIndex("index search text damaged") from None
-        if not inflate.eof:
-            raise UnusableIndex("index search text damaged")
+        declared = max(self.search_offsets[-1:], default=0)  # none: the shapes check refuses it
+        self.search = _inflate_into(view[base + offset : base + offset + size], declared)
         self._check_shapes()
 
     def _check(self, header: dict[str, Any], expected: Expected) -> None:
@@ -253,6 +246,30 @@ class SnapshotIndex:
         """(member number, its start and end in the stored blob) of a customer position."""
         member = position // self.member_customers
         return member, self.members[member], self.members[member + 1]
+
+
+def _inflate_into(data: bytes | memoryview, size: int) -> bytearray:
+    """zlib data inflated into one buffer of the `size` its offsets declare: no second copy of the text
+    (zlib's own output would be joined from blocks, twice the size at the peak), never past `size`."""
+    text = bytearray(size)
+    target = memoryview(text)
+    inflate = zlib.decompressobj()
+    filled = 0
+    try:
+        while True:
+            piece = inflate.decompress(data, min(1 << 20, size - filled) or 1)
+            if filled + len(piece) > size:
+                raise UnusableIndex("index search text longer than its offsets say")
+            target[filled : filled + len(piece)] = piece
+            filled += len(piece)
+            data = inflate.unconsumed_tail
+            if inflate.eof or not (piece or data):
+                break
+    except zlib.error:
+        raise UnusableIndex("index search text damaged") from None
+    if not inflate.eof or filled != size:
+        raise UnusableIndex("index search text damaged")
+    return text
 
 
 def _probe(table: memoryview[int], hashes: memoryview[int], value: int) -> Iterator[int]:
