@@ -419,3 +419,32 @@ def test_the_stored_blob_must_be_the_size_published_and_the_whole_answer_its_sha
     other.manifest = replace(manifest, sha256="0" * 64)  # as if the bytes were not the ones published
     with pytest.raises(ApiError):
         other.stored  # noqa: B018 - the property reads and checks
+
+
+def test_a_request_that_read_latest_json_before_a_newer_snapshot_was_taken_up_answers_from_the_newer(
+    make_stack, monkeypatch
+):
+    from shared.api.latest import LatestCache, SnapshotReplaced
+
+    stack, snapshots = make_stack(customers=0)
+    container = _container(stack, snapshots)
+    old, new = make_customers(70, seed=8), make_customers(70, seed=9)
+    write_snapshot(container, old, datetime.now(UTC) - timedelta(minutes=5))
+    latest = api_context().latest
+    stale = latest.manifest()
+    assert customer_call(old[0]["id"]).status_code == 200
+    write_snapshot(container, new, datetime.now(UTC))
+    assert customer_call(new[0]["id"]).status_code == 200  # taken up
+    with pytest.raises(SnapshotReplaced):
+        latest.snapshot(stale)  # never loaded back: that would evict the newer one
+    fresh = LatestCache.manifest
+    calls = []
+
+    def racing(self: LatestCache) -> Manifest | None:  # the first read of latest.json is from before
+        calls.append(1)
+        return stale if len(calls) == 1 else fresh(self)
+
+    monkeypatch.setattr(LatestCache, "manifest", racing)
+    response = customer_call(new[1]["id"])
+    assert response.status_code == 200 and len(calls) == 2
+    assert response.headers["X-Snapshot-Name"] == latest.manifest().snapshot

@@ -71,7 +71,7 @@ def endpoint(handler: Handler) -> Handler:
                     f"{method} is not allowed here; use GET",
                     headers={"Allow": "GET"},
                 )
-            return handler(req)
+            return _answered(handler, req)
         except ApiError as exc:
             return exc.response()
         except AzureError as exc:
@@ -89,6 +89,15 @@ def endpoint(handler: Handler) -> Handler:
             return error_response(500, "internal_error", "the request failed; it was logged")
 
     return wrapper
+
+
+def _answered(handler: Handler, req: func.HttpRequest) -> func.HttpResponse:
+    from shared.api.latest import SnapshotReplaced
+
+    try:
+        return handler(req)
+    except SnapshotReplaced:  # a newer snapshot was taken up while this request ran: answer from it
+        return handler(req)
 
 
 def _context() -> ApiContext:

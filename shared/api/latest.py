@@ -229,6 +229,11 @@ class LoadedSnapshot:
 Snapshot = LoadedSnapshot | IndexedSnapshot
 
 
+class SnapshotReplaced(Exception):
+    """A request asked for the snapshot of a manifest that a newer one replaced since it read latest.json:
+    it answers again from the newer one (handlers.endpoint) instead of loading the older one back."""
+
+
 @dataclass(eq=False)
 class _Pending:
     """A newer snapshot's index loading in the background while the previous snapshot answers."""
@@ -464,6 +469,14 @@ class LatestCache:
         loaded = self._loaded
         if loaded is not None and loaded.manifest == manifest:
             return loaded
+        current = self._manifest
+        if (
+            loaded is not None
+            and current is not None
+            and loaded.manifest == current
+            and manifest.generated_at <= current.generated_at
+        ):
+            raise SnapshotReplaced
         with self._load_lock:
             loaded = self._loaded
             if loaded is not None and loaded.manifest == manifest:
