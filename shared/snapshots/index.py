@@ -26,7 +26,7 @@ import json
 import struct
 import zlib
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,8 +76,12 @@ def fields_of(customer: Any) -> tuple[str, str, str] | None:
     return customer["id"], domain or "", name or ""
 
 
+def _table_size(count: int) -> int:
+    return 1 << max(4, (2 * count).bit_length())  # at most half full: short probes
+
+
 def _table(hashes: array[int]) -> array[int]:
-    size = 1 << max(4, (2 * len(hashes)).bit_length())  # at most half full: short probes
+    size = _table_size(len(hashes))
     mask = size - 1
     table = array("I", bytes(4 * size))
     for position, value in enumerate(hashes):
@@ -116,23 +120,32 @@ class IndexBuilder:
         if part := self._search.compress(text):
             self._search_parts.append(part)
 
-    def sections(self, *, snapshot: str, etag: str, sha256: str, customer_count: int) -> list[bytes]:
-        """The index blob, as the pieces to store one after the other."""
+    def sections(self, *, snapshot: str, etag: str, sha256: str, customer_count: int) -> Iterator[bytes]:
+        """The index blob, as the pieces to store one after the other; each made only when it is asked
+        for, so the job holds one section's copy at a time."""
         self._search_parts.append(self._search.flush())
-        bodies = {
-            "members": self.members.tobytes(),
-            "ids": self.ids.tobytes(),
-            "id_table": _table(self.ids).tobytes(),
-            "domains": self.domains.tobytes(),
-            "domain_table": _table(self.domains).tobytes(),
-            "search_offsets": self.search_offsets.tobytes(),
+        bodies: dict[str, Callable[[], bytes]] = {
+            "members": self.members.tobytes,
+            "ids": self.ids.tobytes,
+            "id_table": lambda: _table(self.ids).tobytes(),
+            "domains": self.domains.tobytes,
+            "domain_table": lambda: _table(self.domains).tobytes(),
+            "search_offsets": self.search_offsets.tobytes,
+        }
+        sizes = {
+            "members": 8 * len(self.members),
+            "ids": 8 * len(self.ids),
+            "id_table": 4 * _table_size(len(self.ids)),
+            "domains": 8 * len(self.domains),
+            "domain_table": 4 * _table_size(len(self.domains)),
+            "search_offsets": 8 * len(self.search_offsets),
+            "search": sum(map(len, self._search_parts)),
         }
         placed: dict[str, list[int]] = {}
         offset = 0
         for name in SECTIONS:
-            size = sum(map(len, self._search_parts)) if name == "search" else len(bodies[name])
-            placed[name] = [offset, size]
-            offset += size
+            placed[name] = [offset, sizes[name]]
+            offset += sizes[name]
         header = json.dumps(
             {
                 "format": FORMAT,
@@ -145,8 +158,10 @@ class IndexBuilder:
                 "sections": placed,
             }
         ).encode()
-        start = MAGIC + struct.pack("<I", len(header)) + header
-        return [start, *(bodies[name] for name in SECTIONS[:-1]), *self._search_parts]
+        yield MAGIC + struct.pack("<I", len(header)) + header
+        for name in SECTIONS[:-1]:
+            yield bodies[name]()
+        yield from self._search_parts
 
 
 @dataclass(frozen=True)
