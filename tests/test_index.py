@@ -220,8 +220,7 @@ def _built(customers: list[Any], members: int | None = None) -> tuple[bytes, ind
     from shared.snapshots.index import IndexBuilder
 
     builder = IndexBuilder()
-    for customer in customers:
-        builder.add(customer)
+    builder.add(customers)
     count = len(customers)
     builder.members.extend(range(members if members is not None else -(-count // MEMBER_CUSTOMERS) + 1))
     expected = indexed.Expected("snapshots/x.json", '"0x1"', "a" * 64, count)
@@ -277,8 +276,7 @@ def test_no_customer_the_indexes_cannot_use_gets_an_index():
         {"id": "x", "companyProfile": {"domain": 4}},
     ):
         builder = IndexBuilder()
-        builder.add({"id": "fine"})
-        builder.add(odd)
+        builder.add([{"id": "fine"}, odd])
         assert not builder.usable, odd
 
 

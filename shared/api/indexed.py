@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import mmap
 import threading
 import time
 import zlib
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from shared.snapshots.store import Manifest, SnapshotStore
 
 log = logging.getLogger("shared.api")
-MEMBERS_KEPT = 256  # inflated members kept (about 10 MB of JSON)
+MEMBERS_KEPT = 64  # inflated members kept (about 3 MB of JSON): paging reads a few in a row
 # On an instance's first load, a stored blob up to this size is fetched before the first answer (a fraction
 # of a second), so the instance answers from memory through a storage outage from then on; a larger one, or
 # the next snapshot's, is fetched in the background while members are read from storage.
@@ -54,7 +55,7 @@ class IndexedSnapshot:
         self.manifest = manifest
         self.index = index
         self._store = store
-        self._stored: bytearray | None = None
+        self._stored: mmap.mmap | None = None
         self._members: OrderedDict[int, list[bytes]] = OrderedDict()
         self._lock = threading.Lock()
         self._fetcher: threading.Thread | None = None
@@ -117,7 +118,7 @@ class IndexedSnapshot:
 
         try:
             stored = self._store.read_into_buffer(self.manifest.snapshot, self.manifest.etag)
-        except AzureError:  # members keep being read one at a time; a lookup reports storage trouble
+        except (AzureError, SnapshotFormatError):  # members keep being read one at a time
             return
         if len(stored) == self.manifest.stored_bytes and not self._released:
             self._stored = stored

@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import mmap
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -433,9 +434,10 @@ class SnapshotStore:
 
     def read_into_buffer(
         self, name: str, etag: str | None = None, *, max_bytes: int | None = None
-    ) -> bytearray:
-        """A blob as stored (with `etag`, that version only), in one buffer of its size: readall() would copy
-        it once more. SnapshotFormatError when it is larger than `max_bytes`."""
+    ) -> mmap.mmap:
+        """A blob as stored (with `etag`, that version only), in one anonymous mapping of its size: memory
+        is taken as the bytes arrive (readall() would hold them twice at the end, a zeroed bytearray all at
+        once). SnapshotFormatError when it is larger than `max_bytes`, or ends early."""
         from azure.core import MatchConditions
 
         conditions: dict[str, Any] = (
@@ -444,14 +446,16 @@ class SnapshotStore:
         download = self.blob(name).download_blob(decompress=False, max_concurrency=1, **conditions)
         if max_bytes is not None and download.size > max_bytes:
             raise SnapshotFormatError(f"{download.size} bytes stored where at most {max_bytes} were expected")
-        buffer = bytearray(download.size)
-        view = memoryview(buffer)
+        buffer = mmap.mmap(-1, max(download.size, 1))
         filled = 0
         for chunk in download.chunks():
-            view[filled : filled + len(chunk)] = chunk
+            if filled + len(chunk) > download.size:
+                break
+            buffer[filled : filled + len(chunk)] = chunk
             filled += len(chunk)
-        view.release()
-        return buffer if filled == len(buffer) else bytearray()
+        if filled != download.size:
+            raise SnapshotFormatError(f"{filled} bytes read where {download.size} were announced")
+        return buffer
 
     def list_snapshots(self, prefix: str = PREFIX, *, latest: Manifest | None = None) -> list[SnapshotInfo]:
         """Published snapshots under `prefix`, oldest first (names sort by time); none before the first run

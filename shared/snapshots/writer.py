@@ -218,8 +218,7 @@ class SnapshotWriter:
 
     def _write_items(self, customers: list[str], parsed: Sequence[Any] | None) -> None:
         if self.index is not None:
-            for customer in _parsed(customers) if parsed is None else parsed:
-                self.index.add(customer)
+            self.index.add(_parsed(customers) if parsed is None else parsed)
         done = 0
         while done < len(customers):
             run = customers[done : done + MEMBER_CUSTOMERS - self._in_member]
