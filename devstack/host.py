@@ -14,7 +14,8 @@ tests, reading the same registrations the real host indexes (`app.get_functions(
 
 Differences from the real host: 401/404 answers carry a short JSON body (the real host's are empty; here
 a 401 says whether the key was missing or wrong);
-a function that raises gives a 500 with an empty body and the traceback on stderr.
+an HTTP function that raises gives a 500 with an empty body and the traceback on stderr; a failed admin
+run prints one line (the job logs its own snapshot.failed line).
 """
 
 from __future__ import annotations
@@ -261,8 +262,10 @@ class _HostHandler(Handler):
 
         try:
             function.get_user_function()(TimerRequest(past_due=False))
-        except Exception:  # the real host logs it too; the caller still gets its 202
-            traceback.print_exc()
+        except Exception as exc:  # the real host logs it too; the caller still gets its 202
+            print(
+                f"  Executed '{function.get_function_name()}' (Failed: {type(exc).__name__})", file=sys.stderr
+            )
         return self._send(202, {}, b"")
 
     def _unauthorized(self, key: str | None, needed: str) -> int:

@@ -17,7 +17,8 @@ req="$root/requirements-infra.txt"
 stamp="$venv/.requirements-infra.stamp"
 
 if [[ ! -x "$venv/bin/checkov" ]] || ! cmp -s "$req" "$stamp"; then
-  echo "infra/check.sh: installing $(grep -v '^#' "$req" | xargs) into $venv" >&2
+  echo "infra/check.sh: installing $(grep -v '^#' "$req" | xargs) (Bicep security checks) into $venv:" >&2
+  echo "  about 80 s the first time (checkov has many dependencies); later runs reuse it." >&2
   [[ -x "$venv/bin/python" ]] || "${PYTHON:-python3}" -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
   cp "$req" "$stamp"
