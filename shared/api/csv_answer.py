@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import gzip
 import hashlib
 import io
 import json
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import azure.functions as func
 
 from shared.api.errors import bad_parameter, snapshot_unavailable
-from shared.api.http import accepts_gzip, answer, make_etag, status_response, utc_now
+from shared.api.http import GZIP_LEVEL, accepts_gzip, answer, make_etag, status_response, utc_now
 from shared.events import log_event
 
 if TYPE_CHECKING:
@@ -152,6 +153,9 @@ def page_headers(snapshot: str, matched: int, next_link: str | None) -> dict[str
 
 
 # -- the whole latest snapshot ---------------------------------------------------------------------------
+_whole: tuple[Manifest, bytes] | None = None  # the last whole-snapshot CSV built here, gzip-encoded
+
+
 def whole_latest(
     req: func.HttpRequest, ctx: ApiContext, manifest: Manifest, cache: str, headers: dict[str, str]
 ) -> func.HttpResponse:
@@ -162,7 +166,14 @@ def whole_latest(
         return redirect_to_rendition(ctx, manifest)
 
     def produce() -> tuple[bytes, bool]:
-        return b"".join(encode(ctx.latest.snapshot(manifest).lines)), False
+        global _whole
+        kept = _whole
+        if kept is not None and kept[0] == manifest:
+            return kept[1], True
+        csv_bytes = b"".join(encode(ctx.latest.snapshot(manifest).lines))
+        body = gzip.compress(csv_bytes, GZIP_LEVEL, mtime=0)
+        _whole = (manifest, body)  # a few MB: the next request is answered without rebuilding it
+        return body, True
 
     headers = headers | csv_headers(manifest.snapshot)
     return answer(
