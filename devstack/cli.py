@@ -40,12 +40,24 @@ def show_job_logs(stream: TextIO) -> None:
     logging.getLogger().addFilter(lambda record: "Auth level is not applied" not in record.getMessage())
 
 
-def check_settings() -> None:
-    """Every setting of the job and the API, validated now (after the stand-ins' own are in os.environ)."""
+# The settings the stand-ins set (placeholders until they run), and serve's / the demo's default container.
+_OWN_PLACEHOLDERS = {
+    "KEY_VAULT_URL": "https://127.0.0.1:1",
+    "PARTNER_CENTER_API_URL": "https://127.0.0.1:1",
+    "PARTNER_CENTER_AUTHORITY_HOST": "https://127.0.0.1:1",
+    "SNAPSHOT_STORAGE_ACCOUNT_URL": "https://127.0.0.1:1",
+}
+DEFAULT_CONTAINER = "customer-snapshots"
+
+
+def check_settings(own: dict[str, str] | None = None) -> None:
+    """Every setting of the job and the API from the environment, with the stand-ins' own (`own`, or
+    placeholders before they run) on top: a bad setting is found before anything starts."""
     from shared.settings import Settings, SettingsError
 
+    environ = {"SNAPSHOT_CONTAINER": DEFAULT_CONTAINER, **os.environ, **(own or _OWN_PLACEHOLDERS)}
     try:
-        Settings.from_env()
+        Settings.from_env(environ)
     except SettingsError as exc:
         raise UserError(str(exc)) from None
 

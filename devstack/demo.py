@@ -41,13 +41,14 @@ def main(argv: list[str] | None = None) -> int:
         raise cli.UserError("--customers and --latency must not be negative")
 
     cli.show_job_logs(sys.stdout)
+    if args.page_size is not None:
+        os.environ["PARTNER_CENTER_PAGE_SIZE"] = str(args.page_size)
+    cli.check_settings()  # before anything starts: a bad setting is the only line printed
     print(f"Starting Azurite and the stand-ins ({args.customers} simulated customers)...", flush=True)
     with DevStack(customers=args.customers, page_latency=args.latency) as stack:
         os.environ.update(stack.env)
-        os.environ.setdefault("SNAPSHOT_CONTAINER", "customer-snapshots")
-        if args.page_size is not None:
-            os.environ["PARTNER_CENTER_PAGE_SIZE"] = str(args.page_size)
-        cli.check_settings()
+        os.environ.setdefault("SNAPSHOT_CONTAINER", cli.DEFAULT_CONTAINER)
+        cli.check_settings(stack.env)
         # Real partners get throttled: one 429 with Retry-After and one 503 on the way.
         stack.partner_center.inject("throttle", at=2, retry_after=1)
         stack.partner_center.inject("status", at=4, status=503)

@@ -38,11 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     # Ctrl+C and `kill` both end in the with-blocks below, which stop every server and Azurite.
     signal.signal(signal.SIGTERM, _interrupt)
 
+    cli.check_settings()  # before anything starts: a bad setting is the only line printed
     print(f"Starting Azurite and the stand-ins ({args.customers} simulated customers)...", flush=True)
     with DevStack(customers=args.customers) as stack:
         os.environ.update(stack.env)
-        os.environ.setdefault("SNAPSHOT_CONTAINER", "customer-snapshots")
-        cli.check_settings()
+        os.environ.setdefault("SNAPSHOT_CONTAINER", cli.DEFAULT_CONTAINER)
+        cli.check_settings(stack.env)
         from azure.functions.timer import TimerRequest
 
         print("Running the timer function once so there is a snapshot...", flush=True)

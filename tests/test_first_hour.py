@@ -185,11 +185,12 @@ def test_a_bad_setting_is_one_line_and_a_non_zero_exit():
         "make demo: invalid settings: PARTNER_CENTER_MAX_RETRIES must be a whole number from 0 to 20, "
         "got 'abc'\n"
     ], demo.output()
-    assert "Traceback" not in demo.output()
+    assert "Traceback" not in demo.output() and demo.out == []  # found before anything started
 
     serve = Process("devstack.serve", "--customers", "20", "--port", "0", env=env)
     assert serve.finish() == 2
     assert len(serve.err) == 1 and serve.err[0].startswith("make serve: invalid settings:"), serve.output()
+    assert serve.out == []
 
 
 @pytest.mark.parametrize(
