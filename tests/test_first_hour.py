@@ -249,5 +249,6 @@ def test_readme_prerequisites_come_first_and_latest_json_fields_are_all_listed()
     fields = set(Manifest("s", "e", "g", 1, "h", 1, 1).to_json())
     assert fields == set(re.findall(r"`(\w+)`", listed)) - {"gzip"}
     assert "Running it in Azure" not in README  # it described Core Tools on your machine
-    development = README[README.index("## Development") :]
-    assert "below" not in development
+    bench_row = next(line for line in README.splitlines() if line.startswith("| `make bench` |"))
+    assert "below" not in bench_row and "(#performance)" in bench_row  # the figures come before the table
+    assert README.index("## Performance") < README.index("## Development")
