@@ -17,7 +17,9 @@ import requests
 
 from devstack.population import make_customers
 from devstack.stack import DevStack
-from shared.api.csv_answer import rendition_name
+from shared.api.csv_answer import _gzip, encode, rendition_name
+from shared.api.csv_answer import cell as csv_cell
+from shared.api.csv_answer import row as csv_row
 from tests.conftest import Snapshots
 from tests.functions import run_timer
 from tests.test_api import _customer, _foreign_settings, assert_error, body, call, write_snapshot
@@ -256,3 +258,39 @@ def test_no_rendition_of_a_snapshot_that_does_not_match_its_manifest(make_stack,
     container.upload_blob("latest.json", json.dumps(latest).encode(), overwrite=True)
     assert_error(call("customers", {"format": "csv"}), 503, "snapshot_unavailable")
     assert rendition_name(latest["snapshot"]) not in snapshots.names()
+
+
+# -- cells and batches, directly ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (None, ""),
+        (12, "12"),
+        (True, "true"),
+        ({"a": "=b"}, '{"a": "=b"}'),
+        ("-12", "'-12"),
+        ("@home", "'@home"),
+        ("a=b", "a=b"),
+        ("", ""),
+    ],
+)
+def test_a_cell_is_text_and_never_a_formula(value, shown):
+    assert csv_cell(value) == shown
+
+
+def test_a_customer_without_a_profile_is_a_row_of_empty_cells():
+    assert csv_row({"id": "x", "companyProfile": None}) == ["x", "", "", "", ""]
+
+
+def test_more_customers_than_a_batch_keep_their_order():
+    customers = make_customers(4500, seed=3)
+    lines = [json.dumps(c).encode() for c in customers]
+    got = parse_csv(b"".join(encode(lines)))
+    assert [r[0] for r in got] == [c["id"] for c in customers]
+    compressed = b"".join(_gzip(encode(lines)))
+    assert gzip.decompress(compressed) == b"".join(encode(lines))
+
+
+def test_an_unreadable_accept_weight_counts_as_zero(csv_world):
+    response = call("customers", {"top": "1"}, headers={"Accept": "text/csv;q=high"})
+    assert response.headers["Content-Type"].startswith("application/json")
