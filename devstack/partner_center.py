@@ -30,7 +30,18 @@ from .tokens import TokenError, decode_jwt
 LinkForm = Literal["v1", "root", "relative", "absolute", "rotate", "token_only"]
 LINK_FORMS: tuple[str, ...] = ("v1", "root", "relative", "absolute")
 FAULT_KINDS = frozenset({"throttle", "status", "slow", "drop", "expired_token", "malformed", "bom"})
-MALFORMED_VARIANTS = ("null_items", "missing_items", "items_not_list", "not_object", "truncated", "html")
+MALFORMED_VARIANTS = (
+    "null_items",
+    "missing_items",
+    "items_not_list",
+    "not_object",
+    "truncated",
+    "html",
+    "links_not_object",
+    "next_without_uri",
+    "next_not_get",
+    "next_bad_header",
+)
 MAX_PAGE_SIZE = 500
 CUSTOMERS_PATH = "/v1/customers"
 _TOKEN_PREFIX = "+RID:/"
@@ -427,6 +438,21 @@ class _PartnerCenterHandler(Handler):
             "missing_items": {"totalCount": 0, "attributes": collection},
             "items_not_list": {"totalCount": 1, "items": {"id": "not-a-list"}, "attributes": collection},
             "not_object": [],
+            # A page whose items are fine but whose way to the next page cannot be followed safely.
+            "links_not_object": {"totalCount": 0, "items": [], "links": "next", "attributes": collection},
+            "next_without_uri": {"totalCount": 0, "items": [], "links": {"next": {"method": "GET"}}},
+            "next_not_get": {
+                "totalCount": 0,
+                "items": [],
+                "links": {"next": {"uri": "/customers?seekOperation=Next", "method": "DELETE"}},
+            },
+            "next_bad_header": {
+                "totalCount": 0,
+                "items": [],
+                "links": {
+                    "next": {"uri": "/customers?seekOperation=Next", "method": "GET", "headers": ["token"]}
+                },
+            },
         }
         if variant in bodies:
             return _Response(200, json.dumps(bodies[variant]).encode())

@@ -7,6 +7,7 @@
 #
 # checkov lives in its own venv (.venv-infra, from requirements-infra.txt) so its many pinned
 # dependencies never meet the app's; the venv is (re)built only when requirements-infra.txt changes.
+# requirements-infra.txt pins and hashes every package (make lock), so pip checks each file it installs.
 # Environment: INFRA_VENV (venv path), PYTHON (interpreter that creates it).
 set -euo pipefail
 
@@ -17,10 +18,10 @@ req="$root/requirements-infra.txt"
 stamp="$venv/.requirements-infra.stamp"
 
 if [[ ! -x "$venv/bin/checkov" ]] || ! cmp -s "$req" "$stamp"; then
-  echo "infra/check.sh: installing $(grep -v '^#' "$req" | xargs) (Bicep security checks) into $venv:" >&2
+  echo "infra/check.sh: installing $(grep -E "^checkov==" "$req" | cut -d" " -f1) (Bicep security checks, locked in ${req##*/}) into $venv:" >&2
   echo "  about 80 s the first time (checkov has many dependencies); later runs reuse it." >&2
   [[ -x "$venv/bin/python" ]] || "${PYTHON:-python3}" -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes -r "$req"
   cp "$req" "$stamp"
 fi
 

@@ -3,6 +3,9 @@
 Application Insights keeps the message text; a fixed name first makes every line searchable
 (`traces | where message startswith "snapshot.summary"`) and the JSON keeps it machine-readable.
 Callers pass counts, names and ids only: never secrets, tokens or customer data.
+
+Every event the app logs is named here, once. The alert rules in infra/app/alerts.bicep match some of
+these names (ALERTED); tests/test_infra.py checks that the rules and this list agree.
 """
 
 from __future__ import annotations
@@ -11,6 +14,42 @@ import json
 import logging
 from typing import Any
 
+# -- the snapshot run (shared/job.py) -------------------------------------------------------------
+SNAPSHOT_PAST_DUE = "snapshot.past_due"
+SNAPSHOT_PAGE = "snapshot.page"
+SNAPSHOT_LATEST_UNREADABLE = "snapshot.latest_unreadable"
+SNAPSHOT_DIFF_UNAVAILABLE = "snapshot.diff_unavailable"
+SNAPSHOT_NOT_PUBLISHED = "snapshot.not_published"
+SNAPSHOT_SUMMARY = "snapshot.summary"  # one per successful run
+SNAPSHOT_FAILED = "snapshot.failed"  # one per failed run
+REFRESH_TOKEN_NOT_SAVED = "secrets.refresh_token_not_saved"  # noqa: S105 - an event name
 
-def log_event(logger: logging.Logger, level: int, name: str, **fields: Any) -> None:
-    logger.log(level, "%s %s", name, json.dumps(fields, ensure_ascii=False, default=str, sort_keys=False))
+# -- Partner Center paging (shared/partner_center/customers.py) ----------------------------------------
+PARTNER_CENTER_RETRY = "partner_center.retry"
+PARTNER_CENTER_TOKEN_REJECTED = "partner_center.token_rejected"  # noqa: S105 - an event name
+PARTNER_CENTER_NO_MORE_RECORDS = "partner_center.no_more_records"
+
+# -- the HTTP API (shared/api) ------------------------------------------------------------------------
+API_STORAGE_ERROR = "api.storage_error"
+API_INTERNAL_ERROR = "api.internal_error"
+API_HEALTH_UNAVAILABLE = "api.health_unavailable"
+API_HEALTH_FAILED = "api.health_failed"
+API_SNAPSHOT_LOADED = "api.snapshot_loaded"
+API_SNAPSHOT_UNREADABLE = "api.snapshot_unreadable"
+API_LATEST_UNREADABLE = "api.latest_unreadable"
+
+# Watched by the alert rules: renaming one of these silences an alert.
+ALERTED = frozenset({SNAPSHOT_FAILED, REFRESH_TOKEN_NOT_SAVED, SNAPSHOT_SUMMARY})
+
+
+def log_event(
+    logger: logging.Logger, level: int, name: str, *, exc_info: bool = False, **fields: Any
+) -> None:
+    """Logs `name {fields as JSON}`; `exc_info=True` adds the current exception's stack trace."""
+    logger.log(
+        level,
+        "%s %s",
+        name,
+        json.dumps(fields, ensure_ascii=False, default=str, sort_keys=False),
+        exc_info=exc_info,
+    )

@@ -2,23 +2,42 @@
 
 Any failure before the commit leaves no blob; any failure before publishing leaves latest.json as it
 was. The run raises after logging `snapshot.failed`, so the Functions host records a failed run.
+
+    run_snapshot                 settings, then the steps below; logs snapshot.failed on any error
+      _Run.open                  credentials (Key Vault or environment), tokens, the container
+      _Run.previous_manifest     latest.json as it was (unreadable: no diff, the run goes on)
+      _Run.write_snapshot        every page into a new blob, committed whole or not at all
+      _Run.diff_counts           customers added and removed since the previous snapshot
+      store.publish              latest.json moves to the new snapshot (never back in time)
+      RunSummary                 the snapshot.summary line and run_snapshot's answer
 """
 
 from __future__ import annotations
 
 import functools
-import gc
 import itertools
 import logging
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from shared import events
 from shared.events import log_event
+from shared.gc_pause import cyclic_gc_paused
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+
+    from shared.partner_center.auth import PartnerCenterTokens
+    from shared.partner_center.customers import CustomerPager
+    from shared.secrets import CredentialStore
+    from shared.snapshots.store import Manifest, SnapshotStore
+    from shared.snapshots.writer import CommittedSnapshot, SnapshotWriter
 
 log = logging.getLogger("shared.job")
 
@@ -26,173 +45,269 @@ log = logging.getLogger("shared.job")
 def run_snapshot(
     *, past_due: bool = False, now: datetime | None = None, environ: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
-    """Runs the job once and returns the summary it logged."""
+    """Runs the job once and returns the summary it logged.
+
+    Raises whatever stopped the run (SnapshotAppError for the conditions the app names: settings,
+    secrets, Partner Center, the snapshot store; an SDK's error otherwise), after logging it."""
     started = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
     clock = time.monotonic()
-    correlation_id = str(uuid.uuid4())
-    context: dict[str, Any] = {"correlationId": correlation_id, "pastDue": past_due}
+    context: dict[str, Any] = {"correlationId": str(uuid.uuid4()), "pastDue": past_due}
     if past_due:
-        log_event(log, logging.WARNING, "snapshot.past_due", **context)
+        log_event(log, logging.WARNING, events.SNAPSHOT_PAST_DUE, **context)
     try:
-        settings = Settings.from_env(environ)
-        return _run(settings, started, clock, correlation_id, context)
+        run = _Run(Settings.from_env(environ), started, clock, context)
+        with ExitStack() as cleanup:
+            return run.execute(cleanup)
     except Exception as exc:
         log_event(
             log,
             logging.ERROR,
-            "snapshot.failed",
+            events.SNAPSHOT_FAILED,
             error=type(exc).__name__,
             message=str(exc)[:500],
-            elapsedSeconds=round(time.monotonic() - clock, 3),
+            elapsedSeconds=_elapsed(clock),
             **context,
         )
         raise
 
 
-def _run(
-    settings: Settings, started: datetime, clock: float, correlation_id: str, context: dict[str, Any]
-) -> dict[str, Any]:
-    from shared.identity import azure_credential
-    from shared.partner_center.auth import PartnerCenterTokens
-    from shared.partner_center.customers import CustomerPager
-    from shared.secrets import SecretsError, credential_store
-    from shared.snapshots.store import ManifestError, SnapshotStore, container_client, snapshot_name
+def _elapsed(clock: float) -> float:
+    return round(time.monotonic() - clock, 3)
 
-    generated_at = started.strftime("%Y-%m-%dT%H:%M:%SZ")
-    credential = functools.cache(lambda: azure_credential(settings.azure_client_id))
-    with ExitStack() as cleanup:
+
+@dataclass
+class RefreshTokenWriteBack:
+    """Hands each refresh token Entra ID rotates to the credential store, at once, and counts.
+
+    A token that cannot be kept is logged loudly (the alert watches that line) but never stops the run:
+    today's snapshot is still good, and the old token lasts until it ages out."""
+
+    store: CredentialStore
+    context: Mapping[str, Any]
+    rotated: int = 0
+    saved: int = 0
+
+    def __call__(self, value: str) -> None:
+        from shared.secrets import SecretsError
+
+        self.rotated += 1
+        try:
+            saved = self.store.save_refresh_token(value)
+        except SecretsError as exc:
+            log_event(log, logging.ERROR, events.REFRESH_TOKEN_NOT_SAVED, reason=str(exc), **self.context)
+            return
+        if saved:
+            self.saved += 1
+            return
+        reason = "KEY_VAULT_URL is not set; store the refresh token in Key Vault"
+        log_event(log, logging.WARNING, events.REFRESH_TOKEN_NOT_SAVED, reason=reason, **self.context)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What one successful run did: logged as `snapshot.summary` (field names in camelCase)."""
+
+    snapshot: str
+    container: str
+    generated_at: str
+    customer_count: int
+    pages: int
+    duplicates_dropped: int
+    retries: int
+    token_renewals: int
+    auth_mode: str
+    refresh_token_rotations: int
+    refresh_tokens_saved: int
+    previous_snapshot: str | None
+    added: int | None
+    removed: int | None
+    published: bool
+    sha256: str
+    json_bytes: int
+    stored_bytes: int
+    elapsed_seconds: float
+    context: Mapping[str, Any] = field(default_factory=dict)  # correlationId, pastDue
+
+    def fields(self) -> dict[str, Any]:
+        values = asdict(self)
+        context: dict[str, Any] = values.pop("context")
+        return {_camel(name): value for name, value in values.items()} | context
+
+
+def _camel(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(word.capitalize() for word in rest)
+
+
+@dataclass
+class _Run:
+    """The steps of one run, in the order run_snapshot takes them."""
+
+    settings: Settings
+    started: datetime
+    clock: float
+    context: dict[str, Any]
+
+    @property
+    def generated_at(self) -> str:
+        return self.started.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    @property
+    def correlation_id(self) -> str:
+        return str(self.context["correlationId"])
+
+    def execute(self, cleanup: ExitStack) -> dict[str, Any]:
+        from shared.snapshots.store import snapshot_name
+
+        tokens, write_back, store = self.open(cleanup)
+        previous = self.previous_manifest(store)
+        writer = store.new_snapshot(snapshot_name(self.started), self.generated_at)
+        pager = cleanup.enter_context(self.pager(tokens))
+        diff = (
+            None if previous is None else PreviousIds(store.iter_customer_ids(previous.snapshot), pager.seen)
+        )
+        committed = self.write_snapshot(writer, pager, tokens, diff)
+        added, removed = self.diff_counts(diff)
+        manifest = store.publish(committed)
+        stats = pager.stats
+        summary = RunSummary(
+            snapshot=committed.name,
+            container=self.settings.container,
+            generated_at=self.generated_at,
+            customer_count=committed.customer_count,
+            pages=stats.pages,
+            duplicates_dropped=stats.duplicates_dropped,
+            retries=stats.retries,
+            token_renewals=stats.token_renewals,
+            auth_mode=tokens.mode,
+            refresh_token_rotations=write_back.rotated,
+            refresh_tokens_saved=write_back.saved,
+            previous_snapshot=previous.snapshot if previous else None,
+            added=added,
+            removed=removed,
+            published=manifest is not None,
+            sha256=committed.sha256,
+            json_bytes=committed.json_bytes,
+            stored_bytes=committed.stored_bytes,
+            elapsed_seconds=_elapsed(self.clock),
+            context=self.context,
+        ).fields()
+        log_event(log, logging.INFO, events.SNAPSHOT_SUMMARY, **summary)
+        return summary
+
+    def open(self, cleanup: ExitStack) -> tuple[PartnerCenterTokens, RefreshTokenWriteBack, SnapshotStore]:
+        """Credentials, the token source (writing rotated refresh tokens back) and the snapshot store."""
+        from shared.identity import azure_credential
+        from shared.partner_center.auth import PartnerCenterTokens
+        from shared.secrets import credential_store
+        from shared.snapshots.store import SnapshotStore, container_client
+
+        settings = self.settings
+        credential: Callable[[], TokenCredential] = functools.cache(
+            lambda: azure_credential(settings.azure_client_id)
+        )
         credentials = credential_store(settings.key_vault_url, credential)
         secrets = credentials.load()
-        refresh = {"rotated": 0, "saved": 0}
-
-        def save_refresh_token(value: str) -> None:
-            refresh["rotated"] += 1
-            try:
-                saved = credentials.save_refresh_token(value)
-            except SecretsError as exc:  # the snapshot still runs; the error is loud in the logs
-                log_event(log, logging.ERROR, "secrets.refresh_token_not_saved", reason=str(exc), **context)
-                return
-            if saved:
-                refresh["saved"] += 1
-            else:
-                log_event(
-                    log,
-                    logging.WARNING,
-                    "secrets.refresh_token_not_saved",
-                    reason="KEY_VAULT_URL is not set; store the refresh token in Key Vault",
-                    **context,
-                )
-
+        write_back = RefreshTokenWriteBack(credentials, self.context)
         tokens = PartnerCenterTokens(
-            secrets,
-            settings.authority_host,
-            timeout=settings.timeout_seconds,
-            on_refresh_token=save_refresh_token,
+            secrets, settings.authority_host, timeout=settings.timeout_seconds, on_refresh_token=write_back
         )
-        container = cleanup.enter_context(container_client(settings, credential))
-        store = SnapshotStore(container)
+        store = SnapshotStore(cleanup.enter_context(container_client(settings, credential)))
         store.ensure_container()
+        return tokens, write_back, store
+
+    def previous_manifest(self, store: SnapshotStore) -> Manifest | None:
+        """latest.json before this run; None before the first run or when it is not a manifest."""
+        from shared.snapshots.store import ManifestError
+
         try:
             previous, _ = store.read_latest()
         except ManifestError as exc:
-            log_event(log, logging.WARNING, "snapshot.latest_unreadable", reason=str(exc), **context)
-            previous = None
-
-        name = snapshot_name(started)
-        writer = store.new_snapshot(name, generated_at)
-        pager = cleanup.enter_context(
-            CustomerPager(
-                settings.partner_center_api_url,
-                tokens,
-                page_size=settings.page_size,
-                correlation_id=correlation_id,
-                max_retries=settings.max_retries,
-                backoff_seconds=settings.backoff_seconds,
-                timeout_seconds=settings.timeout_seconds,
-                max_retry_after_seconds=settings.max_retry_after_seconds,
-                deadline=clock + settings.run_deadline_seconds,
+            log_event(
+                log, logging.WARNING, events.SNAPSHOT_LATEST_UNREADABLE, reason=str(exc), **self.context
             )
+            return None
+        return previous
+
+    def pager(self, tokens: PartnerCenterTokens) -> CustomerPager:
+        from shared.partner_center.customers import CustomerPager
+
+        settings = self.settings
+        return CustomerPager(
+            settings.partner_center_api_url,
+            tokens,
+            page_size=settings.page_size,
+            correlation_id=self.correlation_id,
+            max_retries=settings.max_retries,
+            backoff_seconds=settings.backoff_seconds,
+            timeout_seconds=settings.timeout_seconds,
+            max_retry_after_seconds=settings.max_retry_after_seconds,
+            deadline=self.clock + settings.run_deadline_seconds,
         )
-        previous_ids = None
-        if previous is not None:
-            previous_ids = PreviousIds(store.iter_customer_ids(previous.snapshot), pager.seen)
-        # Every page is thousands of small acyclic dicts: the cyclic GC would stop the world every few
-        # pages to walk every object alive (the SDKs' included) and find nothing to free.
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
-        try:
-            total = 0
-            for page in pager.pages():
-                writer.add(page.texts)
-                total += len(page.items)
-                log_event(
-                    log,
-                    logging.INFO,
-                    "snapshot.page",
-                    page=page.number,
-                    items=page.received,
-                    kept=len(page.items),
-                    total=total,
-                    elapsedSeconds=round(time.monotonic() - clock, 3),
-                )
-                if previous_ids is not None:
-                    previous_ids.catch_up(total)  # while the next page is on the wire
-            stats = pager.stats
-            source = {
-                "apiUrl": settings.partner_center_api_url,
-                "pageSize": settings.page_size,
-                "pagesFetched": stats.pages,
-                "correlationId": correlation_id,
-                "duplicatesDropped": stats.duplicates_dropped,
-                "retries": stats.retries,
-                "tokenRenewals": stats.token_renewals,
-                "authMode": tokens.mode,
-            }
-            committed = writer.commit(
-                {"customerCount": total, "source": source},
-                {"generatedat": generated_at, "correlationid": correlation_id, "pages": str(stats.pages)},
+
+    def write_snapshot(
+        self,
+        writer: SnapshotWriter,
+        pager: CustomerPager,
+        tokens: PartnerCenterTokens,
+        diff: PreviousIds | None,
+    ) -> CommittedSnapshot:
+        """Every page into `writer`, then the commit; on any failure the writer is aborted (no blob)."""
+        # Every page is thousands of small acyclic dicts: nothing for the cyclic GC to free.
+        with cyclic_gc_paused():
+            try:
+                total = self.page_all(writer, pager, diff)
+                stats = pager.stats
+                source = {
+                    "apiUrl": self.settings.partner_center_api_url,
+                    "pageSize": self.settings.page_size,
+                    "pagesFetched": stats.pages,
+                    "correlationId": self.correlation_id,
+                    "duplicatesDropped": stats.duplicates_dropped,
+                    "retries": stats.retries,
+                    "tokenRenewals": stats.token_renewals,
+                    "authMode": tokens.mode,
+                }
+                metadata = {
+                    "generatedat": self.generated_at,
+                    "correlationid": self.correlation_id,
+                    "pages": str(stats.pages),
+                }
+                return writer.commit({"customerCount": total, "source": source}, metadata)
+            except BaseException:
+                writer.abort()
+                raise
+
+    def page_all(self, writer: SnapshotWriter, pager: CustomerPager, diff: PreviousIds | None) -> int:
+        """Hands each page to the writer and logs it; returns the number of customers written."""
+        total = 0
+        for page in pager.pages():
+            writer.add(page.texts)
+            total += len(page.items)
+            log_event(
+                log,
+                logging.INFO,
+                events.SNAPSHOT_PAGE,
+                page=page.number,
+                items=page.received,
+                kept=len(page.items),
+                total=total,
+                elapsedSeconds=_elapsed(self.clock),
             )
-        except BaseException:
-            writer.abort()
-            raise
-        finally:
-            if gc_was_enabled:
-                gc.enable()
+            if diff is not None:
+                diff.catch_up(total)  # while the next page is on the wire
+        return total
 
-        added = removed = None
-        if previous_ids is not None:
-            counts = previous_ids.counts()
-            if counts is not None:
-                added, removed = counts
-            else:
-                reason = type(previous_ids.error).__name__
-                log_event(log, logging.WARNING, "snapshot.diff_unavailable", reason=reason, **context)
-        manifest = store.publish(committed)
-
-        summary = {
-            "snapshot": committed.name,
-            "container": settings.container,
-            "generatedAt": generated_at,
-            "customerCount": committed.customer_count,
-            "pages": stats.pages,
-            "duplicatesDropped": stats.duplicates_dropped,
-            "retries": stats.retries,
-            "tokenRenewals": stats.token_renewals,
-            "authMode": tokens.mode,
-            "refreshTokenRotations": refresh["rotated"],
-            "refreshTokensSaved": refresh["saved"],
-            "previousSnapshot": previous.snapshot if previous else None,
-            "added": added,
-            "removed": removed,
-            "published": manifest is not None,
-            "sha256": committed.sha256,
-            "jsonBytes": committed.json_bytes,
-            "storedBytes": committed.stored_bytes,
-            "elapsedSeconds": round(time.monotonic() - clock, 3),
-            **context,
-        }
-        log_event(log, logging.INFO, "snapshot.summary", **summary)
-        return summary
+    def diff_counts(self, diff: PreviousIds | None) -> tuple[int | None, int | None]:
+        """(added, removed); (None, None) without a previous snapshot or when it could not be read."""
+        if diff is None:
+            return None, None
+        counts = diff.counts()
+        if counts is None:
+            reason = type(diff.error).__name__
+            log_event(log, logging.WARNING, events.SNAPSHOT_DIFF_UNAVAILABLE, reason=reason, **self.context)
+            return None, None
+        return counts
 
 
 class PreviousIds:

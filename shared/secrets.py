@@ -6,9 +6,11 @@ Values never appear in messages: errors name the secret and the vault only.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from shared.errors import SecretsError as SecretsError  # re-exported: callers catch it here
 from shared.hosts import is_loopback
 
 if TYPE_CHECKING:
@@ -29,10 +31,6 @@ ENV_NAMES = {
 }
 
 
-class SecretsError(RuntimeError):
-    """A credential could not be read or written; the message names it, never its value."""
-
-
 @dataclass(frozen=True)
 class PartnerCenterCredentials:
     tenant_id: str
@@ -45,10 +43,12 @@ class CredentialStore:
     """Reads the credentials and writes back a rotated refresh token."""
 
     def load(self) -> PartnerCenterCredentials:
+        """The app credentials. Raises SecretsError naming what is missing or unreadable."""
         raise NotImplementedError
 
     def save_refresh_token(self, value: str) -> bool:
-        """Persist a new refresh token; False when this store cannot keep it."""
+        """Persist a new refresh token; False when this store cannot keep it. Raises SecretsError when
+        the store refuses the write."""
         raise NotImplementedError
 
 
@@ -142,7 +142,10 @@ def _short(exc: Exception) -> str:
     return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
 
 
-def credential_store(vault_url: str | None, credential_factory) -> CredentialStore:
+def credential_store(
+    vault_url: str | None, credential_factory: Callable[[], TokenCredential]
+) -> CredentialStore:
+    """Key Vault when `vault_url` is set (the credential is made only then), else the environment."""
     if vault_url:
         return KeyVaultCredentialStore(vault_url, credential_factory())
     return EnvironmentCredentialStore()

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from shared.errors import SettingsError as SettingsError  # re-exported: callers catch it here
+
 PARTNER_CENTER_SCOPE = "https://api.partnercenter.microsoft.com/.default"
 MAX_PAGE_SIZE = 500  # the service (and Microsoft's Java SDK) allow 1..500
 
@@ -95,7 +97,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "PARTNER_CENTER_MAX_RETRY_AFTER_SECONDS",
         "120",
-        "Longest wait honoured from a Retry-After header (longer answers are capped).",
+        "Longest wait honoured from a Retry-After header (longer answers are capped; whole seconds, "
+        "a fraction rounds up).",
     ),
     Setting(
         "SNAPSHOT_RUN_DEADLINE_SECONDS",
@@ -176,10 +179,6 @@ _API_NAMES = frozenset(s.name for s in SETTINGS if s.api)
 _CONTAINER_RE = re.compile(r"^(?=.{3,63}$)[a-z0-9](?:[a-z0-9]|-(?!-))*[a-z0-9]$")
 
 
-class SettingsError(ValueError):
-    """One or more settings are missing or invalid; the message lists every problem."""
-
-
 @dataclass(frozen=True)
 class StorageTarget:
     """Where snapshots live: an account URL (token credential) or a connection string."""
@@ -214,7 +213,8 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, api: bool = False) -> Settings:
         """All settings, validated; `api=True`: only those marked `api` are read, the others keep their
-        defaults (the HTTP API never uses them) and no Partner Center credentials are required."""
+        defaults (the HTTP API never uses them) and no Partner Center credentials are required.
+        Raises SettingsError listing every problem at once."""
         env = os.environ if environ is None else environ
         if api:
             env = {name: value for name, value in env.items() if name in _API_NAMES}
@@ -223,13 +223,7 @@ class Settings:
 
         key_vault_url = reader.https_url("KEY_VAULT_URL", required=False)
         if key_vault_url is None and not api:
-            for name in (
-                "PARTNER_CENTER_TENANT_ID",
-                "PARTNER_CENTER_CLIENT_ID",
-                "PARTNER_CENTER_CLIENT_SECRET",
-            ):
-                if not reader.raw(name):
-                    problems.append(f"{name} is required when KEY_VAULT_URL is not set")
+            reader.require_credentials()
         settings = cls(
             key_vault_url=key_vault_url,
             azure_client_id=reader.raw("AZURE_CLIENT_ID"),
@@ -262,6 +256,12 @@ class _Reader:
     def __init__(self, env: Mapping[str, str], problems: list[str]) -> None:
         self.env = env
         self.problems = problems
+
+    def require_credentials(self) -> None:
+        """Without Key Vault, the Partner Center app credentials come from the environment."""
+        for name in ("PARTNER_CENTER_TENANT_ID", "PARTNER_CENTER_CLIENT_ID", "PARTNER_CENTER_CLIENT_SECRET"):
+            if not self.raw(name):
+                self.problems.append(f"{name} is required when KEY_VAULT_URL is not set")
 
     def raw(self, name: str) -> str | None:
         value = self.env.get(name, "").strip()

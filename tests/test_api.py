@@ -29,7 +29,6 @@ import requests
 from devstack.population import make_customers
 from devstack.stack import DevStack
 from shared.api.context import api_context
-from shared.api.schedule import seconds_until_next_snapshot
 from shared.snapshots.store import SnapshotStore, snapshot_name
 from shared.snapshots.writer import dumps
 from tests.conftest import Snapshots
@@ -109,7 +108,9 @@ def assert_error(response: func.HttpResponse, status: int, code: str, parameter:
     assert response.status_code == status, (response.status_code, response.get_body()[:300])
     assert response.headers["Content-Type"].startswith("application/json")
     payload = json.loads(response.get_body())
-    assert set(payload) <= ERROR_KEYS and payload["error"] == code and payload["message"], payload
+    assert set(payload) <= ERROR_KEYS, payload
+    assert payload["error"] == code, payload
+    assert payload["message"], payload
     assert payload.get("parameter") == parameter, payload
     assert response.headers["Cache-Control"] == "no-store"
     return payload
@@ -209,7 +210,8 @@ def test_whole_snapshot_is_served_as_stored_gzip_when_accepted(world):
     plain = call("customers")
 
     assert zipped.status_code == plain.status_code == 200
-    assert zipped.headers["Content-Encoding"] == "gzip" and "Content-Encoding" not in plain.headers
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert "Content-Encoding" not in plain.headers
     assert zipped.get_body() == stored  # the stored bytes as they are: no recompression
     assert plain.get_body() == world.snapshots.document_bytes(world.latest["snapshot"])
     assert json.loads(plain.get_body())["customers"] == world.customers
@@ -224,7 +226,8 @@ def test_whole_snapshot_is_served_as_stored_gzip_when_accepted(world):
 @pytest.mark.parametrize("accept", ["gzip;q=0", "identity", "br", "*;q=0", "GZIP;q=0.0"])
 def test_gzip_only_when_the_client_accepts_it(world, accept):
     response = call("customers", headers={"Accept-Encoding": accept})
-    assert response.status_code == 200 and "Content-Encoding" not in response.headers
+    assert response.status_code == 200
+    assert "Content-Encoding" not in response.headers
     assert json.loads(response.get_body())["customerCount"] == len(world.customers)
 
 
@@ -283,12 +286,14 @@ def test_a_malformed_customer_id_is_400(world, bad):
 )
 def test_domain_equals_case_insensitive(world, given):
     payload = body(call("customers", {"domain": given}))
-    assert ids(payload) == [SPECIAL[4]["id"]] and payload["count"] == 1
+    assert ids(payload) == [SPECIAL[4]["id"]]
+    assert payload["count"] == 1
     assert payload["snapshot"] == {
         "name": world.latest["snapshot"],
         "generatedAt": world.latest["generatedAt"],
     }
-    assert payload["query"] == {"domain": given.strip()} and payload["nextLink"] is None
+    assert payload["query"] == {"domain": given.strip()}
+    assert payload["nextLink"] is None
 
 
 def test_an_idn_domain_matches_in_unicode_and_punycode(world):
@@ -299,7 +304,8 @@ def test_an_idn_domain_matches_in_unicode_and_punycode(world):
 
 def test_domain_is_equality_not_containment(world):
     payload = body(call("customers", {"domain": "contoso-exact"}))
-    assert payload["count"] == 0 and payload["customers"] == []
+    assert payload["count"] == 0
+    assert payload["customers"] == []
 
 
 @pytest.mark.parametrize(
@@ -317,7 +323,8 @@ def test_domain_is_equality_not_containment(world):
 )
 def test_search_by_name_or_domain(world, q, expected):
     payload = body(call("customers", {"q": q}))
-    assert sorted(ids(payload)) == sorted(expected) and payload["count"] == len(expected)
+    assert sorted(ids(payload)) == sorted(expected)
+    assert payload["count"] == len(expected)
     assert payload["query"] == {"q": q}
 
 
@@ -335,7 +342,8 @@ def test_search_answers_page_with_next_links(world):
     pages = follow(first)
     found = [c["id"] for page in pages for c in page["customers"]]
     expected = [c["id"] for c in world.customers if "onmicrosoft" in c["companyProfile"]["domain"].lower()]
-    assert found == expected and first["count"] == len(expected) > 120
+    assert found == expected
+    assert first["count"] == len(expected) > 120
     assert all(page["count"] == len(expected) for page in pages)
     assert [len(page["customers"]) for page in pages[:-1]] == [40] * (len(pages) - 1)
 
@@ -343,7 +351,8 @@ def test_search_answers_page_with_next_links(world):
 def test_every_customer_can_be_paged_through(world):
     pages = follow(body(call("customers", {"top": "70"})))
     assert [c for page in pages for c in page["customers"]] == world.customers
-    assert pages[0]["query"] == {} and pages[0]["count"] == len(world.customers)
+    assert pages[0]["query"] == {}
+    assert pages[0]["count"] == len(world.customers)
 
 
 # -- ETag and 304 --------------------------------------------------------------------------------------
@@ -377,7 +386,8 @@ def test_every_data_answer_has_an_etag_and_if_none_match_gives_304(world, encodi
             assert again.headers["ETag"] == etag
             assert again.headers["Cache-Control"] == first.headers["Cache-Control"]
         changed = call(name, query, path=path, route=route, headers={**headers, "If-None-Match": '"stale"'})
-        assert changed.status_code == 200 and changed.get_body() == first.get_body()
+        assert changed.status_code == 200
+        assert changed.get_body() == first.get_body()
 
 
 def test_a_warm_instance_looks_at_latest_json_at_most_once_per_interval(world, env):
@@ -409,8 +419,10 @@ def test_a_304_needs_only_the_latest_json_check(world, env):
     assert cache.loads == 0
     for _ in range(3):
         assert customer_call(cid, headers={"If-None-Match": etag}).status_code == 304
-    assert cache.loads == 0 and cache.checks == 3
-    assert customer_call(cid).status_code == 200 and cache.loads == 1
+    assert cache.loads == 0
+    assert cache.checks == 3
+    assert customer_call(cid).status_code == 200
+    assert cache.loads == 1
     for _ in range(5):
         assert customer_call(world.customers[4]["id"]).status_code == 200
     assert cache.loads == 1  # warm: parsed once, then only the conditional check per request
@@ -432,27 +444,6 @@ def test_cache_lifetime_follows_the_schedule_and_the_cap(world, env):
     assert max_age() == 86400  # unreadable: the cap alone
 
 
-def test_seconds_until_the_next_snapshot():
-    now = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
-    today_2am = datetime(2025, 3, 10, 2, 0, tzinfo=UTC)
-    daily = "0 0 2 * * *"
-    # Published today at 02:00: nothing new before tomorrow 02:00.
-    assert seconds_until_next_snapshot(daily, today_2am, now, 1500) == 14 * 3600
-    # Yesterday's is the latest and today's 02:00 run may still be running (deadline 25 min): now.
-    during = datetime(2025, 3, 10, 2, 10, tzinfo=UTC)
-    assert seconds_until_next_snapshot(daily, today_2am - timedelta(days=1), during, 1500) == 0
-    # ...and once its deadline has passed, it failed: the next chance is tomorrow.
-    after = datetime(2025, 3, 10, 2, 30, tzinfo=UTC)
-    assert seconds_until_next_snapshot(daily, today_2am - timedelta(days=1), after, 1500) == 23.5 * 3600
-    weekdays = "0 30 9 * * MON-FRI"
-    saturday = datetime(2025, 3, 8, 10, 0, tzinfo=UTC)
-    assert seconds_until_next_snapshot(weekdays, saturday, saturday, 60) == (47 * 60 + 30) * 60
-    assert seconds_until_next_snapshot("*/15 * * * * *", None, now, 0) == 0
-    assert seconds_until_next_snapshot("0 */5 * * * *", now, now + timedelta(seconds=1), 0) == 299
-    for unreadable in ("", "0 0 2 * *", "0 0 25 * * *", "0 0 2 * * FUNDAY", "a b c d e f"):
-        assert seconds_until_next_snapshot(unreadable, None, now, 0) is None
-
-
 # -- GET /api/snapshots and /api/snapshots/{date} ------------------------------------------------------
 def test_snapshots_are_listed_newest_first(world):
     payload = body(call("snapshots"))
@@ -468,7 +459,8 @@ def test_snapshots_are_listed_newest_first(world):
         "customerCount": len(world.customers),
         "sizeBytes": properties.size,
     }
-    assert listed[-1]["date"] == "2024-02-28" and listed[-1]["customerCount"] == 10
+    assert listed[-1]["date"] == "2024-02-28"
+    assert listed[-1]["customerCount"] == 10
 
 
 def test_snapshots_page_with_top_and_continuation(world):
@@ -480,13 +472,16 @@ def test_snapshots_page_with_top_and_continuation(world):
 def test_the_last_snapshot_of_a_date_as_stored_and_immutable_once_the_day_is_over(world):
     stored, _ = world.snapshots.raw(world.past[2])
     zipped = date_call("2024-02-29", headers={"Accept-Encoding": "gzip"})
-    assert zipped.status_code == 200 and zipped.get_body() == stored  # 05:30 won over 02:00
+    assert zipped.status_code == 200
+    assert zipped.get_body() == stored  # 05:30 won over 02:00
     assert zipped.headers["Cache-Control"] == "private, max-age=31536000, immutable"
     plain = date_call("2024-02-29")
-    assert plain.get_body() == gzip.decompress(stored) and "Content-Encoding" not in plain.headers
+    assert plain.get_body() == gzip.decompress(stored)
+    assert "Content-Encoding" not in plain.headers
     assert json.loads(plain.get_body())["generatedAt"] == "2024-02-29T05:30:15Z"
     today = date_call(world.latest["generatedAt"][:10])
-    assert today.status_code == 200 and "must-revalidate" in today.headers["Cache-Control"]
+    assert today.status_code == 200
+    assert "must-revalidate" in today.headers["Cache-Control"]
 
 
 @pytest.mark.parametrize("day", ["2024-03-01", "1999-12-31", "9999-12-31"])
@@ -655,9 +650,11 @@ def test_unreachable_storage_is_503_quickly(world, env):
         date_call("2024-02-29"),
     ):
         payload = assert_error(response, 503, "storage_unavailable")
-        assert response.headers["Retry-After"] and "127.0.0.1" not in payload["message"]
+        assert response.headers["Retry-After"]
+        assert "127.0.0.1" not in payload["message"]
     health = call("health")
-    assert health.status_code == 503 and json.loads(health.get_body())["status"] == "unavailable"
+    assert health.status_code == 503
+    assert json.loads(health.get_body())["status"] == "unavailable"
 
 
 def test_bad_settings_are_a_generic_500(world, env):
@@ -681,7 +678,8 @@ def assert_no_internals(text: str) -> None:
 # -- GET /api/health -----------------------------------------------------------------------------------
 def test_health_ok_with_age_and_count_and_no_customer_data(world):
     response = call("health")
-    assert response.status_code == 200 and response.headers["Cache-Control"] == "no-store"
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
     payload = json.loads(response.get_body())
     assert payload == {
         "status": "ok",
@@ -701,7 +699,9 @@ def test_health_is_stale_after_the_setting(world, env):
     env.setattr("shared.api.handlers.utc_now", lambda: datetime.now(UTC) + timedelta(hours=1))
     response = call("health")
     payload = json.loads(response.get_body())
-    assert response.status_code == 503 and payload["status"] == "stale" and payload["ageHours"] >= 1
+    assert response.status_code == 503
+    assert payload["status"] == "stale"
+    assert payload["ageHours"] >= 1
 
 
 # -- lifecycle: nothing yet, a new publish, a corrupt latest.json, large snapshots ---------------------
@@ -712,9 +712,11 @@ def test_before_the_first_snapshot(make_stack):
     assert_error(customer_call(SPECIAL[0]["id"]), 404, "no_snapshot")
     assert_error(date_call("2024-02-29"), 404, "snapshot_not_found", "date")
     listing = call("snapshots")
-    assert listing.status_code == 200 and body(listing) == {"snapshots": [], "nextLink": None}
+    assert listing.status_code == 200
+    assert body(listing) == {"snapshots": [], "nextLink": None}
     health = call("health")
-    assert health.status_code == 503 and json.loads(health.get_body())["status"] == "empty"
+    assert health.status_code == 503
+    assert json.loads(health.get_body())["status"] == "empty"
 
 
 def test_a_new_snapshot_is_served_from_the_next_request_and_never_half_written(make_stack):
@@ -723,7 +725,8 @@ def test_a_new_snapshot_is_served_from_the_next_request_and_never_half_written(m
     container = stack.blob_service_client().get_container_client(snapshots.container)
     kept, dropped, added = SPECIAL[0], SPECIAL[1], SPECIAL[4]
     before = customer_call(kept["id"])
-    assert before.status_code == 200 and customer_call(dropped["id"]).status_code == 200
+    assert before.status_code == 200
+    assert customer_call(dropped["id"]).status_code == 200
     whole_before = call("customers").headers["ETag"]
     next_link = urlsplit(body(call("customers", {"top": "1"}))["nextLink"])
     later = datetime.now(UTC) + timedelta(minutes=1)
@@ -739,7 +742,8 @@ def test_a_new_snapshot_is_served_from_the_next_request_and_never_half_written(m
     assert customer_call(added["id"]).status_code == 200
     assert_error(customer_call(dropped["id"]), 404, "customer_not_found", "customerId")
     again = customer_call(kept["id"], headers={"If-None-Match": before.headers["ETag"]})
-    assert again.status_code == 200 and again.headers["ETag"] != before.headers["ETag"]
+    assert again.status_code == 200
+    assert again.headers["ETag"] != before.headers["ETag"]
     assert call("customers", headers={"If-None-Match": whole_before}).status_code == 200
     # A listing that started on the previous snapshot cannot continue on this one.
     assert_error(call("customers", parse_qsl(next_link.query)), 409, "snapshot_changed")
@@ -779,7 +783,8 @@ def test_a_corrupt_latest_json_is_503_until_the_next_good_publish(make_stack):
             assert response.headers["Retry-After"] == "60"
             assert_no_internals(payload["message"])
         health = call("health")  # unavailable, or stale for the manifest of a 2020 snapshot
-        assert health.status_code == 503 and json.loads(health.get_body())["status"] in (
+        assert health.status_code == 503
+        assert json.loads(health.get_body())["status"] in (
             "unavailable",
             "stale",
         )
@@ -804,6 +809,48 @@ def test_a_snapshot_that_does_not_match_its_manifest_is_503(make_stack):
     assert_error(customer_call(SPECIAL[0]["id"]), 503, "snapshot_unavailable")
 
 
+_ONE_LINE = json.dumps({"customers": SPECIAL}).encode()
+
+
+@pytest.mark.parametrize(
+    ("stored", "document", "reason"),
+    [
+        (gzip.compress(_ONE_LINE), _ONE_LINE, "not a complete snapshot document"),
+        (gzip.compress(json.dumps({"customers": SPECIAL}, indent=1).encode()), None, "layout"),
+        (None, None, "truncated gzip stream"),
+        (b"\x1f\x8b\x08\x00 not deflate at all", None, "damaged gzip stream"),
+    ],
+    ids=["json-on-one-line", "pretty-printed", "truncated-gzip", "damaged-gzip"],
+)
+def test_a_stored_snapshot_not_in_our_layout_is_503_and_logged(make_stack, caplog, stored, document, reason):
+    from azure.storage.blob import ContentSettings
+
+    stack, snapshots = make_stack(customers=0)
+    container = stack.blob_service_client().get_container_client(snapshots.container)
+    committed = write_snapshot(container, SPECIAL, datetime.now(UTC))
+    if stored is None:  # the real snapshot, cut short
+        stored = snapshots.raw(committed.name)[0][:-10]
+    # Rewritten in place (by hand, by a tool) and latest.json made to match it: only the layout is wrong.
+    uploaded = container.get_blob_client(committed.name).upload_blob(
+        stored,
+        overwrite=True,
+        content_settings=ContentSettings(content_type="application/json", content_encoding="gzip"),
+    )
+    latest = snapshots.latest()
+    latest["etag"] = uploaded["etag"]
+    if document is not None:
+        latest["sha256"] = hashlib.sha256(document).hexdigest()
+    container.upload_blob("latest.json", json.dumps(latest).encode(), overwrite=True)
+
+    assert_error(customer_call(SPECIAL[0]["id"]), 503, "snapshot_unavailable")
+
+    unreadable = [
+        r.getMessage() for r in caplog.records if r.getMessage().startswith("api.snapshot_unreadable")
+    ]
+    assert len(unreadable) == 1
+    assert reason in unreadable[0]
+
+
 def _sas_stack(make_stack, azurite, *, connection_string: bool, **overrides: str):
     extra = {"API_SNAPSHOT_INLINE_MAX_BYTES": "1000", **overrides}
     if connection_string:  # as in local runs: an account key, so a service SAS
@@ -823,17 +870,22 @@ def test_a_large_snapshot_redirects_to_a_short_lived_read_only_sas(make_stack, a
     stored, _ = snapshots.raw(latest["snapshot"])
 
     response = call("customers", headers={"Accept-Encoding": "gzip"})
-    assert response.status_code == 307 and response.headers["Cache-Control"] == "no-store"
+    assert response.status_code == 307
+    assert response.headers["Cache-Control"] == "no-store"
     location = response.headers["Location"]
     payload = json.loads(response.get_body())
-    assert payload["location"] == location and payload["snapshot"]["name"] == latest["snapshot"]
+    assert payload["location"] == location
+    assert payload["snapshot"]["name"] == latest["snapshot"]
     sas = dict(parse_qsl(urlsplit(location).query))
-    assert sas["sp"] == "r" and sas["sr"] == "b" and sas["spr"] == "https"
+    assert sas["sp"] == "r"
+    assert sas["sr"] == "b"
+    assert sas["spr"] == "https"
     lifetime = datetime.fromisoformat(sas["se"]) - datetime.now(UTC)
     assert timedelta(seconds=100) < lifetime <= timedelta(seconds=121)
 
     downloaded = requests.get(location, timeout=10)  # what a client following the redirect gets
-    assert downloaded.status_code == 200 and downloaded.headers["Content-Encoding"] == "gzip"
+    assert downloaded.status_code == 200
+    assert downloaded.headers["Content-Encoding"] == "gzip"
     assert downloaded.content == gzip.decompress(stored)  # requests inflates Content-Encoding: gzip
     assert (
         requests.put(location, data=b"x", headers={"x-ms-blob-type": "BlockBlob"}, timeout=10).status_code
@@ -857,8 +909,11 @@ def test_with_managed_identity_the_redirect_is_a_user_delegation_sas(make_stack,
     location = response.headers["Location"]
     sas = dict(parse_qsl(urlsplit(location).query))
     # Signed with a key Azurite issued to the app's managed identity: no account key involved.
-    assert sas["skoid"] == stack.identity.principal_id and sas["sktid"] == stack.identity.tenant_id
-    assert sas["sp"] == "r" and sas["sr"] == "b" and sas["spr"] == "https"
+    assert sas["skoid"] == stack.identity.principal_id
+    assert sas["sktid"] == stack.identity.tenant_id
+    assert sas["sp"] == "r"
+    assert sas["sr"] == "b"
+    assert sas["spr"] == "https"
     assert azurite_accepts_user_delegation_sas(location, api_context().sas._key)
 
 
@@ -890,7 +945,8 @@ def test_concurrent_requests_load_the_snapshot_once(world, env):
         thread.start()
     for thread in threads:
         thread.join()
-    assert results == [200] * 16 and api_context().latest.loads == 1
+    assert results == [200] * 16
+    assert api_context().latest.loads == 1
 
 
 # -- scale: not in CI (RUN_SCALE_TESTS=1 .venv/bin/python -m pytest -s tests/test_api.py -k 100k) ------
@@ -954,4 +1010,5 @@ def test_the_whole_snapshot_of_100k_customers_is_served_within_the_platform_limi
     )
     assert figures["gzipBodyBytes"] == latest["storedBytes"] < 16 * 1024 * 1024
     assert figures["identityStatus"] == 307  # ~60 MB of JSON: redirected, not buffered
-    assert figures["coldGzipSeconds"] < 60 and figures["warmGzipSeconds"] < 1
+    assert figures["coldGzipSeconds"] < 60
+    assert figures["warmGzipSeconds"] < 1

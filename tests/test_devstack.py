@@ -132,7 +132,8 @@ def test_msal_client_credentials_and_rotating_refresh_token(stack, env):
     wrong = msal.ConfidentialClientApplication(
         stack.client_id, client_credential="wrong", authority=authority, instance_discovery=False
     ).acquire_token_for_client([PC_SCOPE])
-    assert wrong["error"] == "invalid_client" and "AADSTS7000215" in wrong["error_description"]
+    assert wrong["error"] == "invalid_client"
+    assert "AADSTS7000215" in wrong["error_description"]
 
 
 def resolve(api: str, uri: str) -> str:
@@ -179,7 +180,8 @@ def test_partner_center_quirk_knobs(stack, env, pc, pc_token):
     api = env["PARTNER_CENTER_API_URL"]
     pc.duplicates = True
     items, _ = fetch_all(api, pc_token, 500)
-    assert len(items) == len(pc.customers) + 2 and len({i["id"] for i in items}) == len(pc.customers)
+    assert len(items) == len(pc.customers) + 2
+    assert len({i["id"] for i in items}) == len(pc.customers)
 
     pc.duplicates, pc.bom, pc.end_with_400_2000 = False, True, True
     with pytest.raises(requests.HTTPError) as end:
@@ -196,7 +198,8 @@ def test_partner_center_errors_and_injected_faults(stack, env, pc, pc_token):
 
     assert get(url, timeout=5).status_code == 401
     oversized = get(url, params={"size": 501}, headers=auth, timeout=5)
-    assert oversized.status_code == 400 and oversized.json()["source"] == "PartnerFD"
+    assert oversized.status_code == 400
+    assert oversized.json()["source"] == "PartnerFD"
     garbled = get(
         url + "?seekOperation=Next", headers={**auth, "MS-ContinuationToken": "+RID:/abc=,x"}, timeout=5
     )
@@ -207,7 +210,8 @@ def test_partner_center_errors_and_injected_faults(stack, env, pc, pc_token):
     pc.inject("status", at=2, status=503, code=503)
     pc.inject("drop", at=3)
     throttled = get(url, headers=auth, timeout=5)
-    assert throttled.status_code == 429 and throttled.headers["Retry-After"] == "7"
+    assert throttled.status_code == 429
+    assert throttled.headers["Retry-After"] == "7"
     assert throttled.json() == {
         "statusCode": 429,
         "message": "Rate limit is exceeded. Try again in 7 seconds.",
@@ -220,7 +224,8 @@ def test_partner_center_errors_and_injected_faults(stack, env, pc, pc_token):
     user_token = stack.entra.issue_access_token(stack.tenant_id, stack.client_id)
     pc.inject("expired_token", at=4)
     expired = get(url, headers={"Authorization": f"Bearer {user_token}"}, timeout=5)
-    assert expired.status_code == 401 and 'error="invalid_token"' in expired.headers["WWW-Authenticate"]
+    assert expired.status_code == 401
+    assert 'error="invalid_token"' in expired.headers["WWW-Authenticate"]
     # The presented token is now revoked for good: the client has to fetch a new one.
     assert get(url, headers={"Authorization": f"Bearer {user_token}"}, timeout=5).status_code == 401
     assert get(url, headers=auth, timeout=5).status_code == 200

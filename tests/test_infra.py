@@ -512,9 +512,8 @@ def test_role_assignment_details():
     for resource, scope, role, principal in _role_assignments():
         assert role in roles, f"{resource.symbol}: unknown role key {role}"
         scope_resource = rbac.resource(scope)
-        assert scope_resource.existing and scope_resource.type == SCOPE_TYPES[scope], (
-            f"{resource.symbol}: scope"
-        )
+        assert scope_resource.existing, f"{resource.symbol}: scope"
+        assert scope_resource.type == SCOPE_TYPES[scope], f"{resource.symbol}: scope"
         name = resource.body.keys()["name"]
         assert name == f"guid({scope}.id, {principal}, roles.{role})", f"{resource.symbol}: name {name}"
         properties = resource.body.child("properties").keys()
@@ -522,12 +521,14 @@ def test_role_assignment_details():
             assert _string(properties["principalType"]) == "ServicePrincipal", resource.symbol
     # The write permission on the vault is for that one secret only.
     secret = rbac.resource("refreshTokenSecret").body.keys()
-    assert secret["parent"] == "vault" and secret["name"] == "refreshTokenSecretName"
+    assert secret["parent"] == "vault"
+    assert secret["name"] == "refreshTokenSecretName"
     assert _string(bicep("main.bicep").params["refreshTokenSecretName"].default or "") == (
         "partner-center-refresh-token"
     )
     container = rbac.resource("snapshotContainer").body.keys()
-    assert container["name"] == "snapshotContainerName" and container["parent"] == "snapshotBlobService"
+    assert container["name"] == "snapshotContainerName"
+    assert container["parent"] == "snapshotBlobService"
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -610,14 +611,17 @@ def test_azure_yaml_deploys_the_tagged_function_app():
     body = dict(re.findall(r"^    (\w+):\s*(\S+)", service.group(2), re.M))
     assert body == {"project": ".", "language": "python", "host": "function"}
     service_name = re.search(r"^var serviceName = '([^']+)'", bicep("main.bicep").text, re.M)
-    assert service_name and service_name.group(1) == service.group(1)
+    assert service_name
+    assert service_name.group(1) == service.group(1)
 
 
 def test_funcignore_keeps_the_package_small():
     lines = set((ROOT / ".funcignore").read_text().split())
     needed = {"tests/", "infra/", ".venv*", "node_modules/", "local.settings.json", ".git*"}
     assert needed <= lines, f".funcignore misses {sorted(needed - lines)}"
-    assert "requirements.txt" not in lines and "function_app.py" not in lines and "shared/" not in lines
+    assert "requirements.txt" not in lines
+    assert "function_app.py" not in lines
+    assert "shared/" not in lines
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -698,11 +702,12 @@ def test_alerts_watch_the_events_the_code_logs():
     assert set(rules) == {"runFailed", "snapshotStale"}
     failed = _alert_query(rules["runFailed"])
     stale = _alert_query(rules["snapshotStale"])
+    from shared import events
+
     watched = re.findall(r'message startswith "([\w.]+)"', failed + stale)
-    assert watched == ["snapshot.failed", "secrets.refresh_token_not_saved", "snapshot.summary"]
-    job = (ROOT / "shared" / "job.py").read_text()
-    for event in watched:
-        assert f'"{event}"' in job, f"the alerts watch {event}, which shared/job.py no longer logs"
+    assert watched == [events.SNAPSHOT_FAILED, events.REFRESH_TOKEN_NOT_SAVED, events.SNAPSHOT_SUMMARY]
+    # The code logs these names through the same constants (tests/test_snapshot_job.py sees them logged).
+    assert set(watched) == events.ALERTED
     assert 'requests | where name == "${jobFunctionName}" and success == false' in failed
     assert "timestamp > ago(${staleAfterHours}h)" in stale
     function_app = (ROOT / "function_app.py").read_text()

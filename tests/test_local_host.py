@@ -82,7 +82,8 @@ def test_every_route_answers_over_http(host, http):
     customer = CUSTOMERS[9]
     today = get(http, host, "/api/health", key=None).json()["generatedAt"][:10]
     whole = get(http, host, "/api/customers")
-    assert whole.status_code == 200 and whole.json()["customers"] == CUSTOMERS
+    assert whole.status_code == 200
+    assert whole.json()["customers"] == CUSTOMERS
     assert get(http, host, f"/api/customers/{customer['id']}").json() == customer
     assert get(http, host, "/api/customers", params={"q": "ZYXWVÜ"}).json()["count"] == 3
     assert (
@@ -124,7 +125,8 @@ def test_function_routes_need_a_key(host, http, path):
 
 def test_health_is_anonymous(host, http):
     response = get(http, host, "/api/health", key=None)
-    assert response.status_code == 200 and response.json()["status"] == "ok"
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"
 
 
 @pytest.mark.parametrize(
@@ -164,10 +166,12 @@ def test_other_methods_are_405_in_json_over_http(host, http):
         response = http.request(
             method, host.url + "/api/customers", headers={"x-functions-key": host.function_key}, data=b"{}"
         )
-        assert response.status_code == 405 and response.json()["error"] == "method_not_allowed"
+        assert response.status_code == 405
+        assert response.json()["error"] == "method_not_allowed"
         assert response.headers["Allow"] == "GET"
     head = http.head(host.url + "/api/health")
-    assert head.status_code == 405 and head.content == b""
+    assert head.status_code == 405
+    assert head.content == b""
 
 
 # -- HTTP behaviour ------------------------------------------------------------------------------------
@@ -182,11 +186,14 @@ def test_gzip_etag_and_304_over_http(host, http):
     again = get(
         http, host, path, headers={"Accept-Encoding": "gzip", "If-None-Match": response.headers["ETag"]}
     )
-    assert again.status_code == 304 and again.content == b""
-    assert again.headers["ETag"] == response.headers["ETag"] and "Content-Length" not in again.headers
+    assert again.status_code == 304
+    assert again.content == b""
+    assert again.headers["ETag"] == response.headers["ETag"]
+    assert "Content-Length" not in again.headers
 
     plain = get(http, host, path, headers={"Accept-Encoding": "identity"})
-    assert "Content-Encoding" not in plain.headers and plain.json() == CUSTOMERS[1]
+    assert "Content-Encoding" not in plain.headers
+    assert plain.json() == CUSTOMERS[1]
 
 
 def test_the_whole_snapshot_over_http_is_the_stored_gzip(host, http, served):
@@ -221,7 +228,8 @@ def test_odd_query_strings_over_http(host, query, status, parameter):
     payload = json.loads(body)
     assert got == status, payload
     if status == 400:
-        assert payload.get("parameter") == parameter and set(payload) <= {"error", "message", "parameter"}
+        assert payload.get("parameter") == parameter
+        assert set(payload) <= {"error", "message", "parameter"}
 
 
 def test_a_huge_request_line_is_refused_and_the_host_keeps_serving(host, http):
@@ -251,7 +259,8 @@ def test_lookups_are_fast_and_safe_in_parallel(host, served):
         thread.start()
     for thread in threads:
         thread.join()
-    assert not failures and len(timings) == 150
+    assert not failures
+    assert len(timings) == 150
     # Each lookup is one conditional GET of latest.json plus an in-memory index hit.
     assert statistics.median(timings) < 0.5
 
@@ -270,10 +279,12 @@ def test_the_admin_endpoint_runs_the_timer_now(make_stack):
 
         run = http.post(admin, headers={"x-functions-key": host.master_key}, json={"input": ""})
 
-        assert run.status_code == 202 and run.content == b""
+        assert run.status_code == 202
+        assert run.content == b""
         assert len(snapshots.snapshot_names()) == 1
         health = get(http, host, "/api/health", key=None).json()
-        assert health["status"] == "ok" and health["customerCount"] == len(SPECIAL)
+        assert health["status"] == "ok"
+        assert health["customerCount"] == len(SPECIAL)
         assert get(http, host, f"/api/customers/{SPECIAL[2]['id']}").json() == SPECIAL[2]
 
 
@@ -292,7 +303,8 @@ def test_a_snapshot_published_between_two_requests_is_served_by_the_second(make_
             params={"q": "zyxwvu"},
             headers={"If-None-Match": first.headers["ETag"]},
         )
-        assert second.status_code == 200 and second.json()["count"] == 3
+        assert second.status_code == 200
+        assert second.json()["count"] == 3
         assert second.json()["snapshot"]["name"] != first.json()["snapshot"]["name"]
 
 
@@ -311,13 +323,13 @@ def test_a_large_snapshot_redirect_is_followed_by_a_client(make_stack, azurite):
     )
     with FunctionsHost() as host, requests.Session() as http:
         redirect = get(http, host, "/api/customers")
-        assert redirect.status_code == 307 and redirect.headers["Location"].startswith(
-            stack.azurite.account_url
-        )
+        assert redirect.status_code == 307
+        assert redirect.headers["Location"].startswith(stack.azurite.account_url)
         followed = http.get(
             host.url + "/api/customers", headers={"x-functions-key": host.function_key}, timeout=10
         )
-        assert followed.status_code == 200 and followed.json()["customers"] == customers
+        assert followed.status_code == 200
+        assert followed.json()["customers"] == customers
         assert followed.history[0].status_code == 307
 
 
@@ -328,6 +340,7 @@ def test_a_taken_port_falls_back_to_a_free_one():
         taken.listen()
         port = taken.getsockname()[1]
         with FunctionsHost(port=port) as host:
-            assert host.port != port and host.port > 0
+            assert host.port != port
+            assert host.port > 0
     with FunctionsHost(port=port) as host:  # free again: that exact port
         assert host.port == port

@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+import socket
 import time
 
 import pytest
+from azure.core.exceptions import ResourceNotFoundError
 
 from devstack.population import make_customers
+from shared import events
+from shared.errors import PartnerCenterError
+from shared.snapshots.writer import dumps
 from tests.functions import registered, run_timer
 
 SNAPSHOT_NAME = re.compile(r"^snapshots/(\d{4})/(\d{2})/(\d{2})/customers-\1\2\3T\d{6}Z\.json$")
+
+
+def last_summary(caplog) -> dict:
+    """The fields of the last snapshot.summary line logged."""
+    prefix = events.SNAPSHOT_SUMMARY + " "
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith(prefix)]
+    assert lines, "no snapshot.summary line was logged"
+    return json.loads(lines[-1].removeprefix(prefix))
 
 
 def assert_complete(stack, snapshots, *, expected=None) -> dict:
@@ -210,7 +224,9 @@ def test_rerun_in_the_same_second_never_overwrites(make_stack):
     latest = snapshots.raw("latest.json")[0]
     stack.partner_center.customers = make_customers(50, seed=99)
 
-    with pytest.raises(FileExistsError, match="never overwritten"):
+    from shared.errors import SnapshotExistsError
+
+    with pytest.raises(SnapshotExistsError, match="never overwritten"):
         run_snapshot(now=now)
 
     assert snapshots.raw(first["snapshot"])[0] == stored
@@ -241,8 +257,9 @@ def test_summary_counts_customers_added_and_removed(make_stack, caplog):
 
     run_timer()
 
-    summary = [r.getMessage() for r in caplog.records if r.getMessage().startswith("snapshot.summary")][-1]
-    assert '"added": 5' in summary and '"removed": 3' in summary
+    summary = last_summary(caplog)
+    assert summary["added"] == 5
+    assert summary["removed"] == 3
     assert_complete(stack, snapshots)
 
 
@@ -257,8 +274,9 @@ def test_added_and_removed_are_counted_whatever_the_order(make_stack, caplog):
 
     run_timer()
 
-    summary = [r.getMessage() for r in caplog.records if r.getMessage().startswith("snapshot.summary")][-1]
-    assert '"added": 7' in summary and '"removed": 10' in summary
+    summary = last_summary(caplog)
+    assert summary["added"] == 7
+    assert summary["removed"] == 10
 
 
 @pytest.mark.parametrize("link_form", ["v1", "rotate", "token_only"])
@@ -288,7 +306,8 @@ def test_a_wrong_guess_of_the_next_page_costs_a_request_not_a_page(make_stack, m
 
     assert_complete(stack, snapshots)
     statuses = [r.status for r in stack.partner_center.customer_requests]
-    assert statuses.count(200) == 5 and statuses.count(400) == 4  # each wrong guess answered, then dropped
+    assert statuses.count(200) == 5  # each wrong guess answered, then dropped
+    assert statuses.count(400) == 4
 
 
 def test_one_log_line_per_page_and_a_summary(make_stack, caplog):
@@ -298,11 +317,12 @@ def test_one_log_line_per_page_and_a_summary(make_stack, caplog):
     run_timer(past_due=True)
 
     messages = [r.getMessage() for r in caplog.records]
-    pages = [m for m in messages if m.startswith("snapshot.page ")]
+    pages = [m for m in messages if m.startswith(events.SNAPSHOT_PAGE + " ")]
     assert len(pages) == 3
-    assert '"page": 3' in pages[-1] and '"total": 250' in pages[-1]
-    assert sum(m.startswith("snapshot.summary ") for m in messages) == 1
-    assert any(m.startswith("snapshot.past_due ") for m in messages)
+    assert '"page": 3' in pages[-1]
+    assert '"total": 250' in pages[-1]
+    assert sum(m.startswith(events.SNAPSHOT_SUMMARY + " ") for m in messages) == 1
+    assert any(m.startswith(events.SNAPSHOT_PAST_DUE + " ") for m in messages)
 
 
 def test_secrets_and_tokens_never_reach_the_logs(make_stack, caplog):
@@ -320,7 +340,7 @@ def test_secrets_and_tokens_never_reach_the_logs(make_stack, caplog):
         run_timer()
 
     logged = "\n".join(r.getMessage() + (str(r.exc_info[1]) if r.exc_info else "") for r in caplog.records)
-    assert "snapshot.summary" in logged
+    assert events.SNAPSHOT_SUMMARY in logged
     leaked = [s for s in stack.secret_values if s and s in logged]
     assert not leaked, f"{len(leaked)} secret values were logged"
 
@@ -381,7 +401,9 @@ def test_bad_settings_fail_fast_with_a_clear_message(make_stack, monkeypatch, na
     stack, snapshots = make_stack(customers=10)
     monkeypatch.setenv(name, value)
 
-    with pytest.raises(ValueError, match=re.escape(message)):
+    from shared.errors import SettingsError
+
+    with pytest.raises(SettingsError, match=re.escape(message)):
         run_timer()
 
     assert stack.partner_center.customer_requests == []
@@ -392,7 +414,9 @@ def test_missing_storage_setting_is_named(make_stack, monkeypatch):
     make_stack(customers=10)
     monkeypatch.delenv("SNAPSHOT_STORAGE_ACCOUNT_URL")
 
-    with pytest.raises(ValueError, match="SNAPSHOT_STORAGE_ACCOUNT_URL"):
+    from shared.errors import SettingsError
+
+    with pytest.raises(SettingsError, match="SNAPSHOT_STORAGE_ACCOUNT_URL"):
         run_timer()
 
 
@@ -436,7 +460,7 @@ def test_a_snapshot_of_many_blocks_is_committed_whole(make_stack, monkeypatch):
     assert len(blob.get_block_list("committed")[0]) > 3  # zlib emits its output in ~20 kB bursts
 
 
-def test_run_deadline_fails_the_run_cleanly(make_stack, monkeypatch):
+def test_run_deadline_fails_the_run_cleanly(make_stack, monkeypatch, caplog):
     stack, snapshots, latest_before = publish_good_snapshot(make_stack)
     stack.partner_center.reset()
     stack.partner_center.inject("slow", at=2, seconds=1.5)
@@ -446,6 +470,10 @@ def test_run_deadline_fails_the_run_cleanly(make_stack, monkeypatch):
         run_timer()
 
     assert snapshots.raw("latest.json")[0] == latest_before
+    # The line the run-failed alert watches (ERROR and above): one per failed run.
+    failed = [r for r in caplog.records if r.getMessage().startswith(events.SNAPSHOT_FAILED + " ")]
+    assert [r.levelname for r in failed] == ["ERROR"]
+    assert '"error": "DeadlineExceeded"' in failed[0].getMessage()
 
 
 def test_a_refresh_token_that_cannot_be_saved_is_reported_not_fatal(make_stack, caplog):
@@ -457,6 +485,121 @@ def test_a_refresh_token_that_cannot_be_saved_is_reported_not_fatal(make_stack, 
 
     assert_complete(stack, snapshots)
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
-    assert any(m.startswith("secrets.refresh_token_not_saved") and "HTTP 403" in m for m in errors)
-    summary = [r.getMessage() for r in caplog.records if r.getMessage().startswith("snapshot.summary")][-1]
-    assert '"refreshTokensSaved": 0' in summary
+    assert any(m.startswith(events.REFRESH_TOKEN_NOT_SAVED) and "HTTP 403" in m for m in errors)
+    summary = last_summary(caplog)
+    assert summary["refreshTokensSaved"] == 0
+
+
+# -- refusing what cannot be trusted ----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("variant", "message"),
+    [
+        ("html", "page 2 is not valid JSON"),
+        ("truncated", "page 2 is not valid JSON"),
+        ("not_object", "page 2 is not valid JSON"),
+        ("items_not_list", "page 2 is not the documented shape: no `items` list"),
+        ("links_not_object", "page 2 is not the documented shape: `links` is not an object"),
+        ("next_without_uri", "page 2 is not the documented shape: `links.next` has no uri"),
+        ("next_not_get", "page 2: `links.next` asks for DELETE, not GET"),
+        ("next_bad_header", "page 2 is not the documented shape: bad `links.next` header"),
+    ],
+    ids=[
+        "html-page",
+        "cut-json",
+        "json-array",
+        "items-not-a-list",
+        "links-not-an-object",
+        "next-without-uri",
+        "next-not-get",
+        "next-bad-header",
+    ],
+)
+def test_a_page_that_cannot_be_trusted_fails_the_run(make_stack, variant, message):
+    stack, snapshots, latest_before = publish_good_snapshot(make_stack)
+    names_before = snapshots.names()
+    stack.partner_center.reset()
+    stack.partner_center.inject("malformed", at=2, variant=variant)
+
+    with pytest.raises(PartnerCenterError, match=re.escape(message)):
+        run_timer()
+
+    assert snapshots.raw("latest.json")[0] == latest_before
+    assert snapshots.names() == names_before
+
+
+def test_entra_id_refusing_the_secret_fails_the_run_with_its_code(make_stack):
+    stack, snapshots = make_stack(customers=10)
+    stack.key_vault.set("partner-center-client-secret", "not-the-secret")
+
+    with pytest.raises(PartnerCenterError, match="Entra ID refused the app-only token request") as failure:
+        run_timer()
+
+    assert failure.value.code == "invalid_client"
+    assert "not-the-secret" not in str(failure.value)
+    assert stack.partner_center.customer_requests == []
+    assert snapshots.latest() is None
+
+
+def test_entra_id_out_of_reach_fails_the_run(make_stack, monkeypatch):
+    stack, snapshots = make_stack(customers=10)
+    with socket.socket() as closed:  # a loopback port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("PARTNER_CENTER_AUTHORITY_HOST", f"https://127.0.0.1:{port}")
+
+    with pytest.raises(PartnerCenterError, match="Entra ID token request failed: ConnectionError"):
+        run_timer()
+
+    assert stack.partner_center.customer_requests == []
+    assert snapshots.latest() is None
+
+
+def test_an_unreadable_previous_snapshot_costs_the_diff_not_the_run(make_stack, caplog):
+    stack, snapshots = make_stack(customers=120)
+    first = run_timer_summary()
+    container = stack.blob_service_client().get_container_client(snapshots.container)
+    # The previous snapshot is no longer in the one-customer-per-line layout (e.g. rewritten by hand).
+    container.upload_blob(first["snapshot"], b'{"customers": []}', overwrite=True)
+    caplog.set_level("INFO")
+    next_second()
+
+    run_timer()
+
+    assert_complete(stack, snapshots)
+    summary = last_summary(caplog)
+    assert summary["previousSnapshot"] == first["snapshot"]
+    assert summary["added"] is None
+    assert summary["removed"] is None
+    unavailable = [
+        r.getMessage() for r in caplog.records if r.getMessage().startswith(events.SNAPSHOT_DIFF_UNAVAILABLE)
+    ]
+    assert len(unavailable) == 1
+    assert '"reason": "SnapshotFormatError"' in unavailable[0]
+
+
+def run_timer_summary() -> dict:
+    from shared.job import run_snapshot
+
+    return run_snapshot()
+
+
+def test_a_failing_writer_thread_fails_the_snapshot_and_commits_nothing(make_stack, monkeypatch):
+    import shared.snapshots.writer as writer_module
+    from shared.snapshots.writer import SnapshotWriter
+
+    monkeypatch.setattr(writer_module, "BLOCK_BYTES", 64)  # the worker stages as soon as zlib emits
+    stack, _snapshots = make_stack(customers=0)
+    service = stack.blob_service_client()
+    # A container that does not exist: the worker thread's first stage_block fails.
+    name = "snapshots/2026/11/23/customers-20261123T020000Z.json"
+    writer = SnapshotWriter(service.get_blob_client("no-such-container", name), "2026-11-23T02:00:00Z")
+    page = [dumps(customer) for customer in make_customers(500, seed=5)]
+
+    with pytest.raises(ResourceNotFoundError):  # the worker's error, raised on this thread by add()
+        for _ in range(50):
+            writer.add(page)
+
+    assert isinstance(writer._error, ResourceNotFoundError)
+    writer.abort()
+    assert not writer._worker.is_alive()
+    assert not service.get_container_client("no-such-container").exists()

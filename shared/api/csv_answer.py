@@ -255,7 +255,7 @@ def ensure_rendition(ctx: ApiContext, manifest: Manifest) -> int:
 
 
 def _rendition_csv(ctx: ApiContext, manifest: Manifest) -> Iterator[bytes]:
-    from shared.snapshots.store import _customer_lines  # the stored one-customer-per-line layout
+    from shared.snapshots.document import customer_lines
 
     digest = hashlib.sha256()
     count = 0
@@ -267,7 +267,7 @@ def _rendition_csv(ctx: ApiContext, manifest: Manifest) -> Iterator[bytes]:
             yield line
 
     try:
-        yield from encode(counted(_customer_lines(ctx.store.iter_document(manifest.snapshot), digest=digest)))
+        yield from encode(counted(customer_lines(ctx.store.iter_document(manifest.snapshot), digest=digest)))
     except (ValueError, KeyError, TypeError, zlib.error):
         raise _unreadable(manifest) from None
     if digest.hexdigest() != manifest.sha256 or count != manifest.customer_count:

@@ -6,10 +6,12 @@ import json
 
 import azure.functions as func
 
+from shared.errors import SnapshotAppError
+
 JSON_TYPE = "application/json; charset=utf-8"
 
 
-class ApiError(Exception):
+class ApiError(SnapshotAppError):
     """Raised anywhere below a handler; the handler boundary turns it into the JSON answer.
 
     `message` must never hold a stack trace, a path or a setting value: it goes to the caller as is."""

@@ -21,6 +21,7 @@ from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import azure.functions as func
 
+from shared import events
 from shared.api import csv_answer
 from shared.api import params as p
 from shared.api.errors import JSON_TYPE, ApiError, error_response
@@ -35,7 +36,6 @@ from shared.api.http import (
     status_response,
     utc_now,
 )
-from shared.api.text import fold
 from shared.events import log_event
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ def endpoint(handler: Handler) -> Handler:
             return exc.response()
         except AzureError as exc:
             log_event(
-                log, logging.ERROR, "api.storage_error", route=handler.__name__, error=type(exc).__name__
+                log, logging.ERROR, events.API_STORAGE_ERROR, route=handler.__name__, error=type(exc).__name__
             )
             return error_response(
                 503,
@@ -87,7 +87,7 @@ def endpoint(handler: Handler) -> Handler:
                 headers={"Retry-After": "30"},
             )
         except Exception:
-            log.exception("api.internal_error %s", json.dumps({"route": handler.__name__}))
+            log_event(log, logging.ERROR, events.API_INTERNAL_ERROR, exc_info=True, route=handler.__name__)
             return error_response(500, "internal_error", "the request failed; it was logged")
 
     return wrapper
@@ -105,14 +105,7 @@ def customers(req: func.HttpRequest) -> func.HttpResponse:
     """The whole latest snapshot as stored; with domain= or q=, the matching customers; with top= or
     continuation=, one page of them (or of every customer)."""
     params = p.query(req, CUSTOMERS_PARAMETERS)
-    q = p.text(params, "q", p.MAX_Q)
-    if q is not None and not fold(q).strip():
-        raise p.bad_parameter("q", "q has nothing to search for once accents are set aside")
-    domain = p.domain(params)
-    if q is not None and domain is not None:
-        raise p.bad_parameter("q", "use either q or domain, not both")
-    top = p.top(params, *CUSTOMERS_TOP)
-    continuation = p.decode_continuation(params, ("s", "o"))
+    query = p.customer_query(params, *CUSTOMERS_TOP)
     as_csv = csv_answer.wants_csv(req, params)  # format=csv or Accept: text/csv
     ctx = _context()
     manifest = _latest(ctx)
@@ -121,36 +114,19 @@ def customers(req: func.HttpRequest) -> func.HttpResponse:
     headers = _snapshot_headers(manifest.snapshot, manifest.generated_at) | {
         "Vary": "Accept, Accept-Encoding"
     }
-    if q is None and domain is None and "top" not in params and continuation is None:
+    if query.whole_document:
         if as_csv:
             return csv_answer.whole_latest(req, ctx, manifest, cache, headers)
         return _whole_latest(req, ctx, manifest, cache, headers)
 
     snapshot_key = _snapshot_key(manifest)
-    offset = 0
-    if continuation is not None:
-        offset = continuation["o"] if type(continuation["o"]) is int else -1  # not bool, not float
-        if offset < 0:
-            raise p.invalid_continuation()
-        if continuation["s"] != snapshot_key:
-            raise ApiError(
-                409,
-                "snapshot_changed",
-                "a newer snapshot was published since this listing started; start again without continuation",
-            )
-    criteria = {"domain": domain} if domain is not None else {"q": q} if q is not None else {}
+    offset, top = query.offset(snapshot_key), query.top
     kind = "customers-csv" if as_csv else "customers"  # the nextLink holds the caller's code: part of it
-    base = make_etag(kind, manifest.etag, json.dumps(criteria), str(offset), str(top), _code(req))
+    base = make_etag(kind, manifest.etag, json.dumps(query.criteria), str(offset), str(top), _code(req))
 
     def produce() -> tuple[bytes, bool]:
         loaded = ctx.latest.snapshot(manifest)
-        positions: Sequence[int]
-        if domain is not None:
-            positions = loaded.with_domain(domain)
-        elif q is not None:
-            positions = loaded.matching(q)
-        else:
-            positions = range(len(loaded.lines))
+        positions = _positions(loaded, query)
         page = positions[offset : offset + top]
         more = offset + top < len(positions)
         token = p.encode_continuation({"s": snapshot_key, "o": offset + top}) if more else None
@@ -158,10 +134,19 @@ def customers(req: func.HttpRequest) -> func.HttpResponse:
         if as_csv:  # paging goes in headers: Link (RFC 8288) and the number of matches
             headers.update(csv_answer.page_headers(manifest.snapshot, len(positions), next_link))
             return csv_answer.page_bytes(loaded, page), False
-        return _customer_page(loaded, criteria, len(positions), page, next_link), False
+        return _customer_page(loaded, query.criteria, len(positions), page, next_link), False
 
     content_type = csv_answer.CSV_TYPE if as_csv else JSON_TYPE
     return answer(req, base, cache, produce, headers=headers, content_type=content_type)
+
+
+def _positions(loaded: LoadedSnapshot, query: p.CustomerQuery) -> Sequence[int]:
+    """Positions of the customers `query` selects, in stored order."""
+    if query.domain is not None:
+        return loaded.with_domain(query.domain)
+    if query.q is not None:
+        return loaded.matching(query.q)
+    return range(len(loaded.lines))
 
 
 def _whole_latest(
@@ -317,12 +302,12 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
         ctx = _context()
         manifest = ctx.latest.manifest()
     except (ApiError, AzureError) as exc:
-        log_event(log, logging.WARNING, "api.health_unavailable", error=type(exc).__name__)
+        log_event(log, logging.WARNING, events.API_HEALTH_UNAVAILABLE, error=type(exc).__name__)
         return status_response(
             503, {"status": "unavailable", "message": "the latest snapshot cannot be read"}
         )
     except Exception:
-        log.exception("api.health_failed")
+        log_event(log, logging.ERROR, events.API_HEALTH_FAILED, exc_info=True)
         return status_response(
             503, {"status": "unavailable", "message": "the latest snapshot cannot be read"}
         )
@@ -406,7 +391,8 @@ def _next_link(req: func.HttpRequest, params: dict[str, str], token: str | None)
     }
     if _code(req):
         query["code"] = _code(req)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query, quote_via=quote), ""))
+    link: str = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query, quote_via=quote), ""))
+    return link
 
 
 def _redirect(ctx: ApiContext, blob_name: str, generated_at: str | None, size: int) -> func.HttpResponse:

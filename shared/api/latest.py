@@ -14,19 +14,21 @@ them, byte for byte as stored) plus an id index, a domain index and one folded s
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 import logging
 import threading
 import time
-import zlib
 from dataclasses import dataclass, field
 
+from shared import events
 from shared.api.errors import ApiError, snapshot_unavailable
 from shared.api.text import domain_key, fold
+from shared.errors import SnapshotFormatError
 from shared.events import log_event
-from shared.snapshots.store import Manifest, ManifestError, SnapshotStore, iter_customer_lines
+from shared.gc_pause import cyclic_gc_paused
+from shared.snapshots.document import iter_customer_lines
+from shared.snapshots.store import Manifest, ManifestError, SnapshotStore
 
 log = logging.getLogger("shared.api")
 _BATCH = 2000
@@ -44,6 +46,8 @@ class LoadedSnapshot:
 
     @classmethod
     def load(cls, store: SnapshotStore, manifest: Manifest) -> LoadedSnapshot:
+        """The snapshot `manifest` names, read and indexed. Raises ApiError 503 `snapshot_unavailable` when
+        it is missing, replaced, not in our layout or not what the manifest says (sha256, count)."""
         from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
         started = time.monotonic()
@@ -55,28 +59,23 @@ class LoadedSnapshot:
             ) from None
         loaded = cls(manifest=manifest, stored=stored, gzipped=gzipped, lines=[])
         digest = hashlib.sha256()
-        # Thousands of short-lived dicts: the cyclic GC would run over and over for nothing.
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
         try:
-            batch: list[bytes] = []
-            for line in iter_customer_lines(stored, gzipped, digest=digest):
-                batch.append(line)
-                if len(batch) == _BATCH:
-                    loaded._index(batch)
-                    batch = []
-            loaded._index(batch)
-        except (ValueError, KeyError, TypeError, AttributeError, zlib.error) as exc:
-            raise _unreadable(manifest, type(exc).__name__) from None
-        finally:
-            if gc_was_enabled:
-                gc.enable()
+            with cyclic_gc_paused():  # thousands of short-lived dicts: nothing for the cyclic GC to free
+                batch: list[bytes] = []
+                for line in iter_customer_lines(stored, gzipped, digest=digest):
+                    batch.append(line)
+                    if len(batch) == _BATCH:
+                        loaded._index(batch)
+                        batch = []
+                loaded._index(batch)
+        except SnapshotFormatError as exc:
+            raise _unreadable(manifest, str(exc)) from None
         if digest.hexdigest() != manifest.sha256 or len(loaded.lines) != manifest.customer_count:
             raise _unreadable(manifest, "sha256 or customer count differs from latest.json")
         log_event(
             log,
             logging.INFO,
-            "api.snapshot_loaded",
+            events.API_SNAPSHOT_LOADED,
             snapshot=manifest.snapshot,
             customers=len(loaded.lines),
             storedBytes=len(stored),
@@ -85,6 +84,14 @@ class LoadedSnapshot:
         return loaded
 
     def _index(self, lines: list[bytes]) -> None:
+        """Indexes a batch of customer lines. Raises SnapshotFormatError for a line that is not one
+        customer object with a string `id` (and string domain and name, when given)."""
+        try:
+            self._index_customers(lines)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise SnapshotFormatError(f"a customer line is not a customer ({type(exc).__name__})") from None
+
+    def _index_customers(self, lines: list[bytes]) -> None:
         # One json.loads per batch: per-call overhead was a third of the load time of 100k customers.
         customers = json.loads(b"[" + b",".join(lines) + b"]")
         if len(customers) != len(lines):
@@ -118,7 +125,7 @@ class LoadedSnapshot:
 
 
 def _unreadable(manifest: Manifest, reason: str) -> ApiError:
-    log_event(log, logging.ERROR, "api.snapshot_unreadable", snapshot=manifest.snapshot, reason=reason)
+    log_event(log, logging.ERROR, events.API_SNAPSHOT_UNREADABLE, snapshot=manifest.snapshot, reason=reason)
     return snapshot_unavailable("the latest snapshot cannot be read; the next publish fixes it")
 
 
@@ -151,7 +158,7 @@ class LatestCache:
                 # Forget it, so the next request reads latest.json again and a good publish heals us.
                 self._manifest, self._latest_etag = None, None
                 self._checked_at = float("-inf")
-                log_event(log, logging.ERROR, "api.latest_unreadable", blob="latest.json")
+                log_event(log, logging.ERROR, events.API_LATEST_UNREADABLE, blob="latest.json")
                 raise snapshot_unavailable(
                     "latest.json is not a valid manifest; the next successful snapshot run replaces it"
                 ) from None

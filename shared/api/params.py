@@ -8,13 +8,16 @@ import binascii
 import json
 import re
 import unicodedata
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
 
-from shared.api.errors import ApiError, bad_parameter
+from shared.api.errors import ApiError
+from shared.api.errors import bad_parameter as bad_parameter
+from shared.api.text import fold
 
 MAX_Q = 100
 MAX_DOMAIN = 253  # the longest DNS name
@@ -80,7 +83,7 @@ def top(params: dict[str, str], default: int, maximum: int) -> int:
 
 
 def customer_id(req: func.HttpRequest) -> str:
-    value = req.route_params.get("customerId", "")
+    value: str = req.route_params.get("customerId", "")
     if not _GUID.fullmatch(value):
         raise ApiError(
             400,
@@ -101,6 +104,62 @@ def snapshot_date(req: func.HttpRequest) -> date:
         raise ApiError(
             400, "invalid_date", "date must be a UTC calendar date, YYYY-MM-DD", parameter="date"
         ) from None
+
+
+@dataclass(frozen=True)
+class CustomerQuery:
+    """What GET /api/customers asks for, validated: a search (q) or a domain, or neither; a page size;
+    where to continue. `whole_document`: no filter and no paging asked for (the snapshot as stored)."""
+
+    q: str | None
+    domain: str | None
+    top: int
+    paged: bool  # top= or continuation= given
+    continuation: dict[str, Any] | None
+
+    @property
+    def whole_document(self) -> bool:
+        return self.q is None and self.domain is None and not self.paged
+
+    @property
+    def criteria(self) -> dict[str, str]:
+        """The filter, as the answer's `query` echoes it."""
+        if self.domain is not None:
+            return {"domain": self.domain}
+        return {} if self.q is None else {"q": self.q}
+
+    def offset(self, snapshot_key: str) -> int:
+        """Where this page starts in the snapshot `snapshot_key` names: 0 without continuation; 400 for
+        a token we did not make, 409 when a newer snapshot was published since the listing started."""
+        if self.continuation is None:
+            return 0
+        offset = self.continuation["o"]
+        if type(offset) is not int or offset < 0:  # not bool, not float
+            raise invalid_continuation()
+        if self.continuation["s"] != snapshot_key:
+            raise ApiError(
+                409,
+                "snapshot_changed",
+                "a newer snapshot was published since this listing started; start again without continuation",
+            )
+        return offset
+
+
+def customer_query(params: dict[str, str], default_top: int, max_top: int) -> CustomerQuery:
+    """The query of GET /api/customers; 400 naming the parameter for anything not allowed."""
+    q = text(params, "q", MAX_Q)
+    if q is not None and not fold(q).strip():
+        raise bad_parameter("q", "q has nothing to search for once accents are set aside")
+    domain_name = domain(params)
+    if q is not None and domain_name is not None:
+        raise bad_parameter("q", "use either q or domain, not both")
+    return CustomerQuery(
+        q=q,
+        domain=domain_name,
+        top=top(params, default_top, max_top),
+        paged="top" in params or "continuation" in params,
+        continuation=decode_continuation(params, ("s", "o")),
+    )
 
 
 # -- continuation tokens: opaque to clients, validated here --------------------------------------------

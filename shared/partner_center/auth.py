@@ -60,21 +60,22 @@ class PartnerCenterTokens:
         return self._app
 
     def token(self) -> str:
-        """A current access token (cached for the run)."""
+        """A current access token (cached for the run). Raises PartnerCenterError when Entra ID refuses
+        the request (`code` holds its error) or cannot be reached."""
         if self._access_token is None:
             self._access_token = self._acquire()
         return self._access_token
 
     def renew(self) -> str:
-        """A new access token, after Partner Center rejected the cached one (401)."""
+        """A new access token, after Partner Center rejected the cached one (401); raises as token()."""
         self._access_token = None
         if self._app is not None and not self._refresh_token:
             self._app.remove_tokens_for_client()
         return self.token()
 
     def _acquire(self) -> str:
-        app = self._msal()
         try:
+            app = self._msal()  # discovers the authority: the first request to Entra ID
             if self._refresh_token:
                 result = app.acquire_token_by_refresh_token(
                     self._refresh_token, scopes=[PARTNER_CENTER_SCOPE]
@@ -96,4 +97,5 @@ class PartnerCenterTokens:
             self._refresh_token = new_refresh_token
             if self._on_refresh_token is not None:
                 self._on_refresh_token(new_refresh_token)
-        return result["access_token"]
+        access_token: str = result["access_token"]
+        return access_token

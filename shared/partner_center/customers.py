@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import random
 import threading
 import time
@@ -32,10 +33,19 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from shared import events
+from shared.events import log_event
+from shared.partner_center.errors import DeadlineExceeded as DeadlineExceeded
 from shared.partner_center.errors import PartnerCenterError
 from shared.partner_center.page_json import parse_page
 
 if TYPE_CHECKING:
+    from types import TracebackType
+    from typing import Self
+
+    from urllib3 import BaseHTTPResponse
+    from urllib3.connectionpool import ConnectionPool
+
     from shared.partner_center.auth import PartnerCenterTokens
 
 log = logging.getLogger(__name__)
@@ -51,10 +61,6 @@ _TAIL_CHARS = 16 * 1024
 # request on the wire first (it takes about 2 ms of Python in requests/urllib3 on a small CPU).
 _SEND_HEAD_START = 0.003
 _DECODER = json.JSONDecoder()
-
-
-class DeadlineExceeded(PartnerCenterError):
-    """The run ran out of time before the last page."""
 
 
 @dataclass
@@ -89,13 +95,25 @@ class _Retry(Retry):
         floor = self.backoff_factor * (1 + random.random() * 0.5)  # noqa: S311 - jitter, not crypto
         return max(super().get_backoff_time(), floor)
 
-    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
+    def increment(
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: BaseHTTPResponse | None = None,
+        error: Exception | None = None,
+        _pool: ConnectionPool | None = None,
+        _stacktrace: TracebackType | None = None,
+    ) -> Self:
         new = super().increment(method, url, response, error, _pool, _stacktrace)
         cause = f"HTTP {response.status}" if response is not None else type(error).__name__
         retry_after = response.headers.get("Retry-After") if response is not None else None
-        log.warning(
-            "partner_center.retry %s",
-            json.dumps({"attempt": len(new.history), "cause": cause, "retryAfter": retry_after}),
+        log_event(
+            log,
+            logging.WARNING,
+            events.PARTNER_CENTER_RETRY,
+            attempt=len(new.history),
+            cause=cause,
+            retryAfter=retry_after,
         )
         return new
 
@@ -144,7 +162,8 @@ class CustomerPager:
             backoff_jitter=backoff_seconds,
             backoff_max=max(backoff_seconds, 60.0),
             respect_retry_after_header=True,
-            retry_after_max=max_retry_after_seconds,
+            # urllib3 takes whole seconds (as Retry-After gives them); a fractional setting rounds up.
+            retry_after_max=math.ceil(max_retry_after_seconds),
             raise_on_status=False,
             raise_on_redirect=False,
         )
@@ -171,7 +190,10 @@ class CustomerPager:
         self.close()
 
     def pages(self) -> Iterator[Page]:
-        """Yields each page's items not seen before in this run, in API order."""
+        """Yields each page's items not seen before in this run, in API order.
+
+        Raises PartnerCenterError when a page is refused, unanswered after retries or not the documented
+        shape, or links back to a page already read; DeadlineExceeded when the run's time is up."""
         request: _Request | None = _Request(f"{self.api_url}/v1/customers?size={self.page_size}")
         followed: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
         number = 0
@@ -228,35 +250,31 @@ class CustomerPager:
             if time.monotonic() > self.deadline:
                 raise DeadlineExceeded(f"run deadline passed before page {number}")
             headers["Authorization"] = f"Bearer {self.tokens.token()}"
-            self.stats.requests += 1
-            try:
-                response = self._session.get(request.url, headers=headers, timeout=self.timeout)
-            except requests.RequestException as exc:
-                raise PartnerCenterError(
-                    f"page {number}: no answer from Partner Center after retries ({_cause(exc)})"
-                ) from None
-            retries = getattr(response.raw, "retries", None)
-            self.stats.retries += len(retries.history) if retries is not None else 0
+            response = self._get(request.url, headers, number)
             if response.status_code == 401 and not renewed:
                 # The token expired or was revoked mid-run: one new token, then the same request again.
-                log.warning("partner_center.token_rejected %s", json.dumps({"page": number}))
+                log_event(log, logging.WARNING, events.PARTNER_CENTER_TOKEN_REJECTED, page=number)
                 self.tokens.renew()
                 self.stats.token_renewals += 1
                 renewed = True
                 continue
             if response.status_code == 200:
                 return response.content
-            code, description = _error_of(response)
-            if response.status_code == 400 and number > 1 and code == NO_MORE_RECORDS:
-                log.info("partner_center.no_more_records %s", json.dumps({"page": number}))
-                return None
+            _raise_unless_no_more_records(response, number)
+            return None
+
+    def _get(self, url: str, headers: dict[str, str], number: int) -> requests.Response:
+        """One GET, with urllib3's retries (counted in stats); PartnerCenterError when none answered."""
+        self.stats.requests += 1
+        try:
+            response = self._session.get(url, headers=headers, timeout=self.timeout)
+        except requests.RequestException as exc:
             raise PartnerCenterError(
-                f"page {number}: Partner Center answered HTTP {response.status_code}"
-                + (f", code {code}" if code else "")
-                + (f": {description}" if description else ""),
-                status=response.status_code,
-                code=code,
-            )
+                f"page {number}: no answer from Partner Center after retries ({_cause(exc)})"
+            ) from None
+        retries = getattr(response.raw, "retries", None)
+        self.stats.retries += len(retries.history) if retries is not None else 0
+        return response
 
     def _parse(self, body: bytes, number: int) -> tuple[list[dict[str, Any]], list[str], _Request | None]:
         try:
@@ -286,15 +304,7 @@ class CustomerPager:
             raise PartnerCenterError(f"page {number} is not the documented shape: `links.next` has no uri")
         if str(link.get("method", "GET")).upper() != "GET":
             raise PartnerCenterError(f"page {number}: `links.next` asks for {link.get('method')}, not GET")
-        headers: dict[str, str] = {}
-        for header in link.get("headers") or []:
-            if not isinstance(header, dict) or not isinstance(header.get("key"), str):
-                raise PartnerCenterError(
-                    f"page {number} is not the documented shape: bad `links.next` header"
-                )
-            if header["key"].lower() not in _OWN_HEADERS:
-                headers[header["key"]] = str(header.get("value", ""))  # verbatim: tokens hold / + = ,
-        return _Request(self.resolve(link["uri"]), headers)
+        return _Request(self.resolve(link["uri"]), _link_headers(link, number))
 
     def resolve(self, uri: str) -> str:
         """A link URI in any of its historical forms, as an absolute URL on the configured API."""
@@ -311,6 +321,33 @@ class CustomerPager:
         if uri.startswith("/"):
             return f"{self.api_url}/v1{uri}"
         return f"{self.api_url}/v1/{uri}"
+
+
+def _link_headers(link: dict[str, Any], number: int) -> dict[str, str]:
+    """The headers a `links.next` entry asks for, minus those that carry our identity and tracing."""
+    headers: dict[str, str] = {}
+    for header in link.get("headers") or []:
+        if not isinstance(header, dict) or not isinstance(header.get("key"), str):
+            raise PartnerCenterError(f"page {number} is not the documented shape: bad `links.next` header")
+        if header["key"].lower() not in _OWN_HEADERS:
+            headers[header["key"]] = str(header.get("value", ""))  # verbatim: tokens hold / + = ,
+    return headers
+
+
+def _raise_unless_no_more_records(response: requests.Response, number: int) -> None:
+    """Returns for the documented "no more records" answer after the last page (400, code 2000);
+    raises PartnerCenterError naming the status and the service's code for any other refusal."""
+    code, description = _error_of(response)
+    if response.status_code == 400 and number > 1 and code == NO_MORE_RECORDS:
+        log_event(log, logging.INFO, events.PARTNER_CENTER_NO_MORE_RECORDS, page=number)
+        return
+    raise PartnerCenterError(
+        f"page {number}: Partner Center answered HTTP {response.status_code}"
+        + (f", code {code}" if code else "")
+        + (f": {description}" if description else ""),
+        status=response.status_code,
+        code=code,
+    )
 
 
 def _value_after(text: str, key: str) -> Any:

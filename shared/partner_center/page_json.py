@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
-_scan = json.JSONDecoder().scan_once  # (text, index) -> (value, end index); the C scanner
+# (text, index) -> (value, end index): the C scanner json.loads uses, an instance attribute the stubs omit.
+_scan: Callable[[str, int], tuple[Any, int]] = vars(json.JSONDecoder())["scan_once"]
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 
 

@@ -4,7 +4,8 @@
     latest.json                                           manifest of the newest committed snapshot
 
 `latest.json` is replaced only after its snapshot is committed, and only by a snapshot at least as new
-as the one it names (a replayed timer occurrence cannot move it back in time).
+as the one it names (a replayed timer occurrence cannot move it back in time). The snapshot document's
+own format (one customer per line, gzip-encoded) is read back by document.py.
 """
 
 from __future__ import annotations
@@ -13,12 +14,17 @@ import contextlib
 import json
 import logging
 import re
-import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from shared import events
+from shared.errors import ManifestError as ManifestError
+from shared.errors import PublishConflictError, SnapshotExistsError
+from shared.events import log_event
+from shared.snapshots.document import customer_ids, inflated
+from shared.snapshots.document import iter_customer_lines as iter_customer_lines
 from shared.snapshots.writer import CommittedSnapshot, SnapshotWriter
 
 if TYPE_CHECKING:
@@ -36,10 +42,6 @@ MANIFEST_VERSION = 1
 
 def snapshot_name(started: datetime) -> str:
     return f"{PREFIX}{started:%Y/%m/%d}/customers-{started:%Y%m%dT%H%M%SZ}.json"
-
-
-class ManifestError(ValueError):
-    """latest.json exists but is not a manifest we wrote."""
 
 
 @dataclass(frozen=True)
@@ -141,9 +143,10 @@ class SnapshotStore:
                 self.container.create_container()
 
     def new_snapshot(self, name: str, generated_at: str) -> SnapshotWriter:
+        """A writer for snapshot `name`. Raises SnapshotExistsError when that blob exists already."""
         blob = self.blob(name)
         if blob.exists():
-            raise FileExistsError(f"snapshot {name} already exists; it is never overwritten")
+            raise SnapshotExistsError(f"snapshot {name} already exists; it is never overwritten")
         return SnapshotWriter(blob, generated_at)
 
     # -- latest.json --------------------------------------------------------------------------
@@ -158,7 +161,8 @@ class SnapshotStore:
     def publish(self, committed: CommittedSnapshot) -> Manifest | None:
         """Points latest.json at `committed` unless a newer snapshot is already published.
 
-        Conditional on the ETag read just before, so two runs racing cannot interleave."""
+        Conditional on the ETag read just before, so two runs racing cannot interleave. Raises
+        PublishConflictError when latest.json changed under each of three attempts."""
         from azure.core import MatchConditions
         from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
         from azure.storage.blob import ContentSettings
@@ -170,7 +174,7 @@ class SnapshotStore:
             except ManifestError:  # a corrupt manifest is replaced by the next good publish
                 current, etag = None, self.blob(LATEST).get_blob_properties().etag
             if current is not None and current.generated_at > committed.generated_at:
-                log.warning("snapshot.not_published %s", json.dumps({"newer": current.snapshot}))
+                log_event(log, logging.WARNING, events.SNAPSHOT_NOT_PUBLISHED, newer=current.snapshot)
                 return None
             # overwrite=False sends If-None-Match: *, the etag If-Match: either way only one racer wins.
             conditions: dict[str, Any] = (
@@ -189,7 +193,7 @@ class SnapshotStore:
             except (ResourceModifiedError, ResourceExistsError):
                 continue  # someone published in between: look again
             return manifest
-        raise RuntimeError(f"{LATEST} kept changing while publishing {committed.name}")
+        raise PublishConflictError(f"{LATEST} kept changing while publishing {committed.name}")
 
     # -- reading snapshots ---------------------------------------------------------------------
     def iter_document(self, name: str) -> Iterator[bytes]:
@@ -197,13 +201,12 @@ class SnapshotStore:
         ranged chunk on its own, which breaks gzip across chunks)."""
         download = self.blob(name).download_blob(decompress=False, max_concurrency=1)
         gzipped = (download.properties.content_settings.content_encoding or "").lower() == "gzip"
-        yield from _inflated(download.chunks(), gzipped)
+        yield from inflated(download.chunks(), gzipped)
 
     def iter_customer_ids(self, name: str) -> Iterator[str]:
-        """Customer ids of a stored snapshot, one line at a time: memory stays flat however large it is."""
-        for line in _customer_lines(self.iter_document(name)):
-            match = _LEADING_ID.match(line)  # stored as received: Partner Center puts id first
-            yield match.group(1).decode() if match else json.loads(line)["id"]
+        """Customer ids of a stored snapshot, one line at a time: memory stays flat however large it is.
+        Raises SnapshotFormatError (while iterating) when the blob is not a snapshot document."""
+        return customer_ids(self.iter_document(name))
 
     # -- reads for the HTTP API ------------------------------------------------------------------
     def read_latest_if_changed(self, etag: str | None) -> tuple[Manifest | None, str | None] | None:
@@ -280,59 +283,3 @@ class SnapshotInfo:
             generated_at=metadata.get("generatedat") or None,
             customer_count=int(count) if count.isdigit() else None,
         )
-
-
-def iter_customer_lines(
-    stored: bytes, gzipped: bool, *, digest: Any = None, chunk_bytes: int = 1024 * 1024
-) -> Iterator[bytes]:
-    """Each customer of a stored snapshot document as its own JSON text, byte for byte as stored
-    (writer.py's one-customer-per-line layout), decompressing a chunk at a time so the whole JSON
-    document is never in memory at once; `digest` (a hashlib object) sees the whole document.
-    Raises ValueError for anything else."""
-    chunks = (stored[start : start + chunk_bytes] for start in range(0, len(stored), chunk_bytes))
-    yield from _customer_lines(_inflated(chunks, gzipped), digest=digest)
-
-
-# A line that starts with the id needs no JSON parse to tell its id (ids hold no quotes or escapes).
-_LEADING_ID = re.compile(rb'\{\s*"id"\s*:\s*"([^"\\]+)"')
-_INFLATE_INPUT = 64 * 1024  # compressed bytes per decompress call: about a megabyte of JSON out
-
-
-def _customer_lines(document: Iterable[bytes], *, digest: Any = None) -> Iterator[bytes]:
-    buffer = b""
-    header_seen = done = False
-    for data in document:
-        if digest is not None:
-            digest.update(data)
-        buffer += data
-        *lines, buffer = buffer.split(b"\n")
-        for line in lines:
-            if done:
-                raise ValueError("data after the customers array")
-            if not header_seen:
-                if not line.endswith(b'"customers":['):
-                    raise ValueError("not in the one-customer-per-line layout")
-                header_seen = True
-            elif line.startswith(b"]"):
-                done = True
-            else:
-                yield line[:-1] if line.endswith(b",") else line
-    if header_seen and not done and buffer.startswith(b"]"):
-        done, buffer = True, b""  # the trailer without a final newline
-    if not done or buffer.strip():
-        raise ValueError("not a complete snapshot document")
-
-
-def _inflated(chunks: Iterable[bytes], gzipped: bool) -> Iterator[bytes]:
-    """The stored chunks, gunzipped in bounded pieces when the blob is gzip-encoded."""
-    inflate = zlib.decompressobj(31) if gzipped else None
-    for chunk in chunks:
-        if inflate is None:
-            yield chunk
-            continue
-        for start in range(0, len(chunk), _INFLATE_INPUT):
-            yield inflate.decompress(chunk[start : start + _INFLATE_INPUT])
-    if inflate:
-        yield inflate.flush()
-        if not inflate.eof:
-            raise ValueError("truncated gzip stream")

@@ -71,15 +71,18 @@ class SnapshotWriter:
 
     # -- producer side (the job's thread) ------------------------------------------------------
     def add(self, customers: list[str]) -> None:
-        """Appends customers, each given as its JSON text on one line (as Partner Center sent it)."""
+        """Appends customers, each given as its JSON text on one line (as Partner Center sent it).
+        Raises the worker thread's error (a storage error, usually) once it has failed."""
         self._raise_worker_error()
         if customers:
             self._queue.put(customers)
 
     def commit(self, trailer: dict[str, Any], metadata: dict[str, str]) -> CommittedSnapshot:
-        """Writes the trailer, waits for every block and commits the blob if it does not exist yet."""
+        """Writes the trailer, waits for every block and commits the blob if it does not exist yet.
+        Raises the worker thread's error, or the SDK's when the commit fails (the blob appeared meanwhile,
+        storage out of reach): then nothing is committed."""
         from azure.core import MatchConditions
-        from azure.storage.blob import ContentSettings
+        from azure.storage.blob import BlobBlock, ContentSettings
 
         self._queue.put("\n]," + dumps(trailer)[1:] + "\n")
         self._queue.put(_STOP)
@@ -88,14 +91,14 @@ class SnapshotWriter:
         self._stage(self._gzip.flush())
         digest = self._sha.hexdigest()
         result = self._blob.commit_block_list(
-            self._blocks,
+            [BlobBlock(block_id) for block_id in self._blocks],
             content_settings=ContentSettings(content_type="application/json", content_encoding="gzip"),
             metadata={**metadata, "sha256": digest, "customercount": str(self.count)},
             match_condition=MatchConditions.IfMissing,  # never replace a snapshot
         )
         return CommittedSnapshot(
             name=self._blob.blob_name,
-            etag=result["etag"],
+            etag=str(result["etag"]),
             generated_at=self.generated_at,
             customer_count=self.count,
             sha256=digest,

@@ -1,0 +1,120 @@
+"""The stored snapshot document, read back: gunzipped as it streams, one customer per line.
+
+writer.py writes each snapshot as a JSON document that is also line-oriented:
+
+    {"schemaVersion":1,"generatedAt":"...","customers":[
+    {...customer 1...},
+    {...customer 2...}
+    ],"customerCount":2,"source":{...}}
+
+so a reader can take one customer at a time, byte for byte as stored, without parsing (or holding) the
+whole document. Anything that is not that layout, or a gzip stream that is damaged or cut short, raises
+SnapshotFormatError: a reader never mistakes a partial document for a complete one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zlib
+from collections.abc import Generator, Iterable, Iterator
+from typing import Any
+
+from shared.errors import SnapshotFormatError
+
+# A line that starts with the id needs no JSON parse to tell its id (ids hold no quotes or escapes).
+_LEADING_ID = re.compile(rb'\{\s*"id"\s*:\s*"([^"\\]+)"')
+_INFLATE_INPUT = 64 * 1024  # compressed bytes per decompress call: about a megabyte of JSON out
+
+
+def iter_customer_lines(
+    stored: bytes, gzipped: bool, *, digest: Any = None, chunk_bytes: int = 1024 * 1024
+) -> Iterator[bytes]:
+    """Each customer of a stored snapshot document as its own JSON text, byte for byte as stored
+    (writer.py's one-customer-per-line layout), decompressing a chunk at a time so the whole JSON
+    document is never in memory at once; `digest` (a hashlib object) sees the whole document.
+    Raises SnapshotFormatError for anything else."""
+    chunks = (stored[start : start + chunk_bytes] for start in range(0, len(stored), chunk_bytes))
+    yield from customer_lines(inflated(chunks, gzipped), digest=digest)
+
+
+def customer_lines(document: Iterable[bytes], *, digest: Any = None) -> Iterator[bytes]:
+    """Each customer line of a decompressed document, its trailing comma cut; `digest` sees every byte."""
+    source = _Lines(document, digest)
+    lines = iter(source)
+    header = next(lines, None)
+    done = False
+    if header is not None:
+        if not header.endswith(b'"customers":['):
+            raise SnapshotFormatError("not in the one-customer-per-line layout")
+        done = yield from _customers(lines)
+        if next(lines, None) is not None:
+            raise SnapshotFormatError("data after the customers array")
+    rest = source.rest
+    if header is not None and not done and rest.startswith(b"]"):
+        done, rest = True, b""  # the trailer without a final newline
+    if not done or rest.strip():
+        raise SnapshotFormatError("not a complete snapshot document")
+
+
+def _customers(lines: Iterator[bytes]) -> Generator[bytes, None, bool]:
+    """The customer lines up to the closing `]` line; returns whether that line came."""
+    for line in lines:
+        if line.startswith(b"]"):
+            return True
+        yield line[:-1] if line.endswith(b",") else line
+    return False
+
+
+class _Lines:
+    """The complete lines of a document that arrives in chunks; once they are all read, `rest` holds
+    what follows the last newline."""
+
+    def __init__(self, document: Iterable[bytes], digest: Any) -> None:
+        self._document = document
+        self._digest = digest
+        self.rest = b""
+
+    def __iter__(self) -> Iterator[bytes]:
+        buffer = b""
+        for data in self._document:
+            if self._digest is not None:
+                self._digest.update(data)
+            buffer += data
+            *lines, buffer = buffer.split(b"\n")
+            yield from lines
+        self.rest = buffer
+
+
+def inflated(chunks: Iterable[bytes], gzipped: bool) -> Iterator[bytes]:
+    """The stored chunks, gunzipped in bounded pieces when the blob is gzip-encoded."""
+    if not gzipped:
+        yield from chunks
+        return
+    inflate = zlib.decompressobj(31)
+    try:
+        for chunk in chunks:
+            for start in range(0, len(chunk), _INFLATE_INPUT):
+                yield inflate.decompress(chunk[start : start + _INFLATE_INPUT])
+        yield inflate.flush()
+    except zlib.error as exc:
+        raise SnapshotFormatError(f"damaged gzip stream ({exc})") from None
+    if not inflate.eof:
+        raise SnapshotFormatError("truncated gzip stream")
+
+
+def customer_ids(document: Iterable[bytes]) -> Iterator[str]:
+    """The `id` of each customer in a (decompressed) snapshot document, in stored order."""
+    for line in customer_lines(document):
+        match = _LEADING_ID.match(line)  # stored as received: Partner Center puts id first
+        yield match.group(1).decode() if match else _id_of(line)
+
+
+def _id_of(line: bytes) -> str:
+    try:
+        customer_id = json.loads(line)["id"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SnapshotFormatError(f"a customer line has no id ({type(exc).__name__})") from None
+    if not isinstance(customer_id, str):
+        raise SnapshotFormatError("a customer line has no id (not a string)")
+    return customer_id
