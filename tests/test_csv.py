@@ -294,3 +294,31 @@ def test_more_customers_than_a_batch_keep_their_order():
 def test_an_unreadable_accept_weight_counts_as_zero(csv_world):
     response = call("customers", {"top": "1"}, headers={"Accept": "text/csv;q=high"})
     assert response.headers["Content-Type"].startswith("application/json")
+
+
+def test_the_rendition_leaves_out_lines_that_are_not_customers(make_stack, azurite):
+    """Whatever a stored line holds (not JSON, not an object, nested past the parser), the rendition is
+    written for the others: a CSV answer never fails on one odd customer."""
+    from shared.snapshots.store import SnapshotStore, snapshot_name
+    from shared.snapshots.writer import dumps
+
+    extra = {
+        "API_SNAPSHOT_INLINE_MAX_BYTES": "1000",
+        "SNAPSHOT_STORAGE_ACCOUNT_URL": "",
+        "SNAPSHOT_STORAGE_CONNECTION_STRING": azurite.connection_string,
+    }
+    stack, snapshots = make_stack(customers=0, env_overrides=extra)
+    store = SnapshotStore(stack.blob_service_client().get_container_client(snapshots.container))
+    store.ensure_container()
+    good = make_customers(30, seed=6)
+    odd = ['{"id": broken}', "[1, 2]", '"text"', '{"id":"deep","x":' + "[" * 100_000 + "]" * 100_000 + "}"]
+    when = datetime.now(UTC)
+    writer = store.new_snapshot(snapshot_name(when), when.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    writer.add([dumps(c) for c in good[:10]] + odd + [dumps(c) for c in good[10:]])
+    total = len(good) + len(odd)
+    store.publish(writer.commit({"customerCount": total, "source": {}}, {"customercount": str(total)}))
+
+    response = call("customers", {"format": "csv"})
+    assert response.status_code == 307, response.get_body()
+    downloaded = requests.get(response.headers["Location"], timeout=10)
+    assert [r[0] for r in parse_csv(downloaded.content)] == [c["id"] for c in good]

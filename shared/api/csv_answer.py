@@ -24,7 +24,7 @@ import threading
 import time
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import azure.functions as func
 
@@ -108,10 +108,30 @@ def _customers(lines: Iterable[bytes]) -> Iterator[list[dict[str, Any]]]:
     for line in lines:
         batch.append(line)
         if len(batch) == _BATCH:
-            yield json.loads(b"[" + b",".join(batch) + b"]")
+            yield _parsed(batch)
             batch = []
     if batch:
-        yield json.loads(b"[" + b",".join(batch) + b"]")
+        yield _parsed(batch)
+
+
+def _parsed(batch: list[bytes]) -> list[dict[str, Any]]:
+    """The batch's customers; a line that is not a JSON object (or nests too deep to parse) has no row,
+    as the API leaves such a customer out of its answers too."""
+    try:
+        parsed = json.loads(b"[" + b",".join(batch) + b"]")
+        if len(parsed) == len(batch) and all(isinstance(item, dict) for item in parsed):
+            return cast(list[dict[str, Any]], parsed)
+    except (ValueError, RecursionError):
+        pass
+    customers = []
+    for line in batch:
+        try:
+            item = json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(item, dict):
+            customers.append(item)
+    return customers
 
 
 def _writer(buffer: io.StringIO) -> Any:
