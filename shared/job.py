@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from shared import events
 from shared.events import log_event
 from shared.gc_pause import cyclic_gc_paused
+from shared.redact import scrub
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -64,7 +65,8 @@ def run_snapshot(
             logging.ERROR,
             events.SNAPSHOT_FAILED,
             error=type(exc).__name__,
-            message=str(exc)[:500],
+            # scrubbed before it is cut: no prefix of a secret survives
+            message=scrub(str(exc)).replace("\n", " ")[:1000],
             elapsedSeconds=_elapsed(clock),
             **context,
         )
@@ -206,7 +208,9 @@ class _Run:
         credential: Callable[[], TokenCredential] = functools.cache(
             lambda: azure_credential(settings.azure_client_id)
         )
-        credentials = credential_store(settings.key_vault_url, credential)
+        credentials = credential_store(
+            settings.key_vault_url, credential, max_retry_after=settings.max_retry_after_seconds
+        )
         secrets = credentials.load()
         write_back = RefreshTokenWriteBack(credentials, self.context)
         tokens = PartnerCenterTokens(
@@ -243,6 +247,7 @@ class _Run:
             timeout_seconds=settings.timeout_seconds,
             max_retry_after_seconds=settings.max_retry_after_seconds,
             deadline=self.clock + settings.run_deadline_seconds,
+            max_page_bytes=settings.max_page_bytes,
         )
 
     def write_snapshot(
@@ -274,8 +279,10 @@ class _Run:
                     "pages": str(stats.pages),
                 }
                 return writer.commit({"customerCount": total, "source": source}, metadata)
-            except BaseException:
+            except BaseException as exc:
                 writer.abort()
+                if (named := writer.named_failure(exc)) is not exc:
+                    raise named from None  # which page was being stored, Blob Storage's code
                 raise
 
     def page_all(self, writer: SnapshotWriter, pager: CustomerPager, diff: PreviousIds | None) -> int:
