@@ -48,7 +48,8 @@ def key_hash(text: str) -> int:
     data = text.encode("utf-8", "surrogatepass")
     # Two C checksums: a tenth of a cryptographic hash's cost. A collision costs a probe, never an answer
     # (every candidate is confirmed against its stored line).
-    return (zlib.crc32(data) << 32 | zlib.adler32(data)) or 1
+    # The table slot comes from the low bits: crc32's, which spread; adler32's low half is a byte sum.
+    return (zlib.adler32(data) << 32 | zlib.crc32(data)) or 1
 
 
 def search_bytes(text: str) -> bytes:
