@@ -10,6 +10,7 @@
     │   ├── SnapshotExistsError      the run's snapshot name is taken: snapshots are never overwritten
     │   ├── PublishConflictError     latest.json kept changing under a publish
     │   └── SnapshotFormatError      a stored snapshot is not a complete document in our layout
+    ├── SnapshotWithheldError        too many customers gone since the last snapshot: not published
     └── ApiError                     (shared.api.errors) an HTTP answer: status, stable code, message
 
 Anything else that escapes (an SDK's AzureError, OSError, a bug) is not ours and is reported as such.
@@ -60,6 +61,12 @@ class SnapshotExistsError(SnapshotStoreError):
 
 class PublishConflictError(SnapshotStoreError):
     """latest.json changed under every attempt to publish; the committed snapshot stays unpublished."""
+
+
+class SnapshotWithheldError(SnapshotAppError):
+    """The run found fewer customers than the previous published snapshot by more than
+    SNAPSHOT_MAX_DROP_PERCENT: its snapshot and change record are kept as evidence, latest.json is not
+    moved, and the run fails so that the failure alert fires."""
 
 
 class SnapshotFormatError(SnapshotStoreError):

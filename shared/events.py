@@ -20,6 +20,7 @@ SNAPSHOT_PAGE = "snapshot.page"
 SNAPSHOT_LATEST_UNREADABLE = "snapshot.latest_unreadable"
 SNAPSHOT_DIFF_UNAVAILABLE = "snapshot.diff_unavailable"
 SNAPSHOT_NOT_PUBLISHED = "snapshot.not_published"
+SNAPSHOT_WITHHELD = "snapshot.withheld"  # too many customers gone: not published, the run fails
 SNAPSHOT_SUMMARY = "snapshot.summary"  # one per successful run
 SNAPSHOT_FAILED = "snapshot.failed"  # one per failed run
 REFRESH_TOKEN_NOT_SAVED = "secrets.refresh_token_not_saved"  # noqa: S105 - an event name

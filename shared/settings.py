@@ -107,6 +107,12 @@ SETTINGS: tuple[Setting, ...] = (
         api=True,
     ),
     Setting(
+        "SNAPSHOT_MAX_DROP_PERCENT",
+        "10",
+        "A run that finds fewer customers than the latest published snapshot by more than this percentage "
+        "keeps its snapshot as evidence but does not publish it and fails (0..100; 100 turns the guard off).",
+    ),
+    Setting(
         "SNAPSHOT_CONTAINER",
         "customer-snapshots",
         "Blob container for snapshots and latest.json.",
@@ -200,6 +206,7 @@ class Settings:
     timeout_seconds: float
     max_retry_after_seconds: float
     run_deadline_seconds: float
+    max_drop_percent: float
     container: str
     storage: StorageTarget
     storage_retries: int
@@ -235,6 +242,7 @@ class Settings:
             timeout_seconds=reader.number("PARTNER_CENTER_TIMEOUT_SECONDS", 0.1, 600),
             max_retry_after_seconds=reader.number("PARTNER_CENTER_MAX_RETRY_AFTER_SECONDS", 0, 3600),
             run_deadline_seconds=reader.number("SNAPSHOT_RUN_DEADLINE_SECONDS", 1, 24 * 3600),
+            max_drop_percent=reader.number("SNAPSHOT_MAX_DROP_PERCENT", 0, 100),
             container=reader.container("SNAPSHOT_CONTAINER"),
             storage=reader.storage(),
             storage_retries=reader.integer("SNAPSHOT_STORAGE_RETRIES", 0, 10),

@@ -68,7 +68,14 @@ class Snapshots:
         return json.loads(self.document_bytes(name))
 
     def snapshot_names(self) -> list[str]:
-        return [n for n in self.names() if n.startswith("snapshots/")]
+        return [n for n in self.names() if n.startswith("snapshots/") and "/customers-" in n]
+
+    def record_names(self) -> list[str]:
+        """The change records (snapshots/YYYY/MM/DD/changes-*.json)."""
+        return [n for n in self.names() if n.startswith("snapshots/") and "/changes-" in n]
+
+    def record(self, name: str) -> dict[str, Any]:
+        return self.document(name)
 
 
 @pytest.fixture

@@ -315,6 +315,9 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
     generated = _parse_time(manifest.generated_at)
     age_hours = (utc_now() - generated).total_seconds() / 3600 if generated else None
     status = "ok" if age_hours is not None and age_hours <= stale_after else "stale"
+    from shared.api.changes import withheld_since
+
+    withheld = withheld_since(ctx.store, manifest)
     return status_response(
         200 if status == "ok" else 503,
         {
@@ -323,7 +326,8 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
             "ageHours": round(age_hours, 2) if age_hours is not None else None,
             "customerCount": manifest.customer_count,
             "staleAfterHours": stale_after,
-        },
+        }
+        | ({"withheld": withheld} if withheld else {}),
     )
 
 

@@ -45,6 +45,30 @@ def snapshot_name(started: datetime) -> str:
 
 
 @dataclass(frozen=True)
+class ChangeRef:
+    """The change record a manifest names, with its counts (see shared/changes)."""
+
+    name: str
+    added: int
+    removed: int
+    changed: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "counts": {"added": self.added, "removed": self.removed, "changed": self.changed},
+        }
+
+    @classmethod
+    def parse(cls, value: Any) -> ChangeRef | None:
+        """None when absent (a manifest written before change records): such a manifest still parses."""
+        if value is None:
+            return None
+        counts = value["counts"]
+        return cls(_str(value["name"]), *(int(counts[k]) for k in ("added", "removed", "changed")))
+
+
+@dataclass(frozen=True)
 class Manifest:
     snapshot: str
     etag: str
@@ -53,8 +77,10 @@ class Manifest:
     sha256: str
     stored_bytes: int
     json_bytes: int
+    changes: ChangeRef | None = None
 
     def to_json(self) -> dict[str, Any]:
+        changes = {} if self.changes is None else {"changes": self.changes.to_json()}
         return {
             "schemaVersion": MANIFEST_VERSION,
             "snapshot": self.snapshot,
@@ -65,7 +91,7 @@ class Manifest:
             "storedBytes": self.stored_bytes,
             "jsonBytes": self.json_bytes,
             "contentEncoding": "gzip",
-        }
+        } | changes
 
     @classmethod
     def parse(cls, data: bytes) -> Manifest:
@@ -79,12 +105,13 @@ class Manifest:
                 sha256=_str(doc["sha256"]),
                 stored_bytes=int(doc.get("storedBytes", 0)),
                 json_bytes=int(doc.get("jsonBytes", 0)),
+                changes=ChangeRef.parse(doc.get("changes")),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise ManifestError(f"{LATEST} is not a valid manifest ({type(exc).__name__})") from None
 
     @classmethod
-    def of(cls, committed: CommittedSnapshot) -> Manifest:
+    def of(cls, committed: CommittedSnapshot, changes: ChangeRef | None = None) -> Manifest:
         return cls(
             snapshot=committed.name,
             etag=committed.etag,
@@ -93,6 +120,7 @@ class Manifest:
             sha256=committed.sha256,
             stored_bytes=committed.stored_bytes,
             json_bytes=committed.json_bytes,
+            changes=changes,
         )
 
 
@@ -158,8 +186,9 @@ class SnapshotStore:
         assert latest is not None
         return latest
 
-    def publish(self, committed: CommittedSnapshot) -> Manifest | None:
-        """Points latest.json at `committed` unless a newer snapshot is already published.
+    def publish(self, committed: CommittedSnapshot, changes: ChangeRef | None = None) -> Manifest | None:
+        """Points latest.json at `committed` (and its change record) unless a newer snapshot is already
+        published.
 
         Conditional on the ETag read just before, so two runs racing cannot interleave. Raises
         PublishConflictError when latest.json changed under each of three attempts."""
@@ -167,7 +196,7 @@ class SnapshotStore:
         from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
         from azure.storage.blob import ContentSettings
 
-        manifest = Manifest.of(committed)
+        manifest = Manifest.of(committed, changes)
         for _attempt in range(3):
             try:
                 current, etag = self.read_latest()
