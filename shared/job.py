@@ -9,7 +9,9 @@ was. The run raises after logging `snapshot.failed`, so the Functions host recor
       _Run.write_snapshot        every page into a new blob, committed whole or not at all
       _Run.record_changes        the change record against the previous snapshot (shared/changes)
       _Run.guard                 too many customers gone: latest.json stays, the run fails
+      _Run.stage_events          the outbox record of this run's change events (SNAPSHOT_EVENTS_QUEUE)
       store.publish              latest.json moves to the new snapshot (never back in time)
+      EventSender.send_pending   change events to the queue, an earlier run's leftovers first
       RunSummary                 the snapshot.summary line and run_snapshot's answer
 """
 
@@ -33,6 +35,7 @@ from shared.settings import Settings
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
+    from shared.changes.events import EventSender
     from shared.changes.record import ChangeTracker
     from shared.partner_center.auth import PartnerCenterTokens
     from shared.partner_center.customers import CustomerPager
@@ -125,6 +128,8 @@ class RunSummary:
     changed: int | None
     changes: str | None  # the change record's blob
     published: bool
+    events_sent: int | None  # None: SNAPSHOT_EVENTS_QUEUE is not set
+    events_pending: int | None  # outbox records left for the next run
     sha256: str
     json_bytes: int
     stored_bytes: int
@@ -164,13 +169,16 @@ class _Run:
 
         tokens, write_back, store = self.open(cleanup)
         previous = self.previous_manifest(store)
+        sender = self.event_sender(cleanup, store)
+        if sender is not None:
+            sender.send_pending(previous)  # an earlier run's leftovers go first
         writer = store.new_snapshot(snapshot_name(self.started), self.generated_at)
         pager = cleanup.enter_context(self.pager(tokens))
         tracker = cleanup.enter_context(self.change_tracker(store, previous))
         committed = self.write_snapshot(writer, pager, tokens, tracker)
         changes = self.record_changes(store, committed, previous, tracker)
         self.guard(store, committed, previous)
-        manifest = store.publish(committed, changes)
+        manifest, pending = self.publish(store, committed, changes, sender)
         stats = pager.stats
         diffed = changes is not None and previous is not None
         summary = RunSummary(
@@ -191,6 +199,8 @@ class _Run:
             changed=changes.changed if diffed and changes else None,
             changes=changes.name if changes else None,
             published=manifest is not None,
+            events_sent=sender.sent if sender else None,
+            events_pending=pending,
             sha256=committed.sha256,
             json_bytes=committed.json_bytes,
             stored_bytes=committed.stored_bytes,
@@ -199,6 +209,41 @@ class _Run:
         ).fields()
         log_event(log, logging.INFO, events.SNAPSHOT_SUMMARY, **summary)
         return summary
+
+    def event_sender(self, cleanup: ExitStack, store: SnapshotStore) -> EventSender | None:
+        """The change-event sender when SNAPSHOT_EVENTS_QUEUE is set."""
+        if self.settings.events_queue is None:
+            return None
+        from shared.changes.events import EventSender, queue_client
+        from shared.identity import azure_credential
+
+        settings = self.settings
+        queue = cleanup.enter_context(
+            queue_client(settings, functools.cache(lambda: azure_credential(settings.azure_client_id)))
+        )
+        return EventSender(store, queue, self.context)
+
+    def publish(
+        self,
+        store: SnapshotStore,
+        committed: CommittedSnapshot,
+        changes: ChangeRef | None,
+        sender: EventSender | None,
+    ) -> tuple[Manifest | None, int | None]:
+        """latest.json moves; then the change events go out (the outbox record written before, so that
+        events of a published snapshot are never lost). (manifest or None, outbox records pending)."""
+        from shared.changes.events import Outbox
+
+        outbox = None
+        if sender is not None and changes is not None:
+            outbox = Outbox.of(committed.name, committed.generated_at, committed.customer_count, changes)
+            sender.stage(outbox)
+        manifest = store.publish(committed, changes)
+        if sender is None:
+            return manifest, None
+        if manifest is None and outbox is not None:
+            sender.drop(outbox)  # not published: no events
+        return manifest, sender.send_pending(manifest)
 
     def open(self, cleanup: ExitStack) -> tuple[PartnerCenterTokens, RefreshTokenWriteBack, SnapshotStore]:
         """Credentials, the token source (writing rotated refresh tokens back) and the snapshot store."""

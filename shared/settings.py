@@ -145,6 +145,21 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("SNAPSHOT_STORAGE_RETRIES", "4", "Retries of one Blob Storage request.", api=True),
     Setting(
+        "SNAPSHOT_EVENTS_QUEUE",
+        None,
+        "Storage queue (in the snapshot storage account) that each published run sends its change events "
+        "to, as CloudEvents; unset: no events.",
+        deployed=True,
+    ),
+    Setting(
+        "SNAPSHOT_QUEUE_ACCOUNT_URL",
+        None,
+        "Queue endpoint of the snapshot storage account, e.g. https://<account>.queue.core.windows.net "
+        "(unset: the blob endpoint with .blob. replaced by .queue.; with a connection string, its "
+        "QueueEndpoint).",
+        deployed=True,
+    ),
+    Setting(
         "HEALTH_STALE_AFTER_HOURS",
         "26",
         "GET /api/health reports `stale` when the latest snapshot is older.",
@@ -210,6 +225,8 @@ class Settings:
     container: str
     storage: StorageTarget
     storage_retries: int
+    events_queue: str | None
+    queue_account_url: str | None
     health_stale_after_hours: float
     schedule: str
     cache_max_age_seconds: int
@@ -246,6 +263,8 @@ class Settings:
             container=reader.container("SNAPSHOT_CONTAINER"),
             storage=reader.storage(),
             storage_retries=reader.integer("SNAPSHOT_STORAGE_RETRIES", 0, 10),
+            events_queue=reader.queue("SNAPSHOT_EVENTS_QUEUE"),
+            queue_account_url=reader.https_url("SNAPSHOT_QUEUE_ACCOUNT_URL", required=False),
             health_stale_after_hours=reader.number("HEALTH_STALE_AFTER_HOURS", 0.01, 24 * 365),
             schedule=reader.raw("SNAPSHOT_SCHEDULE") or "",
             cache_max_age_seconds=reader.integer("API_CACHE_MAX_AGE_SECONDS", 0, 24 * 3600),
@@ -321,6 +340,15 @@ class _Reader:
         if not _CONTAINER_RE.match(value):
             self.problems.append(
                 f"{name} must be a valid container name (3-63 lowercase letters, digits and single hyphens), "
+                f"got {self._shown(name)}"
+            )
+        return value
+
+    def queue(self, name: str) -> str | None:
+        value = self.raw(name)
+        if value is not None and not _CONTAINER_RE.match(value):  # queue names follow the same rule
+            self.problems.append(
+                f"{name} must be a valid queue name (3-63 lowercase letters, digits and single hyphens), "
                 f"got {self._shown(name)}"
             )
         return value
