@@ -170,7 +170,7 @@ class _Run:
         tokens, write_back, store = self.open(cleanup)
         previous = self.previous_manifest(store)
         sender = self.event_sender(cleanup, store)
-        if sender is not None:
+        if sender is not None and previous is not None:
             sender.send_pending(previous)  # an earlier run's leftovers go first
         writer = store.new_snapshot(snapshot_name(self.started), self.generated_at)
         pager = cleanup.enter_context(self.pager(tokens))

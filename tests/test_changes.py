@@ -253,3 +253,50 @@ def test_the_guard_limit(make_stack, setting, kept, published):
         with pytest.raises(SnapshotWithheldError):
             run_timer()
         assert snapshots.latest() == first
+
+
+# -- the rules of the record, case by case ------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("customer_id", "key"),
+    [
+        ("0f1e2d3c-4b5a-4978-8796-a5b4c3d2e1f0", "0f1e2d3c-4b5a-4978-8796-a5b4c3d2e1f0"),
+        ("0F1E2D3C-4B5A-4978-8796-A5B4C3D2E1F0", "0f1e2d3c-4b5a-4978-8796-a5b4c3d2e1f0"),
+        ("{0f1e2d3c-4b5a-4978-8796-a5b4c3d2e1f0}", "0f1e2d3c-4b5a-4978-8796-a5b4c3d2e1f0"),
+        ("customer-7", "~customer-7"),
+    ],
+    ids=["canonical", "upper-case", "braces", "not-a-guid"],
+)
+def test_change_key(customer_id, key):
+    from shared.changes.record import change_key
+
+    assert change_key(customer_id) == key
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "fields"),
+    [
+        ({"a": 1}, {"a": 1}, {}),
+        ({"a": 1}, {"a": 2}, {"a": {"before": 1, "after": 2}}),
+        ({"a": 1}, {}, {"a": {"before": 1, "after": None}}),
+        ({}, {"b": [1]}, {"b": {"before": None, "after": [1]}}),
+        (
+            {"companyProfile": {"domain": "x", "links": {"self": 1}}},
+            {"companyProfile": {"domain": "y", "links": {"self": 2}}},
+            {
+                "companyProfile.domain": {"before": "x", "after": "y"},
+                "companyProfile.links": {"before": {"self": 1}, "after": {"self": 2}},
+            },
+        ),
+        ({}, {"companyProfile": {"domain": "y"}}, {"companyProfile.domain": {"before": None, "after": "y"}}),
+        (
+            {"companyProfile": "odd"},
+            {"companyProfile": {}},
+            {"companyProfile": {"before": "odd", "after": {}}},
+        ),
+    ],
+    ids=["same", "differs", "gone", "new", "profile-fields", "profile-new", "profile-not-an-object"],
+)
+def test_changed_fields(before, after, fields):
+    from shared.changes.record import changed_fields
+
+    assert changed_fields(before, after) == fields

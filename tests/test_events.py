@@ -171,3 +171,33 @@ def test_an_invalid_queue_name_is_a_settings_error(make_stack, value):
     make_stack(customers=1, env_overrides={"SNAPSHOT_EVENTS_QUEUE": value})
     with pytest.raises(SettingsError, match="SNAPSHOT_EVENTS_QUEUE must be a valid queue name"):
         run_timer()
+
+
+def test_an_outbox_record_of_a_snapshot_never_published_is_dropped_unsent(make_stack):
+    stack, snapshots = events_stack(make_stack)
+    run_timer()
+    drain(stack)
+    container = stack.blob_service_client().get_container_client(snapshots.container)
+    # A run that crashed between writing its outbox record and publishing.
+    never = "snapshots/2026/01/01/customers-20260101T020000Z.json"
+    record = never.replace("/customers-", "/changes-")
+    container.upload_blob(
+        "outbox/changes-20260101T020000Z.json",
+        json.dumps(
+            {
+                "snapshot": never,
+                "generatedAt": "2026-01-01T02:00:00Z",
+                "customerCount": 1,
+                "changes": record,
+                "counts": {"added": 0, "removed": 0, "changed": 0},
+            }
+        ),
+    )
+    next_second()
+
+    run_timer()
+
+    sent = drain(stack)
+    assert [e["type"] for e in sent] == ["partnercenter.snapshot.published"]
+    assert sent[0]["subject"] == snapshots.latest()["snapshot"]
+    assert outbox(snapshots) == []

@@ -21,7 +21,6 @@ of published snapshots (each record names the published snapshot it was compared
 from __future__ import annotations
 
 import base64
-import json
 import re
 import tempfile
 import zlib
@@ -179,15 +178,6 @@ def iter_entries(chunks: Iterable[bytes], gzipped: bool) -> Iterator[tuple[str, 
             yield section, line[:-1] if line.endswith(b",") else line
         else:
             raise SnapshotFormatError("not a complete change record")
-
-
-def read_header(chunks: Iterable[bytes], gzipped: bool) -> dict[str, Any]:
-    """The record's first line as JSON (its lists cut off)."""
-    header = next(_lines(inflated(chunks, gzipped)), b"")
-    if not header.endswith(b',"added":['):
-        raise SnapshotFormatError("not a change record")
-    value: dict[str, Any] = json.loads(header[: -len(b',"added":[')] + b"}")
-    return value
 
 
 def _lines(document: Iterable[bytes]) -> Iterator[bytes]:
