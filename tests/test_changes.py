@@ -300,3 +300,19 @@ def test_changed_fields(before, after, fields):
     from shared.changes.record import changed_fields
 
     assert changed_fields(before, after) == fields
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"id":"0f1e2d3c-4b5a-4978-8796-a5b4c3d2e1f0","x":1}',
+        b'{"id":"0F1E2D3C-4B5A-4978-8796-A5B4C3D2E1F0","x":1}',
+        b'{"id": "0f1e2d3c-4b5a-4978-8796-a5b4c3d2e1f0", "x": 1}',
+        b'{"x":1,"id":"0f1e2d3c-4b5a-4978-8796-a5b4c3d2e1f0"}',
+    ],
+    ids=["as-sent", "upper-case", "spaces", "id-not-first"],
+)
+def test_a_stored_line_has_the_key_of_its_id(line):
+    from shared.changes.record import line_key
+
+    assert line_key(line) == "0f1e2d3c-4b5a-4978-8796-a5b4c3d2e1f0"
