@@ -27,7 +27,7 @@ from typing import IO, Any
 
 from shared.snapshots.document import line_id
 
-WINDOW = 10_000  # customers per side waiting in memory for their counterpart (~7 MB each)
+WINDOW = 4_000  # customers per side waiting in memory for their counterpart (~4 MB each)
 PROFILE = "companyProfile"
 SUMMARY_FIELDS = ("id", "companyName", "domain", "relationshipToPartner")
 

@@ -38,6 +38,7 @@ from shared.events import log_event
 from shared.partner_center.errors import DeadlineExceeded as DeadlineExceeded
 from shared.partner_center.errors import PartnerCenterError
 from shared.partner_center.page_json import parse_page
+from shared.partner_center.seen import SeenKeys
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -147,7 +148,7 @@ class CustomerPager:
         self.deadline = deadline
         self.timeout = timeout_seconds
         self.stats = PagerStats()
-        self.seen: set[int | str] = set()
+        self.seen = SeenKeys()  # exact, bounded memory at any size
         self._session = requests.Session()
         retry = _Retry(
             total=max_retries,
@@ -182,6 +183,7 @@ class CustomerPager:
 
     def close(self) -> None:
         self._session.close()
+        self.seen.close()
 
     def __enter__(self) -> CustomerPager:
         return self
