@@ -76,6 +76,8 @@ class EntraID(LoopbackServer):
         self.refresh_token_lifetime = refresh_token_lifetime
         # Real Entra leaves a used refresh token valid; set True to prove a client persists the rotated one.
         self.revoke_used_refresh_tokens = revoke_used_refresh_tokens
+        # A badly configured front end echoing the request (form body included) in error descriptions.
+        self.echo_request_in_errors = False
         self.apps: dict[tuple[str, str], App] = {}
         self.token_requests: list[TokenRequest] = []
         self._grants: dict[str, RefreshGrant] = {}
@@ -258,6 +260,8 @@ class _EntraHandler(Handler):
             payload = self._token(tenant, form)
         except _OAuthError as exc:
             self.server._record(TokenRequest(tenant, grant_type, client_id, scope, exc.status, exc.error))
+            if self.server.echo_request_in_errors:
+                exc.message = f"Request: {body} {exc.message}"
             return self._error(exc)
         self.server._record(TokenRequest(tenant, grant_type, client_id, scope, 200))
         self.send_json(200, payload, {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"})

@@ -60,6 +60,8 @@ class KeyVault(LoopbackServer):
         # Plain sets so tests can .add() names between runs; matched case-insensitively like secret names.
         self.forbidden_get: set[str] = set(forbidden_get)
         self.forbidden_set: set[str] = set(forbidden_set)
+        # Secret name -> (GETs still to answer 429, Retry-After value sent with them).
+        self.throttled_get: dict[str, tuple[int, str]] = {}
         self.operations: list[VaultOperation] = []
         self._versions: dict[str, list[SecretVersion]] = {}
         self._lock = threading.Lock()
@@ -162,6 +164,8 @@ class _VaultHandler(Handler):
                 "The request URI is not valid for this operation.",
             )
         if self.command == "GET":
+            if self._throttled(name):
+                return 429
             if _listed(name, srv.forbidden_get):
                 return self._forbidden("get", claims)
             item = srv.lookup(name, version)
@@ -188,6 +192,20 @@ class _VaultHandler(Handler):
             item = srv.set(name, value, content_type=params.get("contentType"), tags=params.get("tags"))
             return self._ok(srv.bundle(name, item))
         return self._fail(405, "MethodNotAllowed", f"{self.command} is not supported by this stand-in.")
+
+    def _throttled(self, name: str) -> bool:
+        """Answers 429 with the configured Retry-After while `throttled_get` says so for `name`."""
+        srv = self.server
+        with srv._lock:
+            times, retry_after = srv.throttled_get.get(name.lower(), (0, ""))
+            if times:
+                srv.throttled_get[name.lower()] = (times - 1, retry_after)
+        if times:
+            message = "Request was not processed because too many requests were received."
+            self._send(
+                429, {"error": {"code": "Throttled", "message": message}}, {"Retry-After": retry_after}
+            )
+        return bool(times)
 
     def _authenticate(self) -> dict[str, Any] | None:
         auth = self.headers.get("Authorization", "")

@@ -8,6 +8,7 @@ link URI forms, BOMs, a shifting cursor that repeats items, a trailing HTTP 400 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -16,7 +17,7 @@ import ssl
 import struct
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Literal
@@ -29,7 +30,16 @@ from .tokens import TokenError, decode_jwt
 # `/v1/customers?seekOperation=Next` request themselves).
 LinkForm = Literal["v1", "root", "relative", "absolute", "rotate", "token_only"]
 LINK_FORMS: tuple[str, ...] = ("v1", "root", "relative", "absolute")
-FAULT_KINDS = frozenset({"throttle", "status", "slow", "drop", "expired_token", "malformed", "bom"})
+# Faults in the body of an otherwise good 200 answer: the status line and headers arrive first.
+#   drop_body: half the body, then the connection is reset; stall_body(seconds): half, then silence;
+#   trickle(interval): one byte every `interval` seconds; oversized(bytes, chunked): a valid page padded
+#   to `bytes` (sent with Content-Length, or chunked without one).
+#   trickle_headers(interval): the status line and headers one byte every `interval` seconds, then the rest.
+#   slow_error(status, bytes, interval): a retryable error (503) whose body of `bytes` trickles in.
+BODY_FAULTS = ("drop_body", "stall_body", "trickle", "oversized", "trickle_headers", "slow_error")
+FAULT_KINDS = frozenset(
+    {"throttle", "status", "slow", "drop", "expired_token", "malformed", "bom", "redirect"} | set(BODY_FAULTS)
+)
 MALFORMED_VARIANTS = (
     "null_items",
     "missing_items",
@@ -41,6 +51,7 @@ MALFORMED_VARIANTS = (
     "next_without_uri",
     "next_not_get",
     "next_bad_header",
+    "nan_total",
 )
 MAX_PAGE_SIZE = 500
 CUSTOMERS_PATH = "/v1/customers"
@@ -141,6 +152,10 @@ class PartnerCenter(LoopbackServer):
         self.end_with_400_2000 = end_with_400_2000
         self.duplicates = duplicates
         self.bom = bom
+        # Every page comes back empty with a fresh `links.next`, forever (a service stuck in a loop).
+        self.empty_pages_forever = False
+        # Called with each /v1/customers request before it is answered (tests hold a request there).
+        self.gate: Callable[[RecordedRequest], None] | None = None
         self.requests: list[RecordedRequest] = []
         self.faults: list[Fault] = []
         self._key = secrets.token_bytes(16)
@@ -166,7 +181,9 @@ class PartnerCenter(LoopbackServer):
     def inject(self, kind: str, *, at: int, times: int = 1, **params: Any) -> Fault:
         """Fire ``kind`` on the ``at``-th /v1/customers request (1-based, retries count) and the next
         ``times - 1`` ones. Kinds: throttle(retry_after=1|None), status(status=500, code, description),
-        slow(seconds=1.0), drop, expired_token, malformed(variant="null_items"), bom."""
+        slow(seconds=1.0), drop, expired_token, malformed(variant="null_items"), bom,
+        redirect(location, status=302) and the body faults in BODY_FAULTS. status(echo=True) puts the
+        request's Authorization header into the error description, as a careless front end would."""
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; expected one of {sorted(FAULT_KINDS)}")
         if at < 1 or times < 1:
@@ -231,6 +248,9 @@ class PartnerCenter(LoopbackServer):
         if self.duplicates and cursor.page > 0 and cursor.size > 1:
             first = max(first - 1, 0)  # the cursor slipped back by one: repeat the previous page's last item
         end = min(first + cursor.size, n)
+        if self.empty_pages_forever:  # no items, and always one more page
+            first = end = cursor.offset
+            n = end + cursor.size + 1
         items = self._page_cache.get((first, end))
         if items is None:
             if len(self._page_cache) > 4096:
@@ -308,10 +328,15 @@ class _PartnerCenterHandler(Handler):
             cursor = exc
             presented = srv.decode_token(self.headers.get("MS-ContinuationToken") or "")
             record.page = presented.page if presented else None
+        if srv.gate is not None:
+            srv.gate(record)
         bom = srv.bom
+        body_fault: Fault | None = None
         for fault in faults:
             record.faults += (fault.kind,)
-            if fault.kind == "slow":
+            if fault.kind in BODY_FAULTS:
+                body_fault = fault
+            elif fault.kind == "slow":
                 time.sleep(float(fault.params.get("seconds", 1.0)))
             elif fault.kind == "bom":
                 bom = True
@@ -319,7 +344,76 @@ class _PartnerCenterHandler(Handler):
                 return self.drop_connection()
             else:
                 return self._answer(record, self._fault_response(fault, cursor), bom=bom)
-        self._answer(record, self._normal_response(cursor), bom=bom)
+        response = self._normal_response(cursor)
+        if body_fault is not None and (response.status == 200 or body_fault.kind == "slow_error"):
+            return self._faulty_body(record, response, body_fault)
+        self._answer(record, response, bom=bom)
+
+    def _faulty_body(self, record: RecordedRequest, response: _Response, fault: Fault) -> None:
+        record.status = response.status
+        body, p = response.body, fault.params
+        if fault.kind == "oversized":
+            size = int(p.get("bytes", 8 * 1024 * 1024))
+            head, _, tail = body.rpartition(b"}")
+            body = head + b', "padding": "' + b"x" * max(size - len(body), 0) + b'"}' + tail
+            if p.get("chunked"):
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                with contextlib.suppress(OSError):
+                    for at in range(0, len(body), 64 * 1024):
+                        piece = body[at : at + 64 * 1024]
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                    self.wfile.write(b"0\r\n\r\n")
+                return None
+            return self.send_bytes(200, body)
+        if fault.kind == "slow_error":
+            status = int(p.get("status", 503))
+            body = json.dumps(
+                _error_body(status, "Service unavailable " + "." * int(p.get("bytes", 2000)))
+            ).encode()
+            record.status = status
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            with contextlib.suppress(OSError):
+                for at in range(len(body)):
+                    self.wfile.write(body[at : at + 1])
+                    self.wfile.flush()
+                    time.sleep(float(p.get("interval", 0.01)))
+            return None
+        if fault.kind == "trickle_headers":
+            head = (
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            with contextlib.suppress(OSError):
+                for at in range(len(head)):
+                    self.wfile.write(head[at : at + 1])
+                    self.wfile.flush()
+                    time.sleep(float(p.get("interval", 1.0)))
+                self.wfile.write(body)
+                self.wfile.flush()
+            return None
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        half = max(len(body) // 2, 1)
+        with contextlib.suppress(OSError):
+            if fault.kind == "trickle":
+                for at in range(len(body)):
+                    self.wfile.write(body[at : at + 1])
+                    self.wfile.flush()
+                    time.sleep(float(p.get("interval", 1.0)))
+                return None
+            self.wfile.write(body[:half])
+            self.wfile.flush()
+            if fault.kind == "stall_body":
+                time.sleep(float(p.get("seconds", 5.0)))
+        return self.drop_connection()
 
     def _answer(self, record: RecordedRequest, response: _Response, *, bom: bool) -> None:
         record.status = response.status
@@ -406,7 +500,7 @@ class _PartnerCenterHandler(Handler):
         if isinstance(cursor, _BadRequest):
             return self._error(cursor.status, cursor.code, cursor.description)
         srv = self.server
-        if cursor.page > 0 and cursor.offset >= len(srv.customers):
+        if cursor.page > 0 and cursor.offset >= len(srv.customers) and not srv.empty_pages_forever:
             return self._error(400, 2000, "No more records.")
         token = self.headers.get("MS-ContinuationToken") if cursor.page else None
         return _Response(200, srv.page_body(cursor, token))
@@ -419,9 +513,14 @@ class _PartnerCenterHandler(Handler):
             wait = 1 if retry_after is None else retry_after
             body = {"statusCode": 429, "message": f"Rate limit is exceeded. Try again in {wait} seconds."}
             return _Response(429, json.dumps(body).encode(), headers)
+        if fault.kind == "redirect":
+            location = p["location"]
+            return _Response(int(p.get("status", 302)), b"", {"Location": location})
         if fault.kind == "status":
             status = int(p.get("status", 500))
             description = p.get("description") or HTTPStatus(status).phrase
+            if p.get("echo"):
+                description += f" (request: Authorization: {self.headers.get('Authorization', '')})"
             return self._error(status, p.get("code", status), description)
         if fault.kind == "expired_token":
             auth = self.headers.get("Authorization", "")
@@ -438,6 +537,7 @@ class _PartnerCenterHandler(Handler):
             "missing_items": {"totalCount": 0, "attributes": collection},
             "items_not_list": {"totalCount": 1, "items": {"id": "not-a-list"}, "attributes": collection},
             "not_object": [],
+            "nan_total": {"totalCount": float("nan"), "items": [], "attributes": collection},  # not JSON
             # A page whose items are fine but whose way to the next page cannot be followed safely.
             "links_not_object": {"totalCount": 0, "items": [], "links": "next", "attributes": collection},
             "next_without_uri": {"totalCount": 0, "items": [], "links": {"next": {"method": "GET"}}},

@@ -9,11 +9,14 @@
     │   ├── ManifestError            latest.json exists but is not a manifest we wrote
     │   ├── SnapshotExistsError      the run's snapshot name is taken: snapshots are never overwritten
     │   ├── PublishConflictError     latest.json kept changing under a publish
-    │   └── SnapshotFormatError      a stored snapshot is not a complete document in our layout
+    │   ├── SnapshotFormatError      a stored snapshot is not a complete document in our layout
+    │   └── StorageError             Blob Storage refused or did not answer a step of the run (named)
     ├── SnapshotWithheldError        too many customers gone since the last snapshot: not published
+    ├── NotStorable                  (shared.customer_rule) a customer the API could not serve
     └── ApiError                     (shared.api.errors) an HTTP answer: status, stable code, message
 
-Anything else that escapes (an SDK's AzureError, OSError, a bug) is not ours and is reported as such.
+Anything else that escapes (an SDK's AzureError, OSError, a bug) is not ours and is reported as such; the
+job wraps Blob Storage's errors in StorageError to say which step failed.
 Messages name settings, secrets, blobs and service codes: never a secret's value, a token or customer data.
 """
 
@@ -72,3 +75,8 @@ class SnapshotWithheldError(SnapshotAppError):
 class SnapshotFormatError(SnapshotStoreError):
     """A stored snapshot is not a complete JSON document in the one-customer-per-line layout
     (or its gzip stream is damaged)."""
+
+
+class StorageError(SnapshotStoreError):
+    """Blob Storage refused or did not answer; the message names the step (reading latest.json, storing
+    page N, committing, publishing) and the service's status and error code, on one line."""

@@ -18,6 +18,10 @@ def azure_credential(client_id: str | None) -> TokenCredential:
     """
     from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
+    from shared.redact import remember
+
+    remember(os.environ.get("IDENTITY_HEADER"))  # the platform's secret for its identity endpoint
+
     if os.environ.get("IDENTITY_ENDPOINT") or os.environ.get("MSI_ENDPOINT"):
         return ManagedIdentityCredential(client_id=client_id) if client_id else ManagedIdentityCredential()
     # Local development: az login, VS Code, environment credentials... never an interactive prompt.

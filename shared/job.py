@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from shared import events
 from shared.events import log_event
 from shared.gc_pause import cyclic_gc_paused
+from shared.redact import scrub
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -68,7 +69,8 @@ def run_snapshot(
             logging.ERROR,
             events.SNAPSHOT_FAILED,
             error=type(exc).__name__,
-            message=str(exc)[:500],
+            # scrubbed before it is cut: no prefix of a secret survives
+            message=scrub(str(exc)).replace("\n", " ")[:1000],
             elapsedSeconds=_elapsed(clock),
             **context,
         )
@@ -256,7 +258,9 @@ class _Run:
         credential: Callable[[], TokenCredential] = functools.cache(
             lambda: azure_credential(settings.azure_client_id)
         )
-        credentials = credential_store(settings.key_vault_url, credential)
+        credentials = credential_store(
+            settings.key_vault_url, credential, max_retry_after=settings.max_retry_after_seconds
+        )
         secrets = credentials.load()
         write_back = RefreshTokenWriteBack(credentials, self.context)
         tokens = PartnerCenterTokens(
@@ -293,6 +297,7 @@ class _Run:
             timeout_seconds=settings.timeout_seconds,
             max_retry_after_seconds=settings.max_retry_after_seconds,
             deadline=self.clock + settings.run_deadline_seconds,
+            max_page_bytes=settings.max_page_bytes,
         )
 
     def write_snapshot(
@@ -324,8 +329,10 @@ class _Run:
                     "pages": str(stats.pages),
                 }
                 return writer.commit({"customerCount": total, "source": source}, metadata)
-            except BaseException:
+            except BaseException as exc:
                 writer.abort()
+                if (named := writer.named_failure(exc)) is not exc:
+                    raise named from None  # which page was being stored, Blob Storage's code
                 raise
 
     def page_all(self, writer: SnapshotWriter, pager: CustomerPager, tracker: ChangeTracker) -> int:
@@ -380,8 +387,16 @@ class _Run:
             generated_at=committed.generated_at,
             previous_generated_at=previous.generated_at if previous else None,
         )
-        with changes:
-            write_record(store.blob(name), header, changes)
+        from azure.core.exceptions import AzureError
+
+        from shared.errors import StorageError
+        from shared.snapshots.writer import storage_problem
+
+        try:
+            with changes:
+                write_record(store.blob(name), header, changes)
+        except AzureError as exc:  # the record exists already (never overwritten), or storage failed
+            raise StorageError(f"writing the change record {name}: {storage_problem(exc)}") from None
         counts = changes.counts
         return ChangeRef(name, counts.added, counts.removed, counts.changed)
 

@@ -5,16 +5,20 @@ Values never appear in messages: errors name the secret and the vault only.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shared.errors import SecretsError as SecretsError  # re-exported: callers catch it here
 from shared.hosts import is_loopback
+from shared.redact import scrubbed
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
+    from azure.core.pipeline import PipelineResponse
+    from azure.core.pipeline.policies import RetryPolicy
     from azure.keyvault.secrets import SecretClient
 
 TENANT_ID = "partner-center-tenant-id"
@@ -69,9 +73,10 @@ class EnvironmentCredentialStore(CredentialStore):
 
 
 class KeyVaultCredentialStore(CredentialStore):
-    def __init__(self, vault_url: str, credential: TokenCredential) -> None:
+    def __init__(self, vault_url: str, credential: TokenCredential, *, max_retry_after: float = 120) -> None:
         self.vault_url = vault_url
         self._credential = credential
+        self._max_retry_after = max_retry_after
         self._client: SecretClient | None = None
 
     def _secrets(self) -> SecretClient:
@@ -84,29 +89,42 @@ class KeyVaultCredentialStore(CredentialStore):
                 self.vault_url,
                 self._credential,
                 verify_challenge_resource=not is_loopback(self.vault_url),
-                retry_total=3,
+                retry_policy=_capped_retry_policy(self._max_retry_after),
             )
         return self._client
 
     def _get(self, name: str, *, optional: bool = False) -> str | None:
-        from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
+        from azure.core.exceptions import (
+            AzureError,
+            ClientAuthenticationError,
+            HttpResponseError,
+            ResourceNotFoundError,
+        )
 
         try:
             value = self._secrets().get_secret(name).value
         except ResourceNotFoundError:
             if optional:
                 return None
-            raise SecretsError(f"secret {name!r} not found in Key Vault {self.vault_url}") from None
+            raise SecretsError(
+                f"Key Vault: secret {name!r} not found in Key Vault {self.vault_url}"
+            ) from None
         except ClientAuthenticationError as exc:
             raise SecretsError(
-                f"could not authenticate to Key Vault {self.vault_url} for secret {name!r}: {_short(exc)}"
+                f"Key Vault: could not authenticate to Key Vault {self.vault_url} for secret {name!r}: "
+                + _short(exc)
             ) from None
         except HttpResponseError as exc:
             raise SecretsError(_http_problem("read", name, self.vault_url, exc)) from None
+        except AzureError as exc:  # no answer: refused, reset, timed out
+            raise SecretsError(
+                f"Key Vault: no answer from Key Vault {self.vault_url} for secret {name!r} "
+                f"({type(exc).__name__})"
+            ) from None
         if not value:
             if optional:
                 return None
-            raise SecretsError(f"secret {name!r} in Key Vault {self.vault_url} is empty")
+            raise SecretsError(f"Key Vault: secret {name!r} in Key Vault {self.vault_url} is empty")
         return value
 
     def load(self) -> PartnerCenterCredentials:
@@ -132,20 +150,43 @@ def _http_problem(verb: str, name: str, vault_url: str, exc: object) -> str:
     code = getattr(getattr(exc, "error", None), "code", None)
     hint = " (the identity lacks the Key Vault role for it)" if status == 403 else ""
     return (
-        f"could not {verb} secret {name!r} in Key Vault {vault_url}: HTTP {status} {code or ''}".rstrip()
+        f"Key Vault: could not {verb} secret {name!r} in Key Vault {vault_url}: HTTP {status} "
+        f"{scrubbed(str(code or ''), 100)}".rstrip()
         + hint
     )
 
 
 def _short(exc: Exception) -> str:
-    # azure-identity messages describe the failing credential, not secrets; keep the first line only.
-    return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+    # azure-identity messages describe the failing credential; scrubbed, first line only all the same.
+    return scrubbed(str(exc), 300) or type(exc).__name__
+
+
+def _capped_retry_policy(max_retry_after: float) -> RetryPolicy[Any, Any]:
+    """azure-core's retries, but a Retry-After longer than `max_retry_after` is capped and one that is not
+    a number of seconds or an HTTP date (`soon`, `nan`) falls back to the normal backoff."""
+    from azure.core.pipeline.policies import RetryPolicy
+
+    class CappedRetryPolicy(RetryPolicy[Any, Any]):
+        def get_retry_after(self, response: PipelineResponse[Any, Any]) -> float | None:
+            try:
+                seconds = super().get_retry_after(response)
+            except (ValueError, TypeError, OverflowError):
+                return None
+            if seconds is None or math.isnan(seconds):
+                return None
+            return min(max(seconds, 0.0), max_retry_after)
+
+    return CappedRetryPolicy(retry_total=3)
 
 
 def credential_store(
-    vault_url: str | None, credential_factory: Callable[[], TokenCredential]
+    vault_url: str | None,
+    credential_factory: Callable[[], TokenCredential],
+    *,
+    max_retry_after: float = 120,
 ) -> CredentialStore:
-    """Key Vault when `vault_url` is set (the credential is made only then), else the environment."""
+    """Key Vault when `vault_url` is set (the credential is made only then), else the environment; Key Vault's
+    Retry-After is capped at `max_retry_after` seconds."""
     if vault_url:
-        return KeyVaultCredentialStore(vault_url, credential_factory())
+        return KeyVaultCredentialStore(vault_url, credential_factory(), max_retry_after=max_retry_after)
     return EnvironmentCredentialStore()

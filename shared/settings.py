@@ -19,6 +19,7 @@ from shared.errors import SettingsError as SettingsError  # re-exported: callers
 
 PARTNER_CENTER_SCOPE = "https://api.partnercenter.microsoft.com/.default"
 MAX_PAGE_SIZE = 500  # the service (and Microsoft's Java SDK) allow 1..500
+DEFAULT_MAX_PAGE_BYTES = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -92,13 +93,22 @@ SETTINGS: tuple[Setting, ...] = (
         "First wait of the exponential backoff (with jitter) when the service gives no Retry-After.",
     ),
     Setting(
-        "PARTNER_CENTER_TIMEOUT_SECONDS", "100", "Connect and read timeout of one Partner Center request."
+        "PARTNER_CENTER_TIMEOUT_SECONDS",
+        "100",
+        "Connect and read timeout of one Partner Center request; reading one answer's body takes at most "
+        "this long too (then it is retried).",
     ),
     Setting(
         "PARTNER_CENTER_MAX_RETRY_AFTER_SECONDS",
         "120",
         "Longest wait honoured from a Retry-After header (longer answers are capped; whole seconds, "
         "a fraction rounds up).",
+    ),
+    Setting(
+        "PARTNER_CENTER_MAX_PAGE_BYTES",
+        str(DEFAULT_MAX_PAGE_BYTES),
+        "Largest page body accepted (decoded bytes); a larger one fails the run. A full 500-customer page "
+        "is about 1 MB.",
     ),
     Setting(
         "SNAPSHOT_RUN_DEADLINE_SECONDS",
@@ -220,6 +230,7 @@ class Settings:
     backoff_seconds: float
     timeout_seconds: float
     max_retry_after_seconds: float
+    max_page_bytes: int
     run_deadline_seconds: float
     max_drop_percent: float
     container: str
@@ -258,6 +269,7 @@ class Settings:
             backoff_seconds=reader.number("PARTNER_CENTER_BACKOFF_SECONDS", 0, 60),
             timeout_seconds=reader.number("PARTNER_CENTER_TIMEOUT_SECONDS", 0.1, 600),
             max_retry_after_seconds=reader.number("PARTNER_CENTER_MAX_RETRY_AFTER_SECONDS", 0, 3600),
+            max_page_bytes=reader.integer("PARTNER_CENTER_MAX_PAGE_BYTES", 64 * 1024, 1024**3),
             run_deadline_seconds=reader.number("SNAPSHOT_RUN_DEADLINE_SECONDS", 1, 24 * 3600),
             max_drop_percent=reader.number("SNAPSHOT_MAX_DROP_PERCENT", 0, 100),
             container=reader.container("SNAPSHOT_CONTAINER"),

@@ -10,7 +10,7 @@ import pytest
 
 from devstack.population import make_customers
 from shared import events
-from shared.errors import SnapshotWithheldError
+from shared.errors import SnapshotWithheldError, StorageError
 from tests.functions import http_get, run_timer
 from tests.test_snapshot_job import assert_complete, last_summary, next_second
 
@@ -185,7 +185,7 @@ def test_a_change_record_is_never_overwritten(make_stack):
     container.upload_blob(squatter, b"{}")
     from shared.job import run_snapshot
 
-    with pytest.raises(Exception, match=r"exists|BlobAlreadyExists"):
+    with pytest.raises(StorageError, match="writing the change record .*BlobAlreadyExists"):
         run_snapshot(now=now)
 
     assert snapshots.raw(squatter)[0] == b"{}"

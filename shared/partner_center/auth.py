@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from shared.hosts import is_known_authority
 from shared.partner_center.errors import PartnerCenterError
+from shared.redact import remember, scrubbed
 from shared.settings import PARTNER_CENTER_SCOPE
 
 if TYPE_CHECKING:
@@ -21,6 +22,14 @@ if TYPE_CHECKING:
     from shared.secrets import PartnerCenterCredentials
 
 log = logging.getLogger(__name__)
+
+# Entra ID error codes that need an operator, not a retry (AADSTS<code> in the description).
+_REFRESH_TOKEN_EXPIRED = "700082"  # noqa: S105 - an error code: 90 days without use
+_REFRESH_TOKEN_REVOKED = "50173"  # noqa: S105 - an error code: password reset, revoked sessions
+_REPLACE_REFRESH_TOKEN = (
+    "sign in again (with MFA) through the Partner Center consent flow and replace the refresh token in "  # noqa: S105
+    "Key Vault secret 'partner-center-refresh-token' (PARTNER_CENTER_REFRESH_TOKEN without Key Vault)"
+)
 
 
 class PartnerCenterTokens:
@@ -39,6 +48,7 @@ class PartnerCenterTokens:
         self._on_refresh_token = on_refresh_token
         self._app: msal.ConfidentialClientApplication | None = None
         self._access_token: str | None = None
+        remember(credentials.client_secret, credentials.refresh_token)
 
     @property
     def mode(self) -> str:
@@ -83,14 +93,33 @@ class PartnerCenterTokens:
             else:
                 result = app.acquire_token_for_client(scopes=[PARTNER_CENTER_SCOPE])
         except ValueError as exc:  # MSAL raises ValueError when the authority cannot be discovered
-            raise PartnerCenterError(f"Entra ID authority {self._authority} is unusable: {exc}") from None
-        except OSError as exc:
-            raise PartnerCenterError(f"Entra ID token request failed: {type(exc).__name__}") from None
-        if "access_token" not in result:
-            error = result.get("error", "unknown_error")
-            description = (result.get("error_description") or "").splitlines()[0][:300]
             raise PartnerCenterError(
-                f"Entra ID refused the {self.mode} token request: {error}: {description}", code=str(error)
+                f"token: Entra ID authority {self._authority} is unusable: {scrubbed(str(exc), 300)}"
+            ) from None
+        except OSError as exc:
+            raise PartnerCenterError(f"token: Entra ID token request failed: {type(exc).__name__}") from None
+        remember(result.get("access_token"), result.get("refresh_token"), result.get("id_token"))
+        if "access_token" not in result:
+            error = scrubbed(str(result.get("error", "unknown_error")), 100)
+            description = scrubbed(str(result.get("error_description") or ""), 400)
+            codes = {str(code) for code in result.get("error_codes") or ()}
+            advice = ""
+            if self._refresh_token and (
+                _REFRESH_TOKEN_EXPIRED in codes or f"AADSTS{_REFRESH_TOKEN_EXPIRED}" in description
+            ):
+                advice = (
+                    f"the refresh token expired (AADSTS700082, 90 days unused): {_REPLACE_REFRESH_TOKEN}. "
+                )
+            elif self._refresh_token and _REFRESH_TOKEN_REVOKED in codes:
+                advice = f"the refresh token was revoked: {_REPLACE_REFRESH_TOKEN}. "
+            elif error == "invalid_client":
+                advice = (
+                    "the client secret is wrong or expired: replace Key Vault secret "
+                    "'partner-center-client-secret' (PARTNER_CENTER_CLIENT_SECRET without Key Vault). "
+                )
+            raise PartnerCenterError(
+                f"token: {advice}Entra ID refused the {self.mode} token request: {error}: {description}",
+                code=error,
             )
         new_refresh_token = result.get("refresh_token")
         if self._refresh_token and new_refresh_token and new_refresh_token != self._refresh_token:

@@ -13,8 +13,15 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from shared.customer_rule import reject_constant
+
+_Scanner = Callable[[str, int], tuple[Any, int]]
 # (text, index) -> (value, end index): the C scanner json.loads uses, an instance attribute the stubs omit.
-_scan: Callable[[str, int], tuple[Any, int]] = vars(json.JSONDecoder())["scan_once"]
+# Strict (the default): NaN and Infinity are not JSON (customer_rule.NotStorable).
+_SCANNERS: dict[bool, _Scanner] = {
+    True: vars(json.JSONDecoder(parse_constant=reject_constant))["scan_once"],
+    False: vars(json.JSONDecoder())["scan_once"],
+}
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 
 
@@ -22,17 +29,18 @@ class PageSyntaxError(ValueError):
     pass
 
 
-def parse_page(text: str) -> tuple[dict[str, Any], list[str] | None]:
+def parse_page(text: str, *, strict: bool = True) -> tuple[dict[str, Any], list[str] | None]:
     """(the page object, the source text of each element of its top-level `items` array, if an array).
 
-    Same values as json.loads(text): duplicate keys keep the last, anything else is a PageSyntaxError."""
+    Same values as json.loads(text): duplicate keys keep the last, anything else is a PageSyntaxError;
+    `strict` (the default) also refuses NaN and Infinity literals with customer_rule.NotStorable."""
     try:
-        return _parse(text)
+        return _parse(text, _SCANNERS[strict])
     except (StopIteration, IndexError) as exc:
         raise PageSyntaxError(f"invalid JSON near character {_position(exc)}") from None
 
 
-def _parse(text: str) -> tuple[dict[str, Any], list[str] | None]:
+def _parse(text: str, _scan: _Scanner) -> tuple[dict[str, Any], list[str] | None]:
     page: dict[str, Any] = {}
     texts: list[str] | None = None
     at = _skip(text, 0)
@@ -50,7 +58,7 @@ def _parse(text: str) -> tuple[dict[str, Any], list[str] | None]:
             raise PageSyntaxError(f"expected ':' at character {at}")
         at = _skip(text, at + 1)
         if key == "items" and text[at] == "[":
-            page[key], texts, at = _array(text, at)
+            page[key], texts, at = _array(text, at, _scan)
         else:
             page[key], at = _scan(text, at)
         at = _skip(text, at)
@@ -64,7 +72,7 @@ def _parse(text: str) -> tuple[dict[str, Any], list[str] | None]:
     return page, texts
 
 
-def _array(text: str, at: int) -> tuple[list[Any], list[str], int]:
+def _array(text: str, at: int, _scan: _Scanner) -> tuple[list[Any], list[str], int]:
     values: list[Any] = []
     texts: list[str] = []
     at = _skip(text, at + 1)

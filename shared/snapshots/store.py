@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 from shared import events
 from shared.errors import ManifestError as ManifestError
-from shared.errors import PublishConflictError, SnapshotExistsError
+from shared.errors import PublishConflictError, SnapshotExistsError, StorageError
 from shared.events import log_event
 from shared.snapshots.document import customer_ids, inflated
 from shared.snapshots.document import iter_customer_lines as iter_customer_lines
-from shared.snapshots.writer import CommittedSnapshot, SnapshotWriter
+from shared.snapshots.writer import CommittedSnapshot, SnapshotWriter, storage_problem
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -162,27 +162,47 @@ class SnapshotStore:
         return self.container.get_blob_client(name)
 
     def ensure_container(self) -> None:
-        from azure.core.exceptions import ResourceExistsError
+        from azure.core.exceptions import AzureError, ResourceExistsError
 
         # Infra creates the container in Azure (where the identity may not create containers);
         # local runs create it here.
-        if not self.container.exists():
-            with contextlib.suppress(ResourceExistsError):  # created by a concurrent run
-                self.container.create_container()
+        try:
+            if not self.container.exists():
+                with contextlib.suppress(ResourceExistsError):  # created by a concurrent run
+                    self.container.create_container()
+        except AzureError as exc:
+            raise StorageError(
+                f"opening container {self.container.container_name}: {storage_problem(exc)}"
+            ) from None
 
     def new_snapshot(self, name: str, generated_at: str) -> SnapshotWriter:
-        """A writer for snapshot `name`. Raises SnapshotExistsError when that blob exists already."""
+        """A writer for snapshot `name`. Raises SnapshotExistsError when that blob exists already,
+        StorageError when Blob Storage cannot tell."""
+        from azure.core.exceptions import AzureError
+
         blob = self.blob(name)
-        if blob.exists():
-            raise SnapshotExistsError(f"snapshot {name} already exists; it is never overwritten")
+        try:
+            exists = blob.exists()
+        except AzureError as exc:
+            raise StorageError(f"checking snapshot {name}: {storage_problem(exc)}") from None
+        if exists:
+            raise SnapshotExistsError(
+                f"snapshot {name} already exists (another run started in the same second); "
+                "it is never overwritten"
+            )
         return SnapshotWriter(blob, generated_at)
 
     # -- latest.json --------------------------------------------------------------------------
     def read_latest(self) -> tuple[Manifest | None, str | None]:
         """(manifest, etag of latest.json); (None, None) before the first publish.
 
-        Raises ManifestError when latest.json is not a manifest."""
-        latest = self.read_latest_if_changed(None)  # unconditional: never None
+        Raises ManifestError when latest.json is not a manifest, StorageError when it cannot be read."""
+        from azure.core.exceptions import AzureError
+
+        try:
+            latest = self.read_latest_if_changed(None)  # unconditional: never None
+        except AzureError as exc:
+            raise StorageError(f"reading {LATEST}: {storage_problem(exc)}") from None
         assert latest is not None
         return latest
 
@@ -190,8 +210,40 @@ class SnapshotStore:
         """Points latest.json at `committed` (and its change record) unless a newer snapshot is already
         published.
 
-        Conditional on the ETag read just before, so two runs racing cannot interleave. Raises
-        PublishConflictError when latest.json changed under each of three attempts."""
+        The snapshot is checked first: the blob still has the ETag its commit returned (the one latest.json
+        names and the API reads with), its size and its sha256 metadata are this run's. The write of
+        latest.json is conditional on the ETag read just before, so two runs racing cannot interleave. Raises
+        StorageError when the snapshot does not verify or Blob Storage refuses, PublishConflictError when
+        latest.json changed under each of three attempts."""
+        from azure.core.exceptions import AzureError
+
+        step = f"publishing {LATEST}"
+        try:
+            self._verify(committed, step)
+            return self._publish(committed, changes)
+        except AzureError as exc:
+            raise StorageError(f"{step}: {storage_problem(exc)}") from None
+
+    def _verify(self, committed: CommittedSnapshot, step: str) -> None:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+
+        try:
+            props = self.blob(committed.name).get_blob_properties(
+                etag=committed.etag, match_condition=MatchConditions.IfNotModified
+            )
+        except (ResourceModifiedError, ResourceNotFoundError):
+            raise StorageError(
+                f"{step}: snapshot {committed.name} changed or vanished since it was committed; not published"
+            ) from None
+        metadata = props.metadata or {}
+        if props.size != committed.stored_bytes or metadata.get("sha256") != committed.sha256:
+            raise StorageError(
+                f"{step}: snapshot {committed.name} does not match what this run wrote (size or sha256); "
+                "not published"
+            )
+
+    def _publish(self, committed: CommittedSnapshot, changes: ChangeRef | None) -> Manifest | None:
         from azure.core import MatchConditions
         from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
         from azure.storage.blob import ContentSettings

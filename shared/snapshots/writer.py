@@ -12,18 +12,27 @@ hashing, compressing and uploading run on one worker thread, so the next page re
 wire while the previous page is being stored; the queue between them is short, so memory
 stays flat whatever the number of customers. Nothing is visible until `commit()`: staged blocks of a run
 that fails are never committed and expire on their own.
+
+Block ids start with a random id of the run: two runs staging the same blob name at once (a timer occurrence
+and a manual run in the same second) never overwrite each other's blocks, the first commit wins whole, the
+other run fails naming the snapshot, and the committed block list is checked against what this run staged.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import queue
+import secrets
 import threading
 import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from shared.errors import SnapshotExistsError, StorageError
+from shared.redact import scrubbed
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobClient
@@ -45,6 +54,24 @@ class CommittedSnapshot:
     stored_bytes: int
 
 
+def _plain(block_id: str, size: int) -> tuple[str, int]:
+    # The SDK decodes block ids it can decode; some services send them encoded twice.
+    if "-" not in block_id:
+        with contextlib.suppress(ValueError):
+            block_id = base64.b64decode(block_id, validate=True).decode()
+    return block_id, size
+
+
+def storage_problem(exc: BaseException) -> str:
+    """One line about a failed Blob Storage request: its status and error code, never the SDK's dump."""
+    status = getattr(exc, "status_code", None)
+    code = getattr(exc, "error_code", None)
+    code = getattr(code, "value", code)  # the SDK's StorageErrorCode enum, or the header's text
+    if status:
+        return f"Blob Storage answered HTTP {status}" + (f" {scrubbed(str(code), 100)}" if code else "")
+    return f"no answer from Blob Storage ({type(exc).__name__})"
+
+
 def dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
@@ -58,6 +85,10 @@ class SnapshotWriter:
         self._pending: list[bytes] = []
         self._pending_bytes = 0
         self._blocks: list[str] = []
+        self._staged: list[tuple[str, int]] = []  # (block id, bytes) as staged, for the check after commit
+        self._run_id = secrets.token_hex(8)  # every block id of one blob has the same length
+        self._page = 0  # the page the worker is storing, for messages
+        self.failed_step: str | None = None  # what the worker was doing when Blob Storage failed it
         self.count = 0
         self.json_bytes = 0
         self.stored_bytes = 0
@@ -78,24 +109,39 @@ class SnapshotWriter:
             self._queue.put(customers)
 
     def commit(self, trailer: dict[str, Any], metadata: dict[str, str]) -> CommittedSnapshot:
-        """Writes the trailer, waits for every block and commits the blob if it does not exist yet.
-        Raises the worker thread's error, or the SDK's when the commit fails (the blob appeared meanwhile,
-        storage out of reach): then nothing is committed."""
+        """Writes the trailer, waits for every block and commits the blob if it does not exist yet, then
+        checks that the committed blob is made of exactly the blocks this run staged. Raises the worker
+        thread's error, SnapshotExistsError when another run committed the name first, StorageError when
+        Blob Storage refuses or the check fails: then nothing of this run is committed."""
         from azure.core import MatchConditions
+        from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError
         from azure.storage.blob import BlobBlock, ContentSettings
 
         self._queue.put("\n]," + dumps(trailer)[1:] + "\n")
         self._queue.put(_STOP)
         self._worker.join()
         self._raise_worker_error()
-        self._stage(self._gzip.flush())
-        digest = self._sha.hexdigest()
-        result = self._blob.commit_block_list(
-            [BlobBlock(block_id) for block_id in self._blocks],
-            content_settings=ContentSettings(content_type="application/json", content_encoding="gzip"),
-            metadata={**metadata, "sha256": digest, "customercount": str(self.count)},
-            match_condition=MatchConditions.IfMissing,  # never replace a snapshot
-        )
+        name = self._blob.blob_name
+        step = f"committing snapshot {name}"
+        try:
+            self._stage(self._gzip.flush())
+            digest = self._sha.hexdigest()
+            result = self._blob.commit_block_list(
+                [BlobBlock(block_id) for block_id in self._blocks],
+                content_settings=ContentSettings(content_type="application/json", content_encoding="gzip"),
+                metadata={**metadata, "sha256": digest, "customercount": str(self.count)},
+                match_condition=MatchConditions.IfMissing,  # never replace a snapshot
+            )
+            committed = [_plain(block.id, block.size) for block in self._blob.get_block_list("committed")[0]]
+        except (ResourceExistsError, ResourceModifiedError):
+            raise SnapshotExistsError(
+                f"{step}: another run committed snapshot {name} first (a run started in the same second); "
+                "this run's copy is dropped, a snapshot is never overwritten"
+            ) from None
+        except AzureError as exc:
+            raise StorageError(f"{step}: {storage_problem(exc)}") from None
+        if committed != self._staged:
+            raise StorageError(f"{step}: the committed blob is not made of the blocks this run staged")
         return CommittedSnapshot(
             name=self._blob.blob_name,
             etag=str(result["etag"]),
@@ -113,6 +159,13 @@ class SnapshotWriter:
             self._queue.put(_STOP)  # the worker drains everything before it without writing
             self._worker.join(timeout=60)
 
+    def named_failure(self, exc: BaseException) -> BaseException:
+        """`exc` as the job reports it: the worker's Blob Storage error becomes a StorageError naming the
+        step (storing page N of the snapshot); anything else is returned as it is."""
+        if exc is self._error and self.failed_step is not None:
+            return StorageError(f"{self.failed_step}: {storage_problem(exc)}")
+        return exc
+
     def _raise_worker_error(self) -> None:
         if self._error is not None:
             raise self._error
@@ -124,8 +177,10 @@ class SnapshotWriter:
                 if self._error is not None:
                     continue  # aborted or failed: drain without writing
                 if isinstance(work, str):
+                    self._page = -1 if self._page else 0  # the trailer comes after the last page
                     self._write(work.encode())
                 else:
+                    self._page += 1
                     self._write_items(work)
         except BaseException as exc:  # re-raised on the job's thread
             self._error = exc
@@ -147,9 +202,21 @@ class SnapshotWriter:
             self._pending.append(data)
             self._pending_bytes += len(data)
         if self._pending_bytes and (final or self._pending_bytes >= BLOCK_BYTES):
-            block_id = base64.b64encode(f"{len(self._blocks):08d}".encode()).decode()
+            from azure.core.exceptions import AzureError
+
+            plain_id = f"{self._run_id}-{len(self._blocks):06d}"
+            block_id = base64.b64encode(plain_id.encode()).decode()
             chunk = b"".join(self._pending)
-            self._blob.stage_block(block_id, chunk, length=len(chunk))
+            try:
+                self._blob.stage_block(block_id, chunk, length=len(chunk))
+            except AzureError:
+                name = self._blob.blob_name
+                self.failed_step = {
+                    0: f"storing the start of snapshot {name}",
+                    -1: f"committing snapshot {name}",
+                }.get(self._page, f"storing page {self._page} of snapshot {name}")
+                raise
             self._blocks.append(block_id)
+            self._staged.append((plain_id, len(chunk)))
             self.stored_bytes += len(chunk)
             self._pending, self._pending_bytes = [], 0
