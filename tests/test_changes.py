@@ -185,7 +185,7 @@ def test_a_change_record_is_never_overwritten(make_stack):
     container.upload_blob(squatter, b"{}")
     from shared.job import run_snapshot
 
-    with pytest.raises(StorageError, match="writing the change record .*BlobAlreadyExists"):
+    with pytest.raises(StorageError, match=r"writing the change record .*BlobAlreadyExists"):
         run_snapshot(now=now)
 
     assert snapshots.raw(squatter)[0] == b"{}"
