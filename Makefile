@@ -17,6 +17,8 @@ install: $(PY_STAMP) $(NODE_STAMP)
 
 # requirements-dev.txt locks every package (runtime ones included) with its hashes: see `make lock`.
 $(PY_STAMP): requirements.txt requirements-dev.txt
+	@echo "Installing the pinned Python packages into $(VENV) (Azure SDKs, MSAL, pytest, ruff, mypy, schemathesis):"
+	@echo "  about 45 s the first time; later runs skip this until requirements*.txt change."
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet pip==$(PIP_VERSION)
 	$(PY) -m pip install --quiet --require-hashes -r requirements-dev.txt
@@ -24,16 +26,19 @@ $(PY_STAMP): requirements.txt requirements-dev.txt
 
 # Azurite, the Blob Storage emulator (pinned in package.json / package-lock.json).
 $(NODE_STAMP): package.json package-lock.json
+	@echo "Installing Azurite, the Blob Storage emulator, into node_modules (pinned, about 30 s the first time)."
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 ## Runs the timer function once against the local stand-ins and a simulated partner.
+## Options: make demo ARGS="--customers 10000 --page-size 200 --latency 0.05" (ARGS=--help lists them).
 demo: install
-	$(PY) -m devstack.demo
+	@$(PY) -m devstack.demo $(ARGS)
 
 ## Keeps the stand-ins and the local Functions host running (Ctrl+C stops them).
+## Options: make serve ARGS="--customers 10000 --port 0 --quiet" (ARGS=--help lists them).
 serve: install
-	$(PY) -m devstack.serve
+	@$(PY) -m devstack.serve $(ARGS)
 
 ## Everything CI checks: lint (code and infra) and the whole test suite, with the coverage floor of shared/
 ## (branch coverage; fail_under in pyproject.toml).

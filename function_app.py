@@ -73,3 +73,11 @@ def customer_history(req: func.HttpRequest) -> func.HttpResponse:
     from shared.api import changes as routes
 
     return routes.history(req)
+
+
+@app.route(route="openapi.json", methods=None, auth_level=func.AuthLevel.ANONYMOUS)
+def openapi(req: func.HttpRequest) -> func.HttpResponse:
+    """GET /api/openapi.json: the API's OpenAPI 3.0 document (anonymous: no customer data)."""
+    from shared.api import openapi as document
+
+    return document.openapi(req)

@@ -17,31 +17,42 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from devstack import cli
 from devstack.host import registered_functions
 from devstack.stack import DevStack
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    parser = cli.Parser(
+        prog="make demo [ARGS=...]",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Settings such as PARTNER_CENTER_PAGE_SIZE or PARTNER_CENTER_MAX_RETRIES are read from the "
+        f"environment, as in Azure; only {cli.OWN} are the demo's own.",
     )
-    parser.add_argument("--customers", type=int, default=3000)
-    parser.add_argument("--page-size", type=int, default=500)
+    parser.add_argument("--customers", type=int, default=3000, help="simulated customers (default 3000)")
     parser.add_argument(
-        "--latency", type=float, default=0.02, help="seconds added to each Partner Center call"
+        "--page-size",
+        type=cli.positive,
+        default=None,
+        help="customers per page; sets PARTNER_CENTER_PAGE_SIZE (default: from the environment, else 500)",
+    )
+    parser.add_argument(
+        "--latency", type=float, default=0.02, help="seconds added to each Partner Center call (default 0.02)"
     )
     args = parser.parse_args(argv)
+    if args.customers < 0 or args.latency < 0:
+        raise cli.UserError("--customers and --latency must not be negative")
 
-    logging.basicConfig(level=logging.WARNING, format="  %(levelname)-7s %(message)s", stream=sys.stdout)
-    logging.getLogger("shared").setLevel(logging.INFO)
-    # azure-functions warns that timers have no auth level while listing functions: true, and noise here.
-    logging.getLogger().addFilter(lambda record: "Auth level is not applied" not in record.getMessage())
-
-    print(f"Starting Azurite and the stand-ins ({args.customers} simulated customers)...")
+    cli.show_job_logs(sys.stdout)
+    if args.page_size is not None:
+        os.environ["PARTNER_CENTER_PAGE_SIZE"] = str(args.page_size)
+    cli.check_settings()  # before anything starts: a bad setting is the only line printed
+    print(f"Starting Azurite and the stand-ins ({args.customers} simulated customers)...", flush=True)
     with DevStack(customers=args.customers, page_latency=args.latency) as stack:
         os.environ.update(stack.env)
-        os.environ.setdefault("SNAPSHOT_CONTAINER", "customer-snapshots")
-        os.environ["PARTNER_CENTER_PAGE_SIZE"] = str(args.page_size)
+        os.environ.setdefault("SNAPSHOT_CONTAINER", cli.DEFAULT_CONTAINER)
+        cli.check_settings(stack.env)
         # Real partners get throttled: one 429 with Retry-After and one 503 on the way.
         stack.partner_center.inject("throttle", at=2, retry_after=1)
         stack.partner_center.inject("status", at=4, status=503)
@@ -53,8 +64,16 @@ def main(argv: list[str] | None = None) -> int:
         timer = registered_functions(function_app.app)["snapshot_customers"]  # shared with the local host
         os.environ["SNAPSHOT_EVENTS_QUEUE"] = EVENTS_QUEUE
         stack.queue_client(EVENTS_QUEUE).create_queue()  # infra/ creates it in Azure
-        print("Running the timer function snapshot_customers (function_app.py)...")
-        timer.get_user_function()(TimerRequest(past_due=False))
+        page_size = os.environ.get("PARTNER_CENTER_PAGE_SIZE") or "500"
+        print(f"Running the timer function snapshot_customers (function_app.py), page size {page_size}...")
+        try:
+            timer.get_user_function()(TimerRequest(past_due=False))
+        except KeyboardInterrupt:
+            logging.disable(logging.CRITICAL)  # no retry warnings from requests cut short by the stop
+            raise
+        except Exception:  # its snapshot.failed line above says why; no traceback for a failed run
+            print("\nThe run failed (see snapshot.failed above); latest.json was left as it was.")
+            return 1
 
         container = stack.blob_service_client().get_container_client(os.environ["SNAPSHOT_CONTAINER"])
         latest = json.loads(container.download_blob("latest.json").readall())
@@ -68,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         second_night(stack, timer, container)
         show_api(stack)
+        print(
+            "\nAzurite, the stand-ins and the local host stop now, so the URLs above stop working; "
+            "`make serve` keeps them running."
+        )
     return 0
 
 
@@ -84,6 +107,9 @@ def second_night(stack: DevStack, timer: Any, container: Any) -> None:
     from devstack.population import make_customers
 
     customers = copy.deepcopy(stack.partner_center.customers)
+    if len(customers) < 50:
+        print("\n(The second night needs 50 customers or more: skipped.)")
+        return
     gone = [customers.pop(10), customers.pop(20)]
     for customer in customers[30:32]:
         customer["companyProfile"]["companyName"] += " Holding"
@@ -156,11 +182,12 @@ def show_api(stack: DevStack) -> None:
         changes = f"/api/changes?since={today}&top=3"
         found = http.get(host.url + changes, headers=key, timeout=30).json()
         listed = "; ".join(f"{c['type']} {c['id']}" for c in found["changes"])
-        show("Changes since today (oldest first, paged):", changes, key, listed)
-        history = f"/api/customers/{found['changes'][0]['id']}/history"
-        show("One customer's history:", history, key)
+        show("Changes since today (oldest first, paged):", changes, key, listed or "none")
+        if found["changes"]:
+            history = f"/api/customers/{found['changes'][0]['id']}/history"
+            show("One customer's history:", history, key)
         show("Health (anonymous, no customer data):", "/api/health", {})
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main, "make demo"))

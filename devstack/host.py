@@ -12,8 +12,10 @@ tests, reading the same registrations the real host indexes (`app.get_functions(
 - `POST /admin/functions/{name}` with the master key runs a non-HTTP function (the timer) now and answers
   202 like the real host; here the run finishes before the answer, so a script can query right after.
 
-Differences from the real host: 401/404 answers carry a short JSON body (the real host's are empty);
-a function that raises gives a 500 with an empty body and the traceback on stderr.
+Differences from the real host: 401/404 answers carry a short JSON body (the real host's are empty; here
+a 401 says whether the key was missing or wrong);
+an HTTP function that raises gives a 500 with an empty body and the traceback on stderr; a failed admin
+run prints one line (the job logs its own snapshot.failed line).
 """
 
 from __future__ import annotations
@@ -194,6 +196,13 @@ class _HostHandler(Handler):
 
     do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_GET
 
+    def __getattr__(self, name: str) -> Any:
+        # Any other method (TRACE, QUERY, ...) is routed too, as Kestrel does: the function answers 405,
+        # where http.server would answer a bare 501.
+        if name.startswith("do_"):
+            return self._serve
+        raise AttributeError(name)
+
     def _serve(self) -> None:
         started = time.perf_counter()
         status = self._dispatch()
@@ -221,13 +230,7 @@ class _HostHandler(Handler):
             )
         route, route_params = found
         if not self.server.authorized(route.auth_level, key):
-            return self._json(
-                401,
-                {
-                    "error": "unauthorized",
-                    "message": "this function needs its key: x-functions-key header or code query parameter",
-                },
-            )
+            return self._unauthorized(key, "this function needs its key")
         if route.methods is not None and self.command not in route.methods:
             return self._json(404, {"error": "not_found", "message": "no function accepts this method here"})
         host = self.headers.get("Host") or f"127.0.0.1:{self.server.port}"
@@ -251,7 +254,7 @@ class _HostHandler(Handler):
         if self.command != "POST":
             return self._json(405, {"error": "method_not_allowed", "message": "use POST"})
         if not self.server.authorized(func.AuthLevel.ADMIN, key):
-            return self._json(401, {"error": "unauthorized", "message": "the admin API needs the master key"})
+            return self._unauthorized(key, "the admin API needs the master key")
         function = next((f for n, f in self.server.others.items() if n.lower() == name.lower()), None)
         if function is None:
             return self._json(404, {"error": "not_found", "message": "no such non-HTTP function"})
@@ -259,9 +262,19 @@ class _HostHandler(Handler):
 
         try:
             function.get_user_function()(TimerRequest(past_due=False))
-        except Exception:  # the real host logs it too; the caller still gets its 202
-            traceback.print_exc()
+        except Exception as exc:  # the real host logs it too; the caller still gets its 202
+            print(
+                f"  Executed '{function.get_function_name()}' (Failed: {type(exc).__name__})", file=sys.stderr
+            )
         return self._send(202, {}, b"")
+
+    def _unauthorized(self, key: str | None, needed: str) -> int:
+        """401, saying whether the key was missing or wrong (Azure's host answers both with an empty body)."""
+        if key:
+            message = f"the key sent is not valid here: {needed} (x-functions-key header or code parameter)"
+        else:
+            message = f"no key was sent: {needed}, in the x-functions-key header or the code query parameter"
+        return self._json(401, {"error": "unauthorized", "message": message})
 
     def _send_response(self, response: func.HttpResponse) -> int:
         headers = {name: value for name, value in response.headers.items()}

@@ -8,39 +8,49 @@ there is a snapshot to look at, then serves the HTTP functions of function_app.p
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
 import sys
 import threading
 from urllib.parse import quote
 
+from devstack import cli
 from devstack.host import DEFAULT_PORT, FunctionsHost, registered_functions
 from devstack.stack import DevStack
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    parser = cli.Parser(
+        prog="make serve [ARGS=...]",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Settings such as API_CACHE_MAX_AGE_SECONDS or PARTNER_CENTER_PAGE_SIZE are read from the "
+        f"environment, as in Azure; only {cli.OWN} are serve's own.",
     )
-    parser.add_argument("--customers", type=int, default=3000)
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--customers", type=int, default=3000, help="simulated customers (default 3000)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0: any free port (default 7071)")
     parser.add_argument("--quiet", action="store_true", help="do not print one line per request")
     args = parser.parse_args(argv)
+    if args.customers < 0 or not 0 <= args.port <= 65535:
+        raise cli.UserError("--customers must not be negative and --port must be 0..65535")
 
-    logging.basicConfig(level=logging.WARNING, format="  %(levelname)-7s %(message)s", stream=sys.stderr)
-    logging.getLogger().addFilter(lambda record: "Auth level is not applied" not in record.getMessage())
+    cli.show_job_logs(sys.stderr)
     # Ctrl+C and `kill` both end in the with-blocks below, which stop every server and Azurite.
     signal.signal(signal.SIGTERM, _interrupt)
 
+    cli.check_settings()  # before anything starts: a bad setting is the only line printed
     print(f"Starting Azurite and the stand-ins ({args.customers} simulated customers)...", flush=True)
     with DevStack(customers=args.customers) as stack:
         os.environ.update(stack.env)
-        os.environ.setdefault("SNAPSHOT_CONTAINER", "customer-snapshots")
+        os.environ.setdefault("SNAPSHOT_CONTAINER", cli.DEFAULT_CONTAINER)
+        cli.check_settings(stack.env)
         from azure.functions.timer import TimerRequest
 
         print("Running the timer function once so there is a snapshot...", flush=True)
-        registered_functions()["snapshot_customers"].get_user_function()(TimerRequest(past_due=False))
+        try:
+            registered_functions()["snapshot_customers"].get_user_function()(TimerRequest(past_due=False))
+        except Exception:  # its snapshot.failed line says why; serve anyway (health says empty)
+            print("The run failed (see snapshot.failed above); serving without a snapshot.", flush=True)
 
         with FunctionsHost(port=args.port, log_requests=not args.quiet) as host:
             print(instructions(host, stack), flush=True)
@@ -57,34 +67,48 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def instructions(host: FunctionsHost, stack: DevStack) -> str:
+# The lines README's "Try it locally" shows, with make serve's first customer filled in
+# (tests/test_first_hour.py runs README's copy against make serve).
+TRY_IT = """\
+curl -s "$FUNC/api/health"
+curl -s -H "x-functions-key: $KEY" "$FUNC/api/customers/{customer_id}"
+curl -s -H "x-functions-key: $KEY" "$FUNC/api/customers?domain={domain}"
+curl -s -H "x-functions-key: $KEY" "$FUNC/api/customers?q=soci%C3%A9t%C3%A9&top=5"
+curl -s -H "x-functions-key: $KEY" "$FUNC/api/customers?q=contoso&format=csv" -o contoso.csv
+curl -s --compressed -H "x-functions-key: $KEY" "$FUNC/api/customers" -o snapshot.json
+curl -s -H "x-functions-key: $KEY" "$FUNC/api/snapshots"
+curl -s "$FUNC/api/openapi.json" -o openapi.json
+NEXT=$(curl -s "$FUNC/api/customers?q=contoso&top=2&code=$KEY" \\
+       | python3 -c 'import json,sys; print(json.load(sys.stdin)["nextLink"])')
+curl -s "$NEXT"
+ETAG=$(curl -s -D - -o /dev/null -H "x-functions-key: $KEY" "$FUNC/api/customers/{customer_id}" \\
+       | tr -d '\\r' | sed -n 's/^[Ee][Tt][Aa][Gg]: //p')
+curl -si -H "x-functions-key: $KEY" -H "If-None-Match: $ETAG" "$FUNC/api/customers/{customer_id}"
+curl -si -X POST -H "x-functions-key: $MASTER" -H "Content-Type: application/json" -d '{{}}' \\
+     "$FUNC/admin/functions/snapshot_customers"
+"""
+
+
+def try_it(stack: DevStack) -> str:
     customer = stack.partner_center.customers[0]
-    customer_id = customer["id"]
-    domain = customer["companyProfile"]["domain"]
+    return TRY_IT.format(customer_id=customer["id"], domain=quote(customer["companyProfile"]["domain"]))
+
+
+def instructions(host: FunctionsHost, stack: DevStack) -> str:
     note = f"  (port {DEFAULT_PORT} was taken)" if host.port != DEFAULT_PORT else ""
     return f"""
 Functions host: {host.url}{note}
   function key: {host.function_key}
   master key:   {host.master_key}
 
-Try it (in another shell):
+Try it (in another shell; README explains each line):
 
 export FUNC={host.url} KEY={host.function_key} MASTER={host.master_key}
-curl -s "$FUNC/api/health"
-curl -s -H "x-functions-key: $KEY" "$FUNC/api/customers/{customer_id}"
-curl -s -H "x-functions-key: $KEY" "$FUNC/api/customers?domain={quote(domain)}"
-curl -s -H "x-functions-key: $KEY" "$FUNC/api/customers?q={quote("société")}&top=5"
-curl -s "$FUNC/api/customers?q=contoso&top=2&code=$KEY"
-curl -s --compressed -H "x-functions-key: $KEY" "$FUNC/api/customers" -o snapshot.json
-curl -s -H "x-functions-key: $KEY" "$FUNC/api/snapshots"
-curl -si -H "x-functions-key: $KEY" -H 'If-None-Match: "<ETag from a previous answer>"' \\
-     "$FUNC/api/customers/{customer_id}"
-curl -si -X POST -H "x-functions-key: $MASTER" -H "Content-Type: application/json" -d '{{}}' \\
-     "$FUNC/admin/functions/snapshot_customers"      # runs the timer now: 202 once it has finished
-
+{try_it(stack)}
+The job's log lines (snapshot.page, snapshot.summary) show here, for admin-triggered runs too.
 Ctrl+C stops everything.
 """
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main, "make serve", interrupt_status=0))  # Ctrl+C is how serve is meant to stop

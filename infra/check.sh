@@ -18,7 +18,8 @@ req="$root/requirements-infra.txt"
 stamp="$venv/.requirements-infra.stamp"
 
 if [[ ! -x "$venv/bin/checkov" ]] || ! cmp -s "$req" "$stamp"; then
-  echo "infra/check.sh: installing $(grep -E "^checkov==" "$req" | cut -d" " -f1) (locked in ${req##*/}) into $venv" >&2
+  echo "infra/check.sh: installing $(grep -E "^checkov==" "$req" | cut -d" " -f1) (Bicep security checks, locked in ${req##*/}) into $venv:" >&2
+  echo "  about 80 s the first time (checkov has many dependencies); later runs reuse it." >&2
   [[ -x "$venv/bin/python" ]] || "${PYTHON:-python3}" -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes -r "$req"
   cp "$req" "$stamp"

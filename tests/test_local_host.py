@@ -113,6 +113,10 @@ def test_function_routes_need_a_key(host, http, path):
         assert response.status_code == 401, (path, key)
         assert response.json()["error"] == "unauthorized"
         assert "customers" not in response.text.replace("/api/customers", "")
+        # Issue 12: a missing key and a wrong key are told apart.
+        assert response.json()["message"].startswith(
+            "the key sent is not valid" if key else "no key was sent"
+        )
     for accepted in ({"key": host.function_key}, {"key": host.master_key}):
         assert get(http, host, path, **accepted).status_code in (200, 404), path
     separator = "&" if "?" in path else "?"
@@ -158,7 +162,7 @@ def test_dot_segments():
 
 
 def test_other_methods_are_405_in_json_over_http(host, http):
-    for method in ("POST", "PUT", "DELETE", "PATCH"):
+    for method in ("POST", "PUT", "DELETE", "PATCH", "TRACE", "QUERY"):  # http.server alone: 501
         response = http.request(
             method, host.url + "/api/customers", headers={"x-functions-key": host.function_key}, data=b"{}"
         )

@@ -22,8 +22,9 @@ from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 import azure.functions as func
 
 from shared import events
+from shared.api import csv_answer
 from shared.api import params as p
-from shared.api.errors import ApiError, error_response
+from shared.api.errors import JSON_TYPE, ApiError, error_response
 from shared.api.http import (
     IMMUTABLE,
     accepts_gzip,
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("shared.api")
 
-CUSTOMERS_PARAMETERS = frozenset({"q", "domain", "top", "continuation"})
+CUSTOMERS_PARAMETERS = frozenset({"q", "domain", "top", "continuation", "format"})
 SNAPSHOTS_PARAMETERS = frozenset({"top", "continuation"})
 NO_PARAMETERS: frozenset[str] = frozenset()
 CUSTOMERS_TOP = (100, 1000)  # default, maximum
@@ -105,15 +106,23 @@ def customers(req: func.HttpRequest) -> func.HttpResponse:
     continuation=, one page of them (or of every customer)."""
     params = p.query(req, CUSTOMERS_PARAMETERS)
     query = p.customer_query(params, *CUSTOMERS_TOP)
+    as_csv = csv_answer.wants_csv(req, params)  # format=csv or Accept: text/csv
     ctx = _context()
     manifest = _latest(ctx)
     cache = cache_control(_max_age(ctx.settings, manifest.generated_at))
+    # Answers differ by Accept (CSV or JSON) as well as by Accept-Encoding.
+    headers = _snapshot_headers(manifest.snapshot, manifest.generated_at) | {
+        "Vary": "Accept, Accept-Encoding"
+    }
     if query.whole_document:
-        return _whole_latest(req, ctx, manifest, cache)
+        if as_csv:
+            return csv_answer.whole_latest(req, ctx, manifest, cache, headers)
+        return _whole_latest(req, ctx, manifest, cache, headers)
 
     snapshot_key = _snapshot_key(manifest)
     offset, top = query.offset(snapshot_key), query.top
-    base = make_etag("customers", manifest.etag, json.dumps(query.criteria), str(offset), str(top))
+    kind = "customers-csv" if as_csv else "customers"  # the nextLink holds the caller's code: part of it
+    base = make_etag(kind, manifest.etag, json.dumps(query.criteria), str(offset), str(top), _code(req))
 
     def produce() -> tuple[bytes, bool]:
         loaded = ctx.latest.snapshot(manifest)
@@ -122,11 +131,13 @@ def customers(req: func.HttpRequest) -> func.HttpResponse:
         more = offset + top < len(positions)
         token = p.encode_continuation({"s": snapshot_key, "o": offset + top}) if more else None
         next_link = _next_link(req, params, token)
+        if as_csv:  # paging goes in headers: Link (RFC 8288) and the number of matches
+            headers.update(csv_answer.page_headers(manifest.snapshot, len(positions), next_link))
+            return csv_answer.page_bytes(loaded, page), False
         return _customer_page(loaded, query.criteria, len(positions), page, next_link), False
 
-    return answer(
-        req, base, cache, produce, headers=_snapshot_headers(manifest.snapshot, manifest.generated_at)
-    )
+    content_type = csv_answer.CSV_TYPE if as_csv else JSON_TYPE
+    return answer(req, base, cache, produce, headers=headers, content_type=content_type)
 
 
 def _positions(loaded: LoadedSnapshot, query: p.CustomerQuery) -> Sequence[int]:
@@ -139,7 +150,7 @@ def _positions(loaded: LoadedSnapshot, query: p.CustomerQuery) -> Sequence[int]:
 
 
 def _whole_latest(
-    req: func.HttpRequest, ctx: ApiContext, manifest: Manifest, cache: str
+    req: func.HttpRequest, ctx: ApiContext, manifest: Manifest, cache: str, headers: dict[str, str]
 ) -> func.HttpResponse:
     gzipped = accepts_gzip(req)
     size = manifest.stored_bytes if gzipped else manifest.json_bytes
@@ -151,9 +162,7 @@ def _whole_latest(
         return loaded.stored, loaded.gzipped
 
     base = make_etag("document", manifest.etag)
-    return answer(
-        req, base, cache, produce, headers=_snapshot_headers(manifest.snapshot, manifest.generated_at)
-    )
+    return answer(req, base, cache, produce, headers=headers)
 
 
 def _customer_page(
@@ -370,14 +379,22 @@ def _parse_time(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def _code(req: func.HttpRequest) -> str:
+    """The key the caller sent as `?code=` (the host has checked it), or ''."""
+    return req.params.get("code") or ""
+
+
 def _next_link(req: func.HttpRequest, params: dict[str, str], token: str | None) -> str | None:
-    """This request's URL with the next continuation (never the caller's `code`: keys stay out of bodies)."""
+    """This request's URL with the next continuation. A caller that sent its key as `?code=` gets it back
+    in the link (it is its own key, and following the link needs it); a key sent in the header never is."""
     if token is None:
         return None
     parts = urlsplit(req.url)
     query = {name: value for name, value in params.items() if name != "continuation"} | {
         "continuation": token
     }
+    if _code(req):
+        query["code"] = _code(req)
     link: str = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query, quote_via=quote), ""))
     return link
 

@@ -89,14 +89,17 @@ def answer(
     produce: Callable[[], tuple[bytes, bool]],
     *,
     headers: dict[str, str] | None = None,
+    content_type: str = JSON_TYPE,
 ) -> func.HttpResponse:
-    """A 200 JSON answer, or a 304 when If-None-Match has its ETag (then `produce` is never called).
+    """A 200 answer (JSON unless `content_type` says otherwise), or a 304 when If-None-Match has its ETag
+    (then `produce` is never called).
 
-    `produce()` gives (body, body is gzip). Gzip goes out when the client accepts it (the Linux host never
+    `produce()` gives (body, body is gzip); it may add entries to `headers` (read after it ran) for headers
+    that only a 200 carries. Gzip goes out when the client accepts it (the Linux host never
     compresses): stored gzip bytes as they are, anything else compressed here; inflated otherwise."""
     gzipped = accepts_gzip(req)
     etag = representation_etag(base_etag, gzipped)
-    extra = headers or {}
+    extra = headers if headers is not None else {}
     if not_modified(req, etag):
         return func.HttpResponse(status_code=304, headers=data_headers(etag, cache, **extra))
     data, is_gzip = produce()
@@ -104,7 +107,7 @@ def answer(
         data = gzip.compress(data, GZIP_LEVEL, mtime=0)
     elif is_gzip and not gzipped:
         data = zlib.decompress(data, 31)
-    response_headers = data_headers(etag, cache, **extra) | {"Content-Type": JSON_TYPE}
+    response_headers = data_headers(etag, cache, **extra) | {"Content-Type": content_type}
     if gzipped:
         response_headers["Content-Encoding"] = "gzip"
     return func.HttpResponse(data, status_code=200, headers=response_headers)
