@@ -57,6 +57,8 @@ class SnapshotStoreError(SnapshotAppError):
 class ManifestError(SnapshotStoreError):
     """latest.json exists but is not a manifest we wrote."""
 
+    etag: str | None = None  # of that latest.json, when it was read from storage
+
 
 class SnapshotExistsError(SnapshotStoreError):
     """A snapshot with this name exists already; snapshots are never overwritten."""

@@ -39,6 +39,10 @@ API_HEALTH_FAILED = "api.health_failed"
 API_SNAPSHOT_LOADED = "api.snapshot_loaded"
 API_SNAPSHOT_UNREADABLE = "api.snapshot_unreadable"
 API_LATEST_UNREADABLE = "api.latest_unreadable"
+API_CUSTOMERS_SKIPPED = "api.customers_skipped"  # customers the indexes cannot use: a count per snapshot
+API_STORAGE_UNREACHABLE = "api.storage_unreachable"  # once per outage; answers come from memory meanwhile
+API_STORAGE_REACHABLE = "api.storage_reachable"  # the outage is over
+API_SNAPSHOT_UNVERIFIED = "api.snapshot_unverified"  # a snapshot asked for by date does not verify
 
 # Watched by the alert rules: renaming one of these silences an alert.
 ALERTED = frozenset({SNAPSHOT_FAILED, REFRESH_TOKEN_NOT_SAVED, SNAPSHOT_SUMMARY, SNAPSHOT_EVENTS_PENDING})
@@ -55,3 +59,15 @@ def log_event(
         json.dumps(fields, ensure_ascii=False, default=str, sort_keys=False),
         exc_info=exc_info,
     )
+
+
+def quiet_azure_sdk_logs() -> None:
+    """The Azure SDKs log every request, response and token at INFO (about 99 MB a day for one busy API
+    instance, enough to hit the workspace cap and drown the failure alerts): keep WARNING and above.
+
+    Set in code, at client creation, because the Python worker forwards every record to the host under the
+    function's own category (Function.<name>.User), so host.json cannot tell the SDKs' lines from ours.
+    A level chosen on purpose (e.g. DEBUG while investigating) is left alone."""
+    sdk = logging.getLogger("azure")
+    if sdk.level == logging.NOTSET:
+        sdk.setLevel(logging.WARNING)

@@ -18,9 +18,11 @@ def azure_credential(client_id: str | None) -> TokenCredential:
     """
     from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
+    from shared.events import quiet_azure_sdk_logs
     from shared.redact import remember
 
     remember(os.environ.get("IDENTITY_HEADER"))  # the platform's secret for its identity endpoint
+    quiet_azure_sdk_logs()
 
     if os.environ.get("IDENTITY_ENDPOINT") or os.environ.get("MSI_ENDPOINT"):
         return ManagedIdentityCredential(client_id=client_id) if client_id else ManagedIdentityCredential()

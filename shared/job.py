@@ -241,6 +241,7 @@ class _Run:
             outbox = Outbox.of(committed.name, committed.generated_at, committed.customer_count, changes)
             sender.stage(outbox)
         manifest = store.publish(committed, changes)
+        store.mark_published(manifest)  # only marked snapshots are listed and served by the API
         if sender is None:
             return manifest, None
         if manifest is None and outbox is not None:

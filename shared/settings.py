@@ -198,6 +198,14 @@ SETTINGS: tuple[Setting, ...] = (
         api=True,
     ),
     Setting(
+        "API_STALE_SERVE_SECONDS",
+        "3600",
+        "How long a warm instance keeps answering from the snapshot in memory while Blob Storage cannot be "
+        "reached (counted from its last successful look at latest.json; /api/health says `degraded`), "
+        "0..86400; 0 answers 503 at once.",
+        api=True,
+    ),
+    Setting(
         "API_SAS_LIFETIME_SECONDS",
         "300",
         "Lifetime of the SAS URL a large whole-snapshot request is redirected to, 60..3600.",
@@ -244,6 +252,7 @@ class Settings:
     snapshot_inline_max_bytes: int
     sas_lifetime_seconds: int
     latest_check_seconds: float
+    stale_serve_seconds: float
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, api: bool = False) -> Settings:
@@ -283,6 +292,7 @@ class Settings:
             snapshot_inline_max_bytes=reader.integer("API_SNAPSHOT_INLINE_MAX_BYTES", 0, 1024**3),
             sas_lifetime_seconds=reader.integer("API_SAS_LIFETIME_SECONDS", 60, 3600),
             latest_check_seconds=reader.number("API_LATEST_CHECK_SECONDS", 0, 300),
+            stale_serve_seconds=reader.number("API_STALE_SERVE_SECONDS", 0, 24 * 3600),
         )
         if problems:
             raise SettingsError("invalid settings: " + "; ".join(problems))

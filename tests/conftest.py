@@ -68,7 +68,9 @@ class Snapshots:
         return json.loads(self.document_bytes(name))
 
     def snapshot_names(self) -> list[str]:
-        return [n for n in self.names() if n.startswith("snapshots/") and "/customers-" in n]
+        from shared.snapshots.store import SNAPSHOT_NAME
+
+        return [n for n in self.names() if SNAPSHOT_NAME.fullmatch(n)]  # not their .published markers
 
     def record_names(self) -> list[str]:
         """The change records (snapshots/YYYY/MM/DD/changes-*.json)."""

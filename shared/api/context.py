@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from shared.settings import SETTINGS, Settings
@@ -34,6 +34,8 @@ class ApiContext:
     settings: Settings
     latest: LatestCache
     sas: SasIssuer
+    # (snapshot name, ETag) → whether its bytes verified against what was published: checked once.
+    verified: dict[tuple[str, str], bool] = field(default_factory=dict)
 
     @property
     def store(self) -> SnapshotStore:
@@ -66,6 +68,11 @@ def _build() -> ApiContext:
 
     settings = Settings.from_env(api=True)
     credential = functools.cache(lambda: azure_credential(settings.azure_client_id))
-    container = container_client(settings, credential)
-    latest = LatestCache(SnapshotStore(container), check_interval=settings.latest_check_seconds)
+    container = container_client(settings, credential, api=True)
+    latest = LatestCache(
+        SnapshotStore(container),
+        check_interval=settings.latest_check_seconds,
+        stale_serve_seconds=settings.stale_serve_seconds,
+        check_retries=settings.storage_retries,
+    )
     return ApiContext(settings, latest, SasIssuer(container))

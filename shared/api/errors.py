@@ -68,3 +68,12 @@ def bad_parameter(name: str, message: str) -> ApiError:
 def snapshot_unavailable(message: str) -> ApiError:
     # Retry-After: a corrupt or unreadable latest.json heals with the next publish; storage hiccups sooner.
     return ApiError(503, "snapshot_unavailable", message, headers={"Retry-After": "60"})
+
+
+def storage_unavailable() -> ApiError:
+    return ApiError(
+        503,
+        "storage_unavailable",
+        "snapshot storage cannot be reached right now; try again shortly",
+        headers={"Retry-After": "30"},
+    )

@@ -24,13 +24,12 @@ import azure.functions as func
 from shared import events
 from shared.api import csv_answer
 from shared.api import params as p
-from shared.api.errors import JSON_TYPE, ApiError, error_response
+from shared.api.errors import JSON_TYPE, ApiError, error_response, snapshot_unavailable
 from shared.api.http import (
     IMMUTABLE,
     accepts_gzip,
     answer,
     cache_control,
-    inflated_size_exceeds,
     json_bytes,
     make_etag,
     status_response,
@@ -198,7 +197,16 @@ def customer(req: func.HttpRequest) -> func.HttpResponse:
     cache = cache_control(_max_age(ctx.settings, manifest.generated_at))
 
     def produce() -> tuple[bytes, bool]:
-        found = ctx.latest.snapshot(manifest).customer(customer_id)
+        loaded = ctx.latest.snapshot(manifest)
+        found = loaded.customer(customer_id)
+        if found is None and loaded.unusable(customer_id):
+            raise ApiError(
+                404,
+                "customer_unavailable",
+                "this customer's stored record is not one the API can serve (see /api/health); "
+                "GET /api/customers has the whole snapshot as stored",
+                parameter="customerId",
+            )
         if found is None:
             raise ApiError(
                 404,
@@ -230,7 +238,7 @@ def snapshots(req: func.HttpRequest) -> func.HttpResponse:
     if before is not None and not (isinstance(before, str) and SNAPSHOT_NAME.fullmatch(before)):
         raise p.invalid_continuation()
     ctx = _context()
-    infos = ctx.store.list_snapshots()
+    infos = ctx.store.list_snapshots(latest=_latest_if_readable(ctx))
     newest = infos[-1].generated_at if infos else None
     remaining = [info for info in reversed(infos) if before is None or info.name < before]
     page, more = remaining[:top], len(remaining) > top
@@ -264,7 +272,7 @@ def snapshot_by_date(req: func.HttpRequest) -> func.HttpResponse:
     p.query(req, NO_PARAMETERS)
     day = p.snapshot_date(req)
     ctx = _context()
-    taken = ctx.store.list_snapshots(prefix=f"snapshots/{day:%Y/%m/%d}/")
+    taken = ctx.store.list_snapshots(prefix=f"snapshots/{day:%Y/%m/%d}/", latest=_latest_if_readable(ctx))
     if not taken:
         raise ApiError(
             404, "snapshot_not_found", f"no snapshot was taken on {day.isoformat()}", parameter="date"
@@ -278,41 +286,66 @@ def snapshot_by_date(req: func.HttpRequest) -> func.HttpResponse:
     cache = IMMUTABLE if utc_now() >= closed_at else cache_control(_max_age(settings, info.generated_at))
     gzipped = accepts_gzip(req)
     limit = settings.snapshot_inline_max_bytes
-    if info.stored_bytes > limit:
+    if (info.stored_bytes if gzipped else info.json_bytes) > limit:
         return _redirect(ctx, info.name, info.generated_at, info.stored_bytes)
+
+    def produce() -> tuple[bytes, bool]:
+        return _verified(ctx, info)
+
     base = make_etag("document", info.etag)
-    headers = _snapshot_headers(info.name, info.generated_at)
-    if not gzipped:
-        # Its inflated size is not listed: look before sending it inflated in one buffered response.
-        data, is_gzip = ctx.store.read_stored(info.name, etag=info.etag)
-        if is_gzip and inflated_size_exceeds(data, limit):
-            return _redirect(ctx, info.name, info.generated_at, info.stored_bytes)
-        return answer(req, base, cache, lambda: (data, is_gzip), headers=headers)
-    return answer(req, base, cache, lambda: ctx.store.read_stored(info.name, etag=info.etag), headers=headers)
+    return answer(req, base, cache, produce, headers=_snapshot_headers(info.name, info.generated_at))
+
+
+def _verified(ctx: ApiContext, info: SnapshotInfo) -> tuple[bytes, bool]:
+    """The published bytes of a snapshot, or 503: never one that was replaced, does not inflate, inflates
+    past its published size or has another sha256."""
+    from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+
+    from shared.errors import SnapshotFormatError
+    from shared.snapshots.document import verify_document
+
+    key = (info.name, info.etag)
+    verdict = ctx.verified.get(key)
+    if verdict:
+        return ctx.store.read_stored(info.name, etag=info.etag, max_bytes=info.published_bytes)
+    if verdict is None:  # one that failed is not downloaded again: its ETag pins the same bytes
+        try:
+            data, is_gzip = ctx.store.read_stored(info.name, etag=info.etag, max_bytes=info.published_bytes)
+            verdict = verify_document(data, is_gzip, info.sha256, info.json_bytes)
+        except (ResourceNotFoundError, ResourceModifiedError, SnapshotFormatError):
+            verdict = False
+        if len(ctx.verified) >= 1000:  # years of daily snapshots; never unbounded
+            ctx.verified.clear()
+        ctx.verified[key] = verdict
+        if verdict:
+            return data, is_gzip
+        log_event(log, logging.ERROR, events.API_SNAPSHOT_UNVERIFIED, snapshot=info.name)
+    raise snapshot_unavailable("this snapshot does not match what was published; it is not served")
 
 
 # -- /api/health ---------------------------------------------------------------------------------------
 @endpoint
 def health(req: func.HttpRequest) -> func.HttpResponse:
-    """Anonymous: status only, never customer data. 200 `ok`; 503 `stale`, `empty` or `unavailable`."""
+    """Anonymous: status only, never customer data. 200 `ok`, or `degraded` (answering, but from memory
+    while storage cannot be reached, or with customers left out of the indexes); 503 `stale`, `empty` or
+    `unavailable` (the latest snapshot cannot be served: latest.json or the snapshot cannot be read)."""
     from azure.core.exceptions import AzureError
 
     p.query(req, NO_PARAMETERS)
+    unavailable = {"status": "unavailable", "message": "the latest snapshot cannot be served"}
     try:
         ctx = _context()
         manifest = ctx.latest.manifest()
+        # Loading it (once per snapshot) is what tells whether it can be served.
+        loaded = ctx.latest.snapshot(manifest) if manifest is not None else None
     except (ApiError, AzureError) as exc:
         log_event(log, logging.WARNING, events.API_HEALTH_UNAVAILABLE, error=type(exc).__name__)
-        return status_response(
-            503, {"status": "unavailable", "message": "the latest snapshot cannot be read"}
-        )
+        return status_response(503, unavailable)
     except Exception:
         log_event(log, logging.ERROR, events.API_HEALTH_FAILED, exc_info=True)
-        return status_response(
-            503, {"status": "unavailable", "message": "the latest snapshot cannot be read"}
-        )
+        return status_response(503, unavailable)
     stale_after = ctx.settings.health_stale_after_hours
-    if manifest is None:
+    if manifest is None or loaded is None:
         return status_response(
             503,
             {
@@ -324,23 +357,41 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
     generated = _parse_time(manifest.generated_at)
     age_hours = (utc_now() - generated).total_seconds() / 3600 if generated else None
     status = "ok" if age_hours is not None and age_hours <= stale_after else "stale"
-    from shared.api.changes import withheld_since
+    report: dict[str, object] = {
+        "status": status,
+        "generatedAt": manifest.generated_at,
+        "ageHours": round(age_hours, 2) if age_hours is not None else None,
+        "customerCount": manifest.customer_count,
+        "staleAfterHours": stale_after,
+    }
+    unreachable = ctx.latest.unreachable_for()
+    if unreachable is not None:
+        report["storage"] = "unreachable"
+        report["storageUnreachableSeconds"] = round(unreachable, 1)
+        report["staleServeSeconds"] = ctx.settings.stale_serve_seconds
+    if loaded.skipped:
+        report["customersSkipped"] = loaded.skipped
+    if status == "ok" and (unreachable is not None or loaded.skipped):
+        report["status"] = "degraded"
+    if unreachable is None:  # one small read; none while storage is out
+        from shared.api.changes import withheld_since
 
-    withheld = withheld_since(ctx.store, manifest)
-    return status_response(
-        200 if status == "ok" else 503,
-        {
-            "status": status,
-            "generatedAt": manifest.generated_at,
-            "ageHours": round(age_hours, 2) if age_hours is not None else None,
-            "customerCount": manifest.customer_count,
-            "staleAfterHours": stale_after,
-        }
-        | ({"withheld": withheld} if withheld else {}),
-    )
+        if withheld := withheld_since(ctx.store, manifest):
+            report["withheld"] = withheld
+    return status_response(200 if report["status"] in ("ok", "degraded") else 503, report)
 
 
 # -- shared pieces -------------------------------------------------------------------------------------
+def _latest_if_readable(ctx: ApiContext) -> Manifest | None:
+    """latest.json's manifest, or None when it cannot be read: listings do not depend on it."""
+    from azure.core.exceptions import AzureError
+
+    try:
+        return ctx.latest.manifest()
+    except (ApiError, AzureError):
+        return None
+
+
 def _latest(ctx: ApiContext) -> Manifest:
     manifest = ctx.latest.manifest()
     if manifest is None:

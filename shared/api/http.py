@@ -56,8 +56,14 @@ def representation_etag(base: str, gzipped: bool) -> str:
     return f'{base[:-1]}-gzip"' if gzipped else base
 
 
+def if_none_match_any(req: func.HttpRequest) -> bool:
+    """If-None-Match: * — true only for a representation that exists (RFC 9110 §13.1.2)."""
+    return (req.headers.get("if-none-match") or "").strip() == "*"
+
+
 def not_modified(req: func.HttpRequest, etag: str) -> bool:
-    """If-None-Match lists `etag` or is `*` (weak comparison, as RFC 9110 §13.1.2 requires)."""
+    """If-None-Match lists `etag` or is `*` (weak comparison, as RFC 9110 §13.1.2 requires); `*` matches
+    only a representation that exists, which the caller must know first (see `answer`)."""
     header = req.headers.get("if-none-match")
     if not header:
         return False
@@ -92,7 +98,7 @@ def answer(
     content_type: str = JSON_TYPE,
 ) -> func.HttpResponse:
     """A 200 answer (JSON unless `content_type` says otherwise), or a 304 when If-None-Match has its ETag
-    (then `produce` is never called).
+    (then `produce` is never called), or is `*` and `produce` finds something (it raises the 404 otherwise).
 
     `produce()` gives (body, body is gzip); it may add entries to `headers` (read after it ran) for headers
     that only a 200 carries. Gzip goes out when the client accepts it (the Linux host never
@@ -101,6 +107,8 @@ def answer(
     etag = representation_etag(base_etag, gzipped)
     extra = headers if headers is not None else {}
     if not_modified(req, etag):
+        if if_none_match_any(req):
+            produce()  # `*` is a 304 only for something that exists: produce() raises the 404 otherwise
         return func.HttpResponse(status_code=304, headers=data_headers(etag, cache, **extra))
     data, is_gzip = produce()
     if gzipped and not is_gzip:
@@ -111,19 +119,6 @@ def answer(
     if gzipped:
         response_headers["Content-Encoding"] = "gzip"
     return func.HttpResponse(data, status_code=200, headers=response_headers)
-
-
-def inflated_size_exceeds(data: bytes, limit: int) -> bool:
-    """Whether gzip `data` inflates to more than `limit` bytes, without inflating more than that."""
-    inflate = zlib.decompressobj(31)
-    seen = 0
-    for start in range(0, len(data), 1 << 20):
-        seen += len(inflate.decompress(data[start : start + (1 << 20)], limit + 1 - seen))
-        if seen > limit:
-            return True
-        if inflate.unconsumed_tail:  # max_length reached: more output waits
-            return True
-    return False
 
 
 def status_response(status: int, value: Any, *, headers: dict[str, str] | None = None) -> func.HttpResponse:

@@ -8,6 +8,16 @@ itself is loaded only when a request needs customers and the manifest names a sn
 latest.json is written only after its snapshot is committed, and the download is pinned to the ETag the
 manifest names and checked against its sha256: a half-written or replaced snapshot is never served.
 
+Trouble is contained:
+- Only one request checks latest.json at a time, with one retry at most and short timeouts; the others
+  answer from the snapshot in memory meanwhile instead of queueing behind it. While storage cannot be
+  reached, the snapshot in memory is served for API_STALE_SERVE_SECONDS after the last good check.
+- A snapshot that cannot be read (missing, replaced, not gzip, a different sha256, larger than published)
+  is remembered with the manifest naming it: one download and one ERROR line, not one per request, until
+  latest.json names another.
+- A customer that is not storable by the job's rule (shared/customer_rule.py; see `indexable`) is left
+  out of the indexes, counted and logged once; the other customers are served as usual.
+
 Memory: one snapshot at a time, each customer kept as its stored JSON bytes (answers are built by joining
 them, byte for byte as stored) plus an id index, a domain index and one folded search string.
 """
@@ -17,13 +27,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from shared import events
-from shared.api.errors import ApiError, snapshot_unavailable
+from shared.api.errors import ApiError, snapshot_unavailable, storage_unavailable
 from shared.api.text import domain_key, fold
+from shared.customer_rule import MAX_DEPTH, NotStorable, check_customer, reject_constant
 from shared.errors import SnapshotFormatError
 from shared.events import log_event
 from shared.gc_pause import cyclic_gc_paused
@@ -32,6 +45,65 @@ from shared.snapshots.store import Manifest, ManifestError, SnapshotStore
 
 log = logging.getLogger("shared.api")
 _BATCH = 2000
+_clock = time.monotonic  # module-level so a test can move time forward
+
+# The check of latest.json answers a waiting request: one retry at most and short timeouts, so even a
+# storage endpoint that hangs costs the one request checking about 15 s, never minutes.
+LATEST_CHECK_OPTIONS: dict[str, Any] = {"connection_timeout": 3, "read_timeout": 5}
+LATEST_CHECK_RETRIES = 1
+
+# -- what the indexes can use ----------------------------------------------------------------------------
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def indexable(customer: Any, text: str) -> tuple[str, str, str] | None:
+    """(id, domain, companyName) of a parsed customer the API can serve, None for any other: the rule the
+    job stores by (shared/customer_rule.py), so what one publishes the other serves. `text` is its JSON."""
+    try:
+        check_customer(customer, text)
+    except NotStorable:
+        return None
+    profile = customer.get("companyProfile") or {}
+    return customer["id"], profile.get("domain") or "", profile.get("companyName") or ""
+
+
+def _within_depth(line: bytes) -> bool:
+    if line.count(b"{") + line.count(b"[") <= MAX_DEPTH:  # the usual case, at C speed
+        return True
+    depth = deepest = 0
+    for bracket in _STRINGS.sub(b"", line).translate(None, _NOT_BRACKETS):
+        depth += 1 if bracket in b"[{" else -1
+        deepest = max(deepest, depth)
+    return deepest <= MAX_DEPTH
+
+
+_UNUSABLE = object()
+
+
+def _parse_line(line: bytes) -> Any:
+    """One stored customer line parsed as strict JSON nested at most MAX_DEPTH deep (checked on the text
+    first, so the parser never recurses deeper), or _UNUSABLE."""
+    if not _within_depth(line):
+        return _UNUSABLE
+    try:
+        return json.loads(line, parse_constant=reject_constant)
+    except (ValueError, RecursionError):
+        return _UNUSABLE
+
+
+def _parse_batch(lines: list[bytes]) -> list[Any]:
+    # One json.loads per batch: per-call overhead was a third of the load time of 100k customers. Only
+    # when the batch holds something odd is it parsed again line by line, to find what to leave out.
+    if all(line.count(b"{") + line.count(b"[") <= MAX_DEPTH for line in lines):
+        try:
+            parsed: list[Any] = json.loads(b"[" + b",".join(lines) + b"]", parse_constant=reject_constant)
+        except (ValueError, RecursionError):
+            pass
+        else:
+            if len(parsed) == len(lines):
+                return parsed
+    return [_parse_line(line) for line in lines]
 
 
 @dataclass(eq=False)
@@ -39,10 +111,12 @@ class LoadedSnapshot:
     manifest: Manifest
     stored: bytes  # the blob as stored (gzip): the whole-document answer, no recompression
     gzipped: bool
-    lines: list[bytes]  # each customer's JSON, as stored
+    lines: list[bytes]  # each customer's JSON, as stored (those the indexes can use)
     by_id: dict[str, int] = field(default_factory=dict)  # lower-cased customer id → position
     by_domain: dict[str, list[int]] = field(default_factory=dict)  # domain_key → positions
     search: list[str] = field(default_factory=list)  # fold(companyName) + "\n" + fold(domain)
+    skipped: int = 0  # customers left out of the indexes (see `indexable`)
+    skipped_ids: set[str] = field(default_factory=set)  # lower-cased ids of those that have one
 
     @classmethod
     def load(cls, store: SnapshotStore, manifest: Manifest) -> LoadedSnapshot:
@@ -52,17 +126,21 @@ class LoadedSnapshot:
 
         started = time.monotonic()
         try:
-            stored, gzipped = store.read_stored(manifest.snapshot, etag=manifest.etag)
+            stored, gzipped = store.read_stored(
+                manifest.snapshot, etag=manifest.etag, max_bytes=manifest.stored_bytes
+            )
         except (ResourceNotFoundError, ResourceModifiedError):
-            raise snapshot_unavailable(
-                "latest.json names a snapshot that is missing or was replaced; the next publish fixes it"
-            ) from None
+            raise _unreadable(manifest, "missing, or replaced since it was published") from None
+        except SnapshotFormatError as exc:  # larger than published
+            raise _unreadable(manifest, str(exc)) from None
         loaded = cls(manifest=manifest, stored=stored, gzipped=gzipped, lines=[])
         digest = hashlib.sha256()
         try:
             with cyclic_gc_paused():  # thousands of short-lived dicts: nothing for the cyclic GC to free
                 batch: list[bytes] = []
-                for line in iter_customer_lines(stored, gzipped, digest=digest):
+                for line in iter_customer_lines(
+                    stored, gzipped, digest=digest, max_json_bytes=manifest.json_bytes
+                ):
                     batch.append(line)
                     if len(batch) == _BATCH:
                         loaded._index(batch)
@@ -70,42 +148,46 @@ class LoadedSnapshot:
                 loaded._index(batch)
         except SnapshotFormatError as exc:
             raise _unreadable(manifest, str(exc)) from None
-        if digest.hexdigest() != manifest.sha256 or len(loaded.lines) != manifest.customer_count:
-            raise _unreadable(manifest, "sha256 or customer count differs from latest.json")
+        if digest.hexdigest() != manifest.sha256:
+            raise _unreadable(manifest, "sha256 differs from latest.json")
+        if len(loaded.lines) + loaded.skipped != manifest.customer_count:
+            raise _unreadable(manifest, "customer count differs from latest.json")
+        if loaded.skipped:
+            # A count, never the content: customer data stays out of logs.
+            log_event(
+                log,
+                logging.WARNING,
+                events.API_CUSTOMERS_SKIPPED,
+                snapshot=manifest.snapshot,
+                skipped=loaded.skipped,
+                reason="not a customer the indexes can use (types, NaN/Infinity, nesting); see /api/health",
+            )
         log_event(
             log,
             logging.INFO,
             events.API_SNAPSHOT_LOADED,
             snapshot=manifest.snapshot,
             customers=len(loaded.lines),
+            skipped=loaded.skipped,
             storedBytes=len(stored),
             elapsedSeconds=round(time.monotonic() - started, 3),
         )
         return loaded
 
     def _index(self, lines: list[bytes]) -> None:
-        """Indexes a batch of customer lines. Raises SnapshotFormatError for a line that is not one
-        customer object with a string `id` (and string domain and name, when given)."""
-        try:
-            self._index_customers(lines)
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise SnapshotFormatError(f"a customer line is not a customer ({type(exc).__name__})") from None
-
-    def _index_customers(self, lines: list[bytes]) -> None:
-        # One json.loads per batch: per-call overhead was a third of the load time of 100k customers.
-        customers = json.loads(b"[" + b",".join(lines) + b"]")
-        if len(customers) != len(lines):
-            raise ValueError("a line holds more than one customer")
+        """Indexes a batch of customer lines; a customer the indexes cannot use is counted instead."""
         by_id, by_domain, search = self.by_id, self.by_domain, self.search
         position = len(self.lines)
-        self.lines.extend(lines)
-        for customer in customers:
-            by_id.setdefault(customer["id"].lower(), position)
-            profile = customer.get("companyProfile") or {}
-            domain = profile.get("domain") or ""
-            name = profile.get("companyName") or ""
-            if not isinstance(domain, str) or not isinstance(name, str):
-                raise TypeError("companyProfile.domain and companyName must be strings")
+        for line, customer in zip(lines, _parse_batch(lines), strict=True):
+            fields = None if customer is _UNUSABLE else indexable(customer, line.decode("utf-8", "replace"))
+            if fields is None:
+                self.skipped += 1
+                if type(customer) is dict and type(customer.get("id")) is str:
+                    self.skipped_ids.add(customer["id"].lower())
+                continue
+            customer_id, domain, name = fields
+            self.lines.append(line)
+            by_id.setdefault(customer_id.lower(), position)
             if domain:
                 by_domain.setdefault(domain_key(domain), []).append(position)
             search.append(f"{fold(name)}\n{fold(domain)}")
@@ -115,6 +197,10 @@ class LoadedSnapshot:
     def customer(self, customer_id: str) -> bytes | None:
         position = self.by_id.get(customer_id.lower())
         return None if position is None else self.lines[position]
+
+    def unusable(self, customer_id: str) -> bool:
+        """Whether this id belongs to a customer left out of the indexes."""
+        return customer_id.lower() in self.skipped_ids
 
     def with_domain(self, domain: str) -> list[int]:
         return self.by_domain.get(domain_key(domain), [])
@@ -129,46 +215,139 @@ def _unreadable(manifest: Manifest, reason: str) -> ApiError:
     return snapshot_unavailable("the latest snapshot cannot be read; the next publish fixes it")
 
 
-class LatestCache:
-    """Thread-safe: checks are serialised (one small request each), loads happen once per snapshot."""
+def _not_a_manifest() -> ApiError:
+    return snapshot_unavailable(
+        "latest.json is not a valid manifest; the next successful snapshot run replaces it"
+    )
 
-    def __init__(self, store: SnapshotStore, *, check_interval: float = 0.0) -> None:
+
+def _again(error: ApiError) -> ApiError:
+    """A fresh copy to raise: raising one instance from many requests would grow its traceback."""
+    return ApiError(error.status, error.code, error.message, headers=error.headers)
+
+
+class LatestCache:
+    """Thread-safe: one check of latest.json at a time, never waited for when there is something in memory
+    to answer from; loads happen once per snapshot; an unreadable snapshot is remembered."""
+
+    def __init__(
+        self,
+        store: SnapshotStore,
+        *,
+        check_interval: float = 0.0,
+        stale_serve_seconds: float = 0.0,
+        check_retries: int = LATEST_CHECK_RETRIES,
+    ) -> None:
         self.store = store
+        self.check_retries = min(check_retries, LATEST_CHECK_RETRIES)
         self.check_interval = check_interval
-        self._checked_at = float("-inf")  # time.monotonic() of the last answer from Blob Storage
+        self.stale_serve_seconds = stale_serve_seconds
+        self._checked_at = float("-inf")  # _clock() of the last check, answered or failed
+        self._answered_at = float("-inf")  # _clock() of the last answer from Blob Storage
+        self._unreachable_since: float | None = None  # _clock() of the first failed check of an outage
+        self._failure: ApiError | None = None  # what the last check ended with, when it failed
+        self._generation = 0  # checks completed
         self._check_lock = threading.Lock()
         self._load_lock = threading.Lock()
         self._manifest: Manifest | None = None
         self._latest_etag: str | None = None
+        self._latest_unreadable = False  # latest.json with _latest_etag is not a manifest
         self._loaded: LoadedSnapshot | None = None
+        self._unreadable: tuple[Manifest, ApiError] | None = None
         self.checks = 0  # conditional GETs of latest.json (tests and logs)
         self.loads = 0
+        self.downloads = 0  # snapshot downloads, readable or not
 
+    # -- latest.json ------------------------------------------------------------------------------
     def manifest(self) -> Manifest | None:
-        """What latest.json says now: None before the first publish, 503 when it is not a manifest."""
-        if time.monotonic() - self._checked_at < self.check_interval:
-            return self._manifest
-        with self._check_lock:
-            if time.monotonic() - self._checked_at < self.check_interval:
-                return self._manifest  # another request checked while this one waited
-            self.checks += 1
-            try:
-                changed = self.store.read_latest_if_changed(self._latest_etag)
-            except ManifestError:
-                # Forget it, so the next request reads latest.json again and a good publish heals us.
-                self._manifest, self._latest_etag = None, None
-                self._checked_at = float("-inf")
-                log_event(log, logging.ERROR, events.API_LATEST_UNREADABLE, blob="latest.json")
-                raise snapshot_unavailable(
-                    "latest.json is not a valid manifest; the next successful snapshot run replaces it"
-                ) from None
-            if changed is not None:
-                self._manifest, self._latest_etag = changed
-            self._checked_at = time.monotonic()
-            return self._manifest
+        """What latest.json says now: None before the first publish, 503 when it is not a manifest, or
+        storage cannot be reached and nothing may be served from memory."""
+        now = _clock()
+        if now - self._checked_at < self.check_interval:
+            return self._outcome(now)
+        generation = self._generation
+        if not self._check_lock.acquire(blocking=False):
+            if self._servable_from_memory(now):
+                return self._manifest  # another request is checking: answer at once from memory
+            self._check_lock.acquire()  # nothing to answer from: wait for that check, and share it
+            if self._generation != generation:
+                self._check_lock.release()
+                return self._outcome(_clock())
+        try:
+            return self._check()
+        finally:
+            self._check_lock.release()
 
+    def unreachable_for(self) -> float | None:
+        """Seconds since storage stopped answering checks of latest.json; None while it answers."""
+        since = self._unreachable_since
+        return None if since is None else _clock() - since
+
+    def _servable_from_memory(self, now: float) -> bool:
+        return self._manifest is not None and now - self._answered_at <= self.stale_serve_seconds
+
+    def _outcome(self, now: float) -> Manifest | None:
+        failure = self._failure
+        if failure is None or (failure.code == "storage_unavailable" and self._servable_from_memory(now)):
+            return self._manifest
+        raise _again(failure)
+
+    def _check(self) -> Manifest | None:
+        from azure.core.exceptions import AzureError
+
+        self.checks += 1
+        try:
+            changed = self.store.read_latest_if_changed(
+                self._latest_etag, retry_total=self.check_retries, **LATEST_CHECK_OPTIONS
+            )
+        except ManifestError as exc:
+            self._storage_answered()
+            # Remember it by its ETag: the next checks ask only whether it changed (a good publish heals
+            # us), and it is logged once, not once per request.
+            self._manifest, self._latest_etag, self._latest_unreadable = None, exc.etag, True
+            self._checked_at = self._answered_at = _clock()
+            self._failure = _not_a_manifest()
+            self._generation += 1
+            log_event(log, logging.ERROR, events.API_LATEST_UNREADABLE, blob="latest.json")
+            raise _again(self._failure) from None
+        except AzureError as exc:
+            now = _clock()
+            self._checked_at = now
+            self._failure = storage_unavailable()
+            self._generation += 1
+            if self._unreachable_since is None:
+                self._unreachable_since = now
+                log_event(
+                    log,
+                    logging.WARNING,
+                    events.API_STORAGE_UNREACHABLE,
+                    error=type(exc).__name__,
+                    servingFromMemory=self._servable_from_memory(now),
+                    staleServeSeconds=self.stale_serve_seconds,
+                )
+            return self._outcome(now)
+        self._storage_answered()
+        self._checked_at = self._answered_at = _clock()
+        self._generation += 1
+        if changed is None and self._latest_unreadable:  # 304: the same latest.json, still not a manifest
+            self._failure = _not_a_manifest()
+            raise _again(self._failure)
+        if changed is not None:
+            self._manifest, self._latest_etag = changed
+            self._latest_unreadable = False
+        self._failure = None
+        return self._manifest
+
+    def _storage_answered(self) -> None:
+        if self._unreachable_since is not None:
+            seconds = round(_clock() - self._unreachable_since, 3)
+            self._unreachable_since = None
+            log_event(log, logging.INFO, events.API_STORAGE_REACHABLE, unreachableSeconds=seconds)
+
+    # -- the snapshot it names --------------------------------------------------------------------
     def snapshot(self, manifest: Manifest) -> LoadedSnapshot:
-        """The loaded snapshot `manifest` names (loads it unless it is the one in memory)."""
+        """The loaded snapshot `manifest` names (loads it unless it is the one in memory); 503 at once for
+        one that could not be read before."""
         loaded = self._loaded
         if loaded is not None and loaded.manifest == manifest:
             return loaded
@@ -176,8 +355,17 @@ class LatestCache:
             loaded = self._loaded
             if loaded is not None and loaded.manifest == manifest:
                 return loaded
+            unreadable = self._unreadable
+            if unreadable is not None and unreadable[0] == manifest:
+                raise _again(unreadable[1])
             self._loaded = None  # let the previous one go before the next is built: one in memory
-            loaded = LoadedSnapshot.load(self.store, manifest)
+            self.downloads += 1
+            try:
+                loaded = LoadedSnapshot.load(self.store, manifest)
+            except ApiError as exc:  # unreadable as published: the same bytes stay unreadable
+                self._unreadable = (manifest, exc)
+                raise
+            self._unreadable = None
             self.loads += 1
             self._loaded = loaded
             return loaded

@@ -9,11 +9,15 @@ writer.py writes each snapshot as a JSON document that is also line-oriented:
 
 so a reader can take one customer at a time, byte for byte as stored, without parsing (or holding) the
 whole document. Anything that is not that layout, or a gzip stream that is damaged or cut short, raises
-SnapshotFormatError: a reader never mistakes a partial document for a complete one.
+SnapshotFormatError: a reader never mistakes a partial document for a complete one. Memory stays bounded
+whatever the blob holds: at most a megabyte comes out of one inflate step, a line longer than
+MAX_LINE_BYTES is refused, and a reader that knows the published size stops inflating past it (a gzip
+bomb stops there).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import zlib
@@ -24,18 +28,36 @@ from shared.errors import SnapshotFormatError
 
 # A line that starts with the id needs no JSON parse to tell its id (ids hold no quotes or escapes).
 _LEADING_ID = re.compile(rb'\{\s*"id"\s*:\s*"([^"\\]+)"')
-_INFLATE_INPUT = 64 * 1024  # compressed bytes per decompress call: about a megabyte of JSON out
+_INFLATE_INPUT = 64 * 1024  # compressed bytes per decompress call
+_INFLATE_OUTPUT = 1024 * 1024  # at most this much JSON out of one call, however well it compresses
+MAX_LINE_BYTES = 8 * 1024 * 1024  # one customer (Partner Center's are about a kilobyte)
 
 
 def iter_customer_lines(
-    stored: bytes, gzipped: bool, *, digest: Any = None, chunk_bytes: int = 1024 * 1024
+    stored: bytes,
+    gzipped: bool,
+    *,
+    digest: Any = None,
+    chunk_bytes: int = 1024 * 1024,
+    max_json_bytes: int | None = None,
 ) -> Iterator[bytes]:
     """Each customer of a stored snapshot document as its own JSON text, byte for byte as stored
     (writer.py's one-customer-per-line layout), decompressing a chunk at a time so the whole JSON
     document is never in memory at once; `digest` (a hashlib object) sees the whole document.
-    Raises SnapshotFormatError for anything else."""
+    Raises SnapshotFormatError for anything else, and once the document grows past `max_json_bytes`."""
     chunks = (stored[start : start + chunk_bytes] for start in range(0, len(stored), chunk_bytes))
-    yield from customer_lines(inflated(chunks, gzipped), digest=digest)
+    yield from customer_lines(inflated(chunks, gzipped, max_json_bytes), digest=digest)
+
+
+def verify_document(stored: bytes, gzipped: bool, sha256: str, json_bytes: int) -> bool:
+    """Whether stored bytes are the published document: inflated (never past `json_bytes`) and hashed."""
+    digest = hashlib.sha256()
+    try:
+        for data in inflated([stored], gzipped, json_bytes):
+            digest.update(data)
+    except SnapshotFormatError:
+        return False
+    return digest.hexdigest() == sha256
 
 
 def customer_lines(document: Iterable[bytes], *, digest: Any = None) -> Iterator[bytes]:
@@ -82,20 +104,32 @@ class _Lines:
                 self._digest.update(data)
             buffer += data
             *lines, buffer = buffer.split(b"\n")
+            if len(buffer) > MAX_LINE_BYTES:
+                raise SnapshotFormatError(f"a line longer than {MAX_LINE_BYTES} bytes")
             yield from lines
         self.rest = buffer
 
 
-def inflated(chunks: Iterable[bytes], gzipped: bool) -> Iterator[bytes]:
-    """The stored chunks, gunzipped in bounded pieces when the blob is gzip-encoded."""
-    if not gzipped:
-        yield from chunks
-        return
+def inflated(chunks: Iterable[bytes], gzipped: bool, limit: int | None = None) -> Iterator[bytes]:
+    """The stored chunks, gunzipped in pieces of at most a megabyte when the blob is gzip-encoded;
+    SnapshotFormatError once they add up to more than `limit` bytes."""
+    produced = 0
+    for data in _gunzipped(chunks) if gzipped else chunks:
+        produced += len(data)
+        if limit is not None and produced > limit:
+            raise SnapshotFormatError(f"the document grows past the {limit} bytes published")
+        yield data
+
+
+def _gunzipped(chunks: Iterable[bytes]) -> Iterator[bytes]:
     inflate = zlib.decompressobj(31)
     try:
         for chunk in chunks:
+            view = memoryview(chunk)
             for start in range(0, len(chunk), _INFLATE_INPUT):
-                yield inflate.decompress(chunk[start : start + _INFLATE_INPUT])
+                yield inflate.decompress(view[start : start + _INFLATE_INPUT], _INFLATE_OUTPUT)
+                while inflate.unconsumed_tail:
+                    yield inflate.decompress(inflate.unconsumed_tail, _INFLATE_OUTPUT)
         yield inflate.flush()
     except zlib.error as exc:
         raise SnapshotFormatError(f"damaged gzip stream ({exc})") from None

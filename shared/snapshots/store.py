@@ -1,11 +1,15 @@
 """Blob layout of the snapshot container and every read or write of it.
 
-    snapshots/YYYY/MM/DD/customers-YYYYMMDDTHHMMSSZ.json   one per run (UTC start), never overwritten
-    latest.json                                           manifest of the newest committed snapshot
+    snapshots/YYYY/MM/DD/customers-YYYYMMDDTHHMMSSZ.json        one per run (UTC start), never overwritten
+    snapshots/YYYY/MM/DD/customers-YYYYMMDDTHHMMSSZ.published   written once latest.json named it
+    latest.json                                                manifest of the newest committed snapshot
 
 `latest.json` is replaced only after its snapshot is committed, and only by a snapshot at least as new
-as the one it names (a replayed timer occurrence cannot move it back in time). The snapshot document's
-own format (one customer per line, gzip-encoded) is read back by document.py.
+as the one it names (a replayed timer occurrence cannot move it back in time). The `.published` marker
+is what the HTTP API lists and serves by date: a run that committed and then failed to publish leaves a
+snapshot nobody is shown. It holds the snapshot's ETag, sha256 and sizes, so a blob replaced or damaged
+later is never served either. The snapshot document's own format (one customer per line, gzip-encoded)
+is read back by document.py.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared import events
 from shared.errors import ManifestError as ManifestError
-from shared.errors import PublishConflictError, SnapshotExistsError, StorageError
+from shared.errors import PublishConflictError, SnapshotExistsError, SnapshotFormatError, StorageError
 from shared.events import log_event
 from shared.snapshots.document import customer_ids, inflated
 from shared.snapshots.document import iter_customer_lines as iter_customer_lines
@@ -97,18 +101,22 @@ class Manifest:
     def parse(cls, data: bytes) -> Manifest:
         try:
             doc = json.loads(data.decode("utf-8-sig"))
-            return cls(
+            manifest = cls(
                 snapshot=_str(doc["snapshot"]),
                 etag=_str(doc["etag"]),
                 generated_at=_str(doc["generatedAt"]),
-                customer_count=int(doc["customerCount"]),
+                customer_count=_count(doc["customerCount"], minimum=0),
                 sha256=_str(doc["sha256"]),
-                stored_bytes=int(doc.get("storedBytes", 0)),
-                json_bytes=int(doc.get("jsonBytes", 0)),
+                stored_bytes=_count(doc["storedBytes"], minimum=1),
+                json_bytes=_count(doc["jsonBytes"], minimum=1),
                 changes=ChangeRef.parse(doc.get("changes")),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise ManifestError(f"{LATEST} is not a valid manifest ({type(exc).__name__})") from None
+        if not SNAPSHOT_NAME.fullmatch(manifest.snapshot):
+            # Only a name of the layout: never "../other-container/x.json" or latest.json itself.
+            raise ManifestError(f"{LATEST} names a blob outside the snapshot layout")
+        return manifest
 
     @classmethod
     def of(cls, committed: CommittedSnapshot, changes: ChangeRef | None = None) -> Manifest:
@@ -130,18 +138,31 @@ def _str(value: Any) -> str:
     return value
 
 
+def _count(value: Any, *, minimum: int) -> int:
+    if type(value) is not int or value < minimum:  # not a bool, a float or a string
+        raise ValueError(f"expected a whole number of at least {minimum}")
+    return value
+
+
 def container_client(
-    settings: Settings, credential_factory: Callable[[], TokenCredential]
+    settings: Settings, credential_factory: Callable[[], TokenCredential], *, api: bool = False
 ) -> ContainerClient:
-    """The snapshot container, with retries bounded by settings (the SDK default waits minutes)."""
+    """The snapshot container, with retries bounded by settings (the SDK default waits minutes).
+
+    `api`: for the HTTP API, which answers people waiting: at most 2 retries about a second apart and a
+    5 s connect timeout, whatever SNAPSHOT_STORAGE_RETRIES says (the job may retry longer)."""
     from azure.storage.blob import BlobServiceClient
 
+    from shared.events import quiet_azure_sdk_logs
+
+    quiet_azure_sdk_logs()
     options: dict[str, Any] = {
-        "retry_total": settings.storage_retries,
-        "initial_backoff": 1,
-        "increment_base": 2,
-        "connection_timeout": 20,
-        "read_timeout": 120,
+        "retry_total": min(settings.storage_retries, 2) if api else settings.storage_retries,
+        "initial_backoff": 0.5 if api else 1,
+        "increment_base": 1 if api else 2,
+        "random_jitter_range": 0.5 if api else 3,
+        "connection_timeout": 5 if api else 20,
+        "read_timeout": 30 if api else 120,
         # Downloads come in 4 MiB ranges (the SDK's first range is 32 MiB): reading a snapshot streams.
         "max_single_get_size": 4 * 1024 * 1024,
         "max_chunk_get_size": 4 * 1024 * 1024,
@@ -257,6 +278,10 @@ class SnapshotStore:
             if current is not None and current.generated_at > committed.generated_at:
                 log_event(log, logging.WARNING, events.SNAPSHOT_NOT_PUBLISHED, newer=current.snapshot)
                 return None
+            if current is not None:
+                # It was published: marked (again) before latest.json moves on, so a run that stopped
+                # between publishing and marking leaves no gap in the listing.
+                self.mark_published(current)
             # overwrite=False sends If-None-Match: *, the etag If-Match: either way only one racer wins.
             conditions: dict[str, Any] = (
                 {"overwrite": True, "etag": etag, "match_condition": MatchConditions.IfNotModified}
@@ -289,10 +314,41 @@ class SnapshotStore:
         Raises SnapshotFormatError (while iterating) when the blob is not a snapshot document."""
         return customer_ids(self.iter_document(name))
 
+    def mark_published(self, manifest: Manifest | None) -> None:
+        """Call right after publish(): records that latest.json named this snapshot. Only marked snapshots
+        are listed and served by date. None (publish() found a newer snapshot) marks nothing. Raises
+        StorageError when Blob Storage refuses (the next publish marks it again)."""
+        from azure.core.exceptions import AzureError
+
+        if manifest is None:
+            return
+        try:
+            self._write_marker(manifest)
+        except AzureError as exc:
+            raise StorageError(f"marking {manifest.snapshot} published: {storage_problem(exc)}") from None
+
+    def _write_marker(self, manifest: Manifest) -> None:
+        from azure.storage.blob import ContentSettings
+
+        self.blob(marker_name(manifest.snapshot)).upload_blob(
+            json.dumps(manifest.to_json(), indent=2).encode(),
+            overwrite=True,  # marking twice is harmless
+            metadata={
+                "snapshotetag": manifest.etag,
+                "sha256": manifest.sha256,
+                "jsonbytes": str(manifest.json_bytes),
+                "storedbytes": str(manifest.stored_bytes),
+            },
+            content_settings=ContentSettings(content_type="application/json"),
+        )
+
     # -- reads for the HTTP API ------------------------------------------------------------------
-    def read_latest_if_changed(self, etag: str | None) -> tuple[Manifest | None, str | None] | None:
+    def read_latest_if_changed(
+        self, etag: str | None, **request_options: Any
+    ) -> tuple[Manifest | None, str | None] | None:
         """Like read_latest(), but None when latest.json still has `etag` (a conditional GET: 304, no
-        body), so a warm reader pays one cheap request to learn that nothing was published."""
+        body), so a warm reader pays one cheap request to learn that nothing was published.
+        `request_options`: per-request SDK options (retry_total, connection_timeout, read_timeout)."""
         from azure.core import MatchConditions
         from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
@@ -300,7 +356,7 @@ class SnapshotStore:
             {"etag": etag, "match_condition": MatchConditions.IfModified} if etag else {}
         )
         try:
-            download = self.blob(LATEST).download_blob(**conditions)
+            download = self.blob(LATEST).download_blob(**conditions, **request_options)
             data = download.readall()
         except ResourceNotFoundError:
             return None, None
@@ -309,38 +365,78 @@ class SnapshotStore:
             if exc.status_code == 304:
                 return None
             raise
-        return Manifest.parse(data), download.properties.etag
+        try:
+            return Manifest.parse(data), download.properties.etag
+        except ManifestError as exc:
+            exc.etag = download.properties.etag  # a reader can ask next whether it changed (a 304)
+            raise
 
-    def read_stored(self, name: str, etag: str | None = None) -> tuple[bytes, bool]:
+    def read_stored(
+        self, name: str, etag: str | None = None, *, max_bytes: int | None = None
+    ) -> tuple[bytes, bool]:
         """(bytes as stored, gzip-encoded?) of a snapshot; with `etag`, only that version of it
-        (ResourceModifiedError otherwise)."""
+        (ResourceModifiedError otherwise); with `max_bytes`, SnapshotFormatError for a larger blob, before
+        the rest of it is downloaded."""
         from azure.core import MatchConditions
 
         conditions: dict[str, Any] = (
             {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}
         )
         download = self.blob(name).download_blob(decompress=False, max_concurrency=4, **conditions)
+        if max_bytes is not None and download.size > max_bytes:
+            raise SnapshotFormatError(f"{download.size} bytes stored where {max_bytes} were published")
         data = download.readall()
         gzipped = (download.properties.content_settings.content_encoding or "").lower() == "gzip"
         return data, gzipped
 
-    def list_snapshots(self, prefix: str = PREFIX) -> list[SnapshotInfo]:
-        """Committed snapshots under `prefix`, oldest first (names sort by time); none before the first run
-        created the container."""
+    def list_snapshots(self, prefix: str = PREFIX, *, latest: Manifest | None = None) -> list[SnapshotInfo]:
+        """Published snapshots under `prefix`, oldest first (names sort by time); none before the first run
+        created the container. Published: its marker names its ETag, or it is the snapshot `latest`
+        (latest.json) names (a run that published and then failed before marking it). One listing call
+        finds both, the marker sitting next to its snapshot."""
         from azure.core.exceptions import ResourceNotFoundError
 
+        blobs: dict[str, Any] = {}
+        markers: dict[str, dict[str, str]] = {}
         try:
-            infos = [
-                SnapshotInfo.of(props)
-                for props in self.container.list_blobs(name_starts_with=prefix, include=["metadata"])
-                if SNAPSHOT_NAME.fullmatch(props.name)
-            ]
+            for props in self.container.list_blobs(name_starts_with=prefix, include=["metadata"]):
+                if SNAPSHOT_NAME.fullmatch(props.name):
+                    blobs[props.name] = props
+                elif MARKER_NAME.fullmatch(props.name):
+                    markers[props.name] = props.metadata or {}
         except ResourceNotFoundError:
             return []
+        infos: list[SnapshotInfo] = []
+        for name, props in blobs.items():
+            marker = markers.get(marker_name(name), {})
+            if _same_etag(marker.get("snapshotetag", ""), props.etag):
+                published = [marker.get(key, "") for key in ("sha256", "jsonbytes", "storedbytes")]
+            elif latest is not None and latest.snapshot == name and _same_etag(latest.etag, props.etag):
+                published = [latest.sha256, str(latest.json_bytes), str(latest.stored_bytes)]
+            else:
+                continue  # committed but never published, or replaced since
+            sha256, json_bytes, stored_bytes = published
+            if re.fullmatch(r"[0-9a-f]{64}", sha256) and json_bytes.isdigit() and stored_bytes.isdigit():
+                infos.append(
+                    SnapshotInfo.of(
+                        props, sha256=sha256, json_bytes=int(json_bytes), published_bytes=int(stored_bytes)
+                    )
+                )
         return sorted(infos, key=lambda info: info.name)
 
 
 SNAPSHOT_NAME = re.compile(r"^snapshots/\d{4}/\d{2}/\d{2}/customers-\d{8}T\d{6}Z\.json$")
+MARKER_NAME = re.compile(r"^snapshots/\d{4}/\d{2}/\d{2}/customers-\d{8}T\d{6}Z\.published$")
+
+
+def _same_etag(one: str, other: str) -> bool:
+    # Listings give ETags bare, response headers quoted.
+    return bool(one) and one.strip('"') == other.strip('"')
+
+
+def marker_name(snapshot: str) -> str:
+    """The `.published` marker of a snapshot, next to it (the same lifecycle rule ages both)."""
+    return snapshot.removesuffix(".json") + ".published"
 
 
 @dataclass(frozen=True)
@@ -352,9 +448,12 @@ class SnapshotInfo:
     stored_bytes: int
     generated_at: str | None
     customer_count: int | None
+    sha256: str  # of the JSON document, as published
+    json_bytes: int  # of the JSON document, as published
+    published_bytes: int  # as stored, as published (stored_bytes is what the blob holds now)
 
     @classmethod
-    def of(cls, props: Any) -> SnapshotInfo:
+    def of(cls, props: Any, *, sha256: str, json_bytes: int, published_bytes: int) -> SnapshotInfo:
         metadata = props.metadata or {}
         count = metadata.get("customercount", "")
         return cls(
@@ -363,4 +462,7 @@ class SnapshotInfo:
             stored_bytes=props.size,
             generated_at=metadata.get("generatedat") or None,
             customer_count=int(count) if count.isdigit() else None,
+            sha256=sha256,
+            json_bytes=json_bytes,
+            published_bytes=published_bytes,
         )
