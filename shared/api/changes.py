@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -28,15 +29,34 @@ if TYPE_CHECKING:
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # not \d: it matches every script's digits
 
 
+_WITHHELD_TTL = 30.0  # seconds a health answer reuses its look at withheld.json (per latest.json)
+_withheld_seen: dict[tuple[int, str], tuple[float, dict[str, Any] | None]] = {}
+
+
 def withheld_since(store: SnapshotStore, manifest: Manifest) -> dict[str, Any] | None:
     """For /api/health: the snapshot the completeness guard withheld, when it is newer than the latest
-    (counts and times only: health is anonymous)."""
+    (counts and times only: health is anonymous). One short read of withheld.json (no retries, the check
+    timeouts of latest.json) at most every _WITHHELD_TTL seconds per latest.json; None when it fails."""
+    key = (id(store), manifest.etag)
+    now = time.monotonic()
+    seen = _withheld_seen.get(key)
+    if seen is not None and now - seen[0] < _WITHHELD_TTL:
+        return seen[1]
+    found = _withheld(store, manifest)
+    if len(_withheld_seen) > 64:
+        _withheld_seen.clear()
+    _withheld_seen[key] = (now, found)
+    return found
+
+
+def _withheld(store: SnapshotStore, manifest: Manifest) -> dict[str, Any] | None:
     from azure.core.exceptions import AzureError
 
+    from shared.api.latest import LATEST_CHECK_OPTIONS
     from shared.changes.guard import read_withheld
 
     try:
-        withheld = read_withheld(store)
+        withheld = read_withheld(store, retry_total=0, **LATEST_CHECK_OPTIONS)
     except AzureError:  # health answers without it rather than fail on it
         return None
     if withheld is None or str(withheld.get("generatedAt", "")) <= manifest.generated_at:

@@ -373,7 +373,7 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
         report["customersSkipped"] = loaded.skipped
     if status == "ok" and (unreachable is not None or loaded.skipped):
         report["status"] = "degraded"
-    if unreachable is None:  # one small read; none while storage is out
+    if unreachable is None and not ctx.latest.checking():  # never a read while storage is slow or out
         from shared.api.changes import withheld_since
 
         if withheld := withheld_since(ctx.store, manifest):

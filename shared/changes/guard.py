@@ -92,12 +92,13 @@ class Withheld:
         }
 
 
-def read_withheld(store: SnapshotStore) -> dict[str, Any] | None:
-    """withheld.json as written, or None when there is none (or it is not an object)."""
+def read_withheld(store: SnapshotStore, **request_options: Any) -> dict[str, Any] | None:
+    """withheld.json as written, or None when there is none (or it is not an object).
+    `request_options`: per-request SDK options (retry_total, timeouts)."""
     from azure.core.exceptions import ResourceNotFoundError
 
     try:
-        value = json.loads(store.blob(WITHHELD).download_blob().readall())
+        value = json.loads(store.blob(WITHHELD).download_blob(**request_options).readall())
     except ResourceNotFoundError:
         return None
     except ValueError:
