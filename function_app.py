@@ -59,6 +59,22 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
     return handlers.health(req)
 
 
+@app.route(route="changes", methods=None, auth_level=func.AuthLevel.FUNCTION)
+def changes(req: func.HttpRequest) -> func.HttpResponse:
+    """GET /api/changes?since=YYYY-MM-DD[&until=…][&type=…]: customers added, removed, changed."""
+    from shared.api import changes as routes
+
+    return routes.changes(req)
+
+
+@app.route(route="customers/{customerId}/history", methods=None, auth_level=func.AuthLevel.FUNCTION)
+def customer_history(req: func.HttpRequest) -> func.HttpResponse:
+    """GET /api/customers/{customerId}/history: first and last seen, present, its events oldest first."""
+    from shared.api import changes as routes
+
+    return routes.history(req)
+
+
 @app.route(route="openapi.json", methods=None, auth_level=func.AuthLevel.ANONYMOUS)
 def openapi(req: func.HttpRequest) -> func.HttpResponse:
     """GET /api/openapi.json: the API's OpenAPI 3.0 document (anonymous: no customer data)."""

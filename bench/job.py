@@ -145,18 +145,39 @@ def job_figures(
     )
 
 
+def change_everything(stack: DevStack, page_size: int) -> None:
+    """The worst night for the change record: every customer renamed and the list in reverse order (no pair
+    meets within the window: everything spills to disk and every customer is a changed entry)."""
+    customers = list(reversed(stack.partner_center.customers))
+    for customer in customers:
+        profile = customer["companyProfile"]
+        customer["companyProfile"] = {**profile, "companyName": profile["companyName"] + " (renamed)"}
+    stack.partner_center.customers = customers
+    stack.partner_center.warm(page_size)
+    quiet_stand_ins()
+
+
 def memory_figures(
-    azurite: Azurite, *, sizes: tuple[int, ...], page_size: int, warm_up: bool = True
+    azurite: Azurite,
+    *,
+    sizes: tuple[int, ...],
+    page_size: int,
+    warm_up: bool = True,
+    change_all: bool = False,
+    naive: bool = True,
 ) -> dict[str, dict[int, dict[str, Any]]]:
     """Peak RSS of the job and of the naive client at each size. The job's measured run is its second
-    (`warm_up`), so it also streams the previous snapshot to count added and removed customers, as every
-    night but the first does. No added latency: only memory counts here, so the sizes run side by side."""
+    (`warm_up`), so it also streams the previous snapshot and writes the change record, as every night but
+    the first does; with `change_all`, against a list where every customer changed (change_everything).
+    No added latency: only memory counts here, so the sizes run side by side."""
     runs: dict[str, dict[int, dict[str, Any]]] = {"job": {}, "naive": {}}
 
-    def job(env: dict[str, str]) -> dict[str, Any]:
+    def job(stack: DevStack, env: dict[str, str]) -> dict[str, Any]:
         if warm_up:
             run_child("job", env)
             _wait_for_next_second()
+            if change_all:
+                change_everything(stack, page_size)
         return run_child("job", env)
 
     with ExitStack() as stacks, ThreadPoolExecutor(4) as pool:
@@ -166,12 +187,13 @@ def memory_figures(
             stack.partner_center.warm(page_size)
             quiet_stand_ins()
             env = child_env(stack, page_size)
-            futures["job", size] = pool.submit(job, env)
-            futures["naive", size] = pool.submit(run_child, "naive", env)
+            futures["job", size] = pool.submit(job, stack, env)
+            if naive:
+                futures["naive", size] = pool.submit(run_child, "naive", env)
         for (what, size), future in futures.items():
             runs[what][size] = future.result()
     for size in sizes:
-        for what in runs:
+        for what in [w for w in runs if runs[w]]:
             result = runs[what][size]
             got = (
                 result["customers"] if what == "naive" else result["runs"][0]["summary"].get("customerCount")

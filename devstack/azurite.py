@@ -1,4 +1,5 @@
-"""Azurite blob emulator over HTTPS with ``--oauth basic``, so token credentials (managed identity) work."""
+"""Azurite blob and queue emulators over HTTPS with ``--oauth basic``, so token credentials (managed identity)
+work."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from .tls import LocalTLS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 AZURITE_BLOB = REPO_ROOT / "node_modules" / ".bin" / "azurite-blob"
+AZURITE_QUEUE = REPO_ROOT / "node_modules" / ".bin" / "azurite-queue"
 ACCOUNT = "devstoreaccount1"
 # Azurite's published well-known development key (not a secret).
 ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -31,7 +33,8 @@ def _free_port() -> int:
 
 
 class Azurite:
-    """An ``azurite-blob`` child process on a free loopback port, in its own process group.
+    """``azurite-blob`` and ``azurite-queue`` child processes on free loopback ports, each in its own process
+    group.
 
     Pass ``tls`` to share a CA with the other stand-ins; otherwise a private one is created (``.tls``).
     """
@@ -41,7 +44,9 @@ class Azurite:
         self.tls = tls or LocalTLS()
         self.startup_timeout = startup_timeout
         self.port = 0
+        self.queue_port = 0
         self._proc: subprocess.Popen[bytes] | None = None
+        self._queue_proc: subprocess.Popen[bytes] | None = None
         self._workdir: Path | None = None
 
     @property
@@ -49,10 +54,14 @@ class Azurite:
         return f"https://127.0.0.1:{self.port}/{ACCOUNT}"
 
     @property
+    def queue_account_url(self) -> str:
+        return f"https://127.0.0.1:{self.queue_port}/{ACCOUNT}"
+
+    @property
     def connection_string(self) -> str:
         return (
             f"DefaultEndpointsProtocol=https;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
-            f"BlobEndpoint={self.account_url};"
+            f"BlobEndpoint={self.account_url};QueueEndpoint={self.queue_account_url};"
         )
 
     def start(self) -> Azurite:
@@ -91,48 +100,78 @@ class Azurite:
                 start_new_session=True,
             )
         self._wait_ready()
+        self._start_queue()
         return self
+
+    def _start_queue(self) -> None:
+        assert self._workdir is not None
+        self.queue_port = _free_port()
+        args = [
+            str(AZURITE_QUEUE),
+            "--queueHost",
+            "127.0.0.1",
+            "--queuePort",
+            str(self.queue_port),
+            "--inMemoryPersistence",
+            "--skipApiVersionCheck",
+            "--loose",
+            "--disableTelemetry",
+            "--oauth",
+            "basic",
+            "--cert",
+            str(self.tls.cert_pem),
+            "--key",
+            str(self.tls.key_pem),
+        ]
+        queue_dir = self._workdir / "queue"
+        queue_dir.mkdir()
+        with (self._workdir / "azurite-queue.log").open("wb") as log:
+            self._queue_proc = subprocess.Popen(  # noqa: S603 - fixed argument list, no shell
+                args,
+                cwd=queue_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self._wait_listening(self._queue_proc, self.queue_port, "azurite-queue.log")
 
     def _wait_ready(self) -> None:
         assert self._proc is not None
+        self._wait_listening(self._proc, self.port, "azurite.log")
+
+    def _wait_listening(self, proc: subprocess.Popen[bytes], port: int, log_name: str) -> None:
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
-            code = self._proc.poll()
+            code = proc.poll()
             if code is not None:
-                output = self._log_tail()
+                output = self._log_tail(log_name)
                 self.stop()
                 raise AzuriteError(f"Azurite exited with code {code}:\n{output}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                     return
             except OSError:
                 time.sleep(0.05)
-        output = self._log_tail()
+        output = self._log_tail(log_name)
         self.stop()
-        raise AzuriteError(
-            f"Azurite did not listen on port {self.port} within {self.startup_timeout}s:\n{output}"
-        )
+        raise AzuriteError(f"Azurite did not listen on port {port} within {self.startup_timeout}s:\n{output}")
 
-    def _log_tail(self, lines: int = 30) -> str:
+    def _log_tail(self, log_name: str = "azurite.log", lines: int = 30) -> str:
         if self._workdir is None:
             return ""
         try:
-            text = (self._workdir / "azurite.log").read_text(errors="replace")
+            text = (self._workdir / log_name).read_text(errors="replace")
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
     def stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)  # node may have children: take the whole group down
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
-            except ProcessLookupError:
-                pass
+        procs = (self._proc, self._queue_proc)
+        self._proc = self._queue_proc = None
+        for proc in procs:
+            if proc is not None and proc.poll() is None:
+                _terminate(proc)
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
@@ -144,3 +183,14 @@ class Azurite:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _terminate(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)  # node may have children: take the whole group down
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+    except ProcessLookupError:
+        pass

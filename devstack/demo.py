@@ -3,6 +3,8 @@
 Starts Azurite and the stand-ins (managed identity, Entra ID, Key Vault, Partner Center with a few
 thousand simulated customers and some throttling), runs the timer function registered in
 function_app.py exactly as the Functions host would, and prints what it did and where the snapshot is.
+Then the next night, with a few customers added, removed and renamed: the change record it wrote, the
+change events on the queue, and a few answers of the HTTP API.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import json
 import logging
 import os
 import sys
+from datetime import UTC, datetime
+from typing import Any
 
 from devstack import cli
 from devstack.host import registered_functions
@@ -58,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         import function_app
 
         timer = registered_functions(function_app.app)["snapshot_customers"]  # shared with the local host
+        os.environ["SNAPSHOT_EVENTS_QUEUE"] = EVENTS_QUEUE
+        stack.queue_client(EVENTS_QUEUE).create_queue()  # infra/ creates it in Azure
         page_size = os.environ.get("PARTNER_CENTER_PAGE_SIZE") or "500"
         print(f"Running the timer function snapshot_customers (function_app.py), page size {page_size}...")
         try:
@@ -79,12 +85,56 @@ def main(argv: list[str] | None = None) -> int:
             f"  {latest['customerCount']} customers, {latest['storedBytes']:,} bytes stored gzip-encoded "
             f"({latest['jsonBytes']:,} bytes of JSON)"
         )
+        second_night(stack, timer, container)
         show_api(stack)
         print(
             "\nAzurite, the stand-ins and the local host stop now, so the URLs above stop working; "
             "`make serve` keeps them running."
         )
     return 0
+
+
+EVENTS_QUEUE = "customer-changes"
+
+
+def second_night(stack: DevStack, timer: Any, container: Any) -> None:
+    """The next night: three customers new, two gone, two renamed; the run's change record, summarised."""
+    import copy
+    import time
+
+    from azure.functions.timer import TimerRequest
+
+    from devstack.population import make_customers
+
+    customers = copy.deepcopy(stack.partner_center.customers)
+    if len(customers) < 50:
+        print("\n(The second night needs 50 customers or more: skipped.)")
+        return
+    gone = [customers.pop(10), customers.pop(20)]
+    for customer in customers[30:32]:
+        customer["companyProfile"]["companyName"] += " Holding"
+    stack.partner_center.customers = customers[:40] + make_customers(3, seed=2026) + customers[40:]
+    time.sleep(1.05 - time.time() % 1)  # snapshot names have one-second resolution
+    print(
+        f"\nThe next night: 3 customers new, {len(gone)} gone, 2 renamed. Running the timer function again..."
+    )
+    timer.get_user_function()(TimerRequest(past_due=False))
+    latest = json.loads(container.download_blob("latest.json").readall())
+    record = json.loads(container.download_blob(latest["changes"]["name"]).readall())  # gunzipped by the SDK
+    counts = record["counts"]
+    print(
+        f"\nChange record {latest['changes']['name']} (against {record['previousSnapshot']}):\n"
+        f"  {counts['added']} added, {counts['removed']} removed, {counts['changed']} changed"
+    )
+    for entry in record["added"]:
+        print(f"  + {entry['companyName']} ({entry['domain']}, {entry['relationshipToPartner']})")
+    for entry in record["removed"]:
+        print(f"  - {entry['companyName']} ({entry['domain']})")
+    for entry in record["changed"]:
+        for path, change in entry["fields"].items():
+            print(f"  ~ {entry['id']} {path}: {change['before']!r} → {change['after']!r}")
+    queued = stack.queue_client(EVENTS_QUEUE).get_queue_properties().approximate_message_count
+    print(f"\nChange events on the queue {EVENTS_QUEUE!r} (CloudEvents, base64): {queued}")
 
 
 # -- the HTTP lookup API over the snapshot just published ---------------------------------------------
@@ -128,6 +178,14 @@ def show_api(stack: DevStack) -> None:
         show(
             "The lookup again with its ETag (nothing re-sent, the snapshot not read again):", path, revalidate
         )
+        today = datetime.now(UTC).date().isoformat()
+        changes = f"/api/changes?since={today}&top=3"
+        found = http.get(host.url + changes, headers=key, timeout=30).json()
+        listed = "; ".join(f"{c['type']} {c['id']}" for c in found["changes"])
+        show("Changes since today (oldest first, paged):", changes, key, listed or "none")
+        if found["changes"]:
+            history = f"/api/customers/{found['changes'][0]['id']}/history"
+            show("One customer's history:", history, key)
         show("Health (anonymous, no customer data):", "/api/health", {})
 
 

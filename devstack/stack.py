@@ -19,6 +19,7 @@ from .tokens import TokenRegistry
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobServiceClient
+    from azure.storage.queue import QueueClient
 
 SECRET_TENANT_ID = "partner-center-tenant-id"
 SECRET_CLIENT_ID = "partner-center-client-id"
@@ -131,6 +132,7 @@ class DevStack:
         }
         if self.azurite is not None:
             env["SNAPSHOT_STORAGE_ACCOUNT_URL"] = self.azurite.account_url
+            env["SNAPSHOT_QUEUE_ACCOUNT_URL"] = self.azurite.queue_account_url
         return env
 
     def env_without_key_vault(self) -> dict[str, str]:
@@ -151,6 +153,17 @@ class DevStack:
         """Every credential string the stack knows of: none may ever appear in logs or snapshots."""
         values = [self.identity.header, *self.entra.issued_secrets, *self.registry.issued]
         return list(dict.fromkeys(values))
+
+    def queue_client(self, name: str, **kwargs: Any) -> QueueClient:
+        """Shared-key client of queue `name`, for tests and the demo (production uses managed identity);
+        messages are handed over as sent (base64 text), not decoded."""
+        from azure.storage.queue import QueueClient
+
+        if self.azurite is None:
+            raise RuntimeError("this DevStack runs without Azurite")
+        kwargs.setdefault("connection_verify", str(self.tls.bundle))
+        kwargs.setdefault("retry_total", 0)
+        return QueueClient.from_connection_string(self.azurite.connection_string, name, **kwargs)
 
     def blob_service_client(self, **kwargs: Any) -> BlobServiceClient:
         """Shared-key client for test assertions (production uses managed identity)."""

@@ -46,6 +46,11 @@ param snapshotSchedule string = '0 0 2 * * *'
 @maxLength(63)
 param snapshotContainerName string = 'customer-snapshots'
 
+@description('Storage queue (snapshot account) for change events (CloudEvents); the app setting SNAPSHOT_EVENTS_QUEUE.')
+@minLength(3)
+@maxLength(63)
+param snapshotEventsQueueName string = 'customer-changes'
+
 @description('Snapshots move to the Cool tier this many days after they were written.')
 @minValue(1)
 param snapshotCoolAfterDays int = 30
@@ -175,6 +180,9 @@ module snapshotStorage 'app/storage.bicep' = {
     containerNames: [
       snapshotContainerName
     ]
+    queueNames: [
+      snapshotEventsQueueName
+    ]
     softDeleteDays: blobSoftDeleteDays
     lifecycleEnabled: true
     lifecyclePrefix: '${snapshotContainerName}/snapshots/' // shared/snapshots/store.py PREFIX: not latest.json
@@ -204,6 +212,7 @@ module rbac 'app/rbac.bicep' = {
     hostStorageAccountName: hostStorage.outputs.name
     snapshotStorageAccountName: snapshotStorage.outputs.name
     snapshotContainerName: snapshotContainerName
+    snapshotEventsQueueName: snapshotEventsQueueName
     enableSnapshotSas: enableSnapshotSas
     keyVaultName: keyVault.outputs.name
     enableRefreshTokenRotation: enableRefreshTokenRotation
@@ -227,6 +236,7 @@ module functionApp 'app/function.bicep' = {
     deploymentContainerName: deploymentContainerName
     snapshotStorageAccountName: snapshotStorage.outputs.name
     snapshotContainerName: snapshotContainerName
+    snapshotEventsQueueName: snapshotEventsQueueName
     snapshotSchedule: snapshotSchedule
     keyVaultName: keyVault.outputs.name
     applicationInsightsName: monitoring.outputs.applicationInsightsName

@@ -11,6 +11,7 @@
     │   ├── PublishConflictError     latest.json kept changing under a publish
     │   ├── SnapshotFormatError      a stored snapshot is not a complete document in our layout
     │   └── StorageError             Blob Storage refused or did not answer a step of the run (named)
+    ├── SnapshotWithheldError        too many customers gone since the last snapshot: not published
     ├── NotStorable                  (shared.customer_rule) a customer the API could not serve
     └── ApiError                     (shared.api.errors) an HTTP answer: status, stable code, message
 
@@ -65,6 +66,12 @@ class SnapshotExistsError(SnapshotStoreError):
 
 class PublishConflictError(SnapshotStoreError):
     """latest.json changed under every attempt to publish; the committed snapshot stays unpublished."""
+
+
+class SnapshotWithheldError(SnapshotAppError):
+    """The run found fewer customers than the previous published snapshot by more than
+    SNAPSHOT_MAX_DROP_PERCENT: its snapshot and change record are kept as evidence, latest.json is not
+    moved, and the run fails so that the failure alert fires."""
 
 
 class SnapshotFormatError(SnapshotStoreError):

@@ -8,19 +8,21 @@ was. The run raises after logging `snapshot.failed`, so the Functions host recor
       _Run.previous_manifest     latest.json as it was (unreadable: no diff, the run goes on)
       _Run.write_snapshot        every page into a new blob, committed whole or not at all
       store.commit_index         the lookup index beside it (snapshots/index.py), for the API
-      _Run.diff_counts           customers added and removed since the previous snapshot
+      _Run.record_changes        the change record against the previous snapshot (shared/changes)
+      _Run.guard                 too many customers gone: latest.json stays, the run fails
+      _Run.stage_events          the outbox record of this run's change events (SNAPSHOT_EVENTS_QUEUE)
       store.publish              latest.json moves to the new snapshot (never back in time)
+      EventSender.send_pending   change events to the queue, an earlier run's leftovers first
       RunSummary                 the snapshot.summary line and run_snapshot's answer
 """
 
 from __future__ import annotations
 
 import functools
-import itertools
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -35,10 +37,12 @@ from shared.settings import Settings
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
+    from shared.changes.events import EventSender
+    from shared.changes.record import ChangeTracker
     from shared.partner_center.auth import PartnerCenterTokens
     from shared.partner_center.customers import CustomerPager
     from shared.secrets import CredentialStore
-    from shared.snapshots.store import Manifest, SnapshotStore
+    from shared.snapshots.store import ChangeRef, Manifest, SnapshotStore
     from shared.snapshots.writer import CommittedSnapshot, SnapshotWriter
 
 log = logging.getLogger("shared.job")
@@ -124,7 +128,11 @@ class RunSummary:
     previous_snapshot: str | None
     added: int | None
     removed: int | None
+    changed: int | None
+    changes: str | None  # the change record's blob
     published: bool
+    events_sent: int | None  # None: SNAPSHOT_EVENTS_QUEUE is not set
+    events_pending: int | None  # outbox records left for the next run
     sha256: str
     json_bytes: int
     stored_bytes: int
@@ -164,17 +172,19 @@ class _Run:
 
         tokens, write_back, store = self.open(cleanup)
         previous = self.previous_manifest(store)
+        sender = self.event_sender(cleanup, store)
+        if sender is not None and previous is not None:
+            sender.send_pending(previous)  # an earlier run's leftovers go first
         writer = store.new_snapshot(snapshot_name(self.started), self.generated_at)
         pager = cleanup.enter_context(self.pager(tokens))
-        diff = (
-            None if previous is None else PreviousIds(store.iter_customer_ids(previous.snapshot), pager.seen)
-        )
-        committed = self.write_snapshot(writer, pager, tokens, diff)
+        tracker = cleanup.enter_context(self.change_tracker(store, previous))
+        committed = self.write_snapshot(writer, pager, tokens, tracker)
         committed = store.commit_index(committed, writer.index)  # before latest.json names it
-        added, removed = self.diff_counts(diff)
-        manifest = store.publish(committed)
-        store.mark_published(manifest)  # only marked snapshots are listed and served by the API
+        changes = self.record_changes(store, committed, previous, tracker)
+        self.guard(store, committed, previous)
+        manifest, pending = self.publish(store, committed, changes, sender)
         stats = pager.stats
+        diffed = changes is not None and previous is not None
         summary = RunSummary(
             snapshot=committed.name,
             container=self.settings.container,
@@ -188,9 +198,13 @@ class _Run:
             refresh_token_rotations=write_back.rotated,
             refresh_tokens_saved=write_back.saved,
             previous_snapshot=previous.snapshot if previous else None,
-            added=added,
-            removed=removed,
+            added=changes.added if diffed and changes else None,
+            removed=changes.removed if diffed and changes else None,
+            changed=changes.changed if diffed and changes else None,
+            changes=changes.name if changes else None,
             published=manifest is not None,
+            events_sent=sender.sent if sender else None,
+            events_pending=pending,
             sha256=committed.sha256,
             json_bytes=committed.json_bytes,
             stored_bytes=committed.stored_bytes,
@@ -199,6 +213,42 @@ class _Run:
         ).fields()
         log_event(log, logging.INFO, events.SNAPSHOT_SUMMARY, **summary)
         return summary
+
+    def event_sender(self, cleanup: ExitStack, store: SnapshotStore) -> EventSender | None:
+        """The change-event sender when SNAPSHOT_EVENTS_QUEUE is set."""
+        if self.settings.events_queue is None:
+            return None
+        from shared.changes.events import EventSender, queue_client
+        from shared.identity import azure_credential
+
+        settings = self.settings
+        queue = cleanup.enter_context(
+            queue_client(settings, functools.cache(lambda: azure_credential(settings.azure_client_id)))
+        )
+        return EventSender(store, queue, self.context)
+
+    def publish(
+        self,
+        store: SnapshotStore,
+        committed: CommittedSnapshot,
+        changes: ChangeRef | None,
+        sender: EventSender | None,
+    ) -> tuple[Manifest | None, int | None]:
+        """latest.json moves; then the change events go out (the outbox record written before, so that
+        events of a published snapshot are never lost). (manifest or None, outbox records pending)."""
+        from shared.changes.events import Outbox
+
+        outbox = None
+        if sender is not None and changes is not None:
+            outbox = Outbox.of(committed.name, committed.generated_at, committed.customer_count, changes)
+            sender.stage(outbox)
+        manifest = store.publish(committed, changes)
+        store.mark_published(manifest)  # only marked snapshots are listed and served by the API
+        if sender is None:
+            return manifest, None
+        if manifest is None and outbox is not None:
+            sender.drop(outbox)  # not published: no events
+        return manifest, sender.send_pending(manifest)
 
     def open(self, cleanup: ExitStack) -> tuple[PartnerCenterTokens, RefreshTokenWriteBack, SnapshotStore]:
         """Credentials, the token source (writing rotated refresh tokens back) and the snapshot store."""
@@ -258,13 +308,13 @@ class _Run:
         writer: SnapshotWriter,
         pager: CustomerPager,
         tokens: PartnerCenterTokens,
-        diff: PreviousIds | None,
+        tracker: ChangeTracker,
     ) -> CommittedSnapshot:
         """Every page into `writer`, then the commit; on any failure the writer is aborted (no blob)."""
         # Every page is thousands of small acyclic dicts: nothing for the cyclic GC to free.
         with cyclic_gc_paused():
             try:
-                total = self.page_all(writer, pager, diff)
+                total = self.page_all(writer, pager, tracker)
                 stats = pager.stats
                 source = {
                     "apiUrl": self.settings.partner_center_api_url,
@@ -288,11 +338,12 @@ class _Run:
                     raise named from None  # which page was being stored, Blob Storage's code
                 raise
 
-    def page_all(self, writer: SnapshotWriter, pager: CustomerPager, diff: PreviousIds | None) -> int:
+    def page_all(self, writer: SnapshotWriter, pager: CustomerPager, tracker: ChangeTracker) -> int:
         """Hands each page to the writer and logs it; returns the number of customers written."""
         total = 0
         for page in pager.pages():
             writer.add(page.texts, page.items)
+            tracker.add(page.items, page.texts)
             total += len(page.items)
             log_event(
                 log,
@@ -304,72 +355,57 @@ class _Run:
                 total=total,
                 elapsedSeconds=_elapsed(self.clock),
             )
-            if diff is not None:
-                diff.catch_up(total)  # while the next page is on the wire
+            tracker.catch_up(total)  # while the next page is on the wire
         return total
 
-    def diff_counts(self, diff: PreviousIds | None) -> tuple[int | None, int | None]:
-        """(added, removed); (None, None) without a previous snapshot or when it could not be read."""
-        if diff is None:
-            return None, None
-        counts = diff.counts()
-        if counts is None:
-            reason = type(diff.error).__name__
+    def change_tracker(self, store: SnapshotStore, previous: Manifest | None) -> ChangeTracker:
+        """Compares this run's customers with the previous snapshot's, read in step with paging."""
+        from shared.changes.record import ChangeTracker
+        from shared.snapshots.document import customer_lines
+
+        lines = None if previous is None else customer_lines(store.iter_document(previous.snapshot))
+        return ChangeTracker(lines)
+
+    def record_changes(
+        self,
+        store: SnapshotStore,
+        committed: CommittedSnapshot,
+        previous: Manifest | None,
+        tracker: ChangeTracker,
+    ) -> ChangeRef | None:
+        """Writes the change record beside the committed snapshot; None (no record) when the previous
+        snapshot could not be read. Without a previous snapshot the record is a baseline (empty lists)."""
+        from shared.changes.store import RecordHeader, changes_name, write_record
+        from shared.snapshots.store import ChangeRef
+
+        changes = tracker.finish()
+        if changes is None:
+            reason = type(tracker.error).__name__
             log_event(log, logging.WARNING, events.SNAPSHOT_DIFF_UNAVAILABLE, reason=reason, **self.context)
-            return None, None
-        return counts
-
-
-class PreviousIds:
-    """Customers added and removed since the previous snapshot, counted while the run pages.
-
-    After each page the previous snapshot's ids are read up to as many as this run has received, so most
-    of them (the API lists customers in the same order every night) are already among the run's keys and
-    are only counted; the others wait, 16 bytes per tenant GUID, for the check after the last page. Memory
-    stays small and the reading happens while the next page is on the wire. A read that fails is kept in
-    `error` and ends the reading: the diff is informative and never costs the snapshot."""
-
-    def __init__(self, ids: Iterator[str], current_keys: set[int | str]) -> None:
-        self._ids = ids
-        self._current = current_keys  # the pager's de-duplication keys, growing page by page
-        self._waiting_guids = bytearray()
-        self._waiting_others: list[int | str] = []
-        self._common = 0
-        self.read_count = 0
-        self.error: Exception | None = None
-
-    def catch_up(self, received: int) -> None:
-        """Reads ids until `received` (this run's customers so far) have been read in all."""
-        if received > self.read_count:
-            self._read(received - self.read_count)
-
-    def counts(self) -> tuple[int, int] | None:
-        """(added, removed), after the last page: reads the rest first. None when reading failed."""
-        self._read(None)
-        if self.error is not None:
             return None
-        guids = self._waiting_guids
-        waiting = itertools.chain(
-            (int.from_bytes(guids[at : at + 16], "big") for at in range(0, len(guids), 16)),
-            self._waiting_others,
+        name = changes_name(committed.name)
+        header = RecordHeader(
+            snapshot=committed.name,
+            previous_snapshot=previous.snapshot if previous else None,
+            generated_at=committed.generated_at,
+            previous_generated_at=previous.generated_at if previous else None,
         )
-        common = self._common + sum(1 for key in waiting if key in self._current)
-        return len(self._current) - common, self.read_count - common
+        from azure.core.exceptions import AzureError
 
-    def _read(self, count: int | None) -> None:
-        from shared.partner_center.customers import customer_key
+        from shared.errors import StorageError
+        from shared.snapshots.writer import storage_problem
 
-        if self.error is not None:
-            return
         try:
-            for customer_id in itertools.islice(self._ids, count):
-                self.read_count += 1
-                key = customer_key(customer_id)
-                if key in self._current:
-                    self._common += 1
-                elif isinstance(key, int):
-                    self._waiting_guids += key.to_bytes(16, "big")
-                else:
-                    self._waiting_others.append(key)
-        except Exception as exc:
-            self.error = exc
+            with changes:
+                write_record(store.blob(name), header, changes)
+        except AzureError as exc:  # the record exists already (never overwritten), or storage failed
+            raise StorageError(f"writing the change record {name}: {storage_problem(exc)}") from None
+        counts = changes.counts
+        return ChangeRef(name, counts.added, counts.removed, counts.changed)
+
+    def guard(self, store: SnapshotStore, committed: CommittedSnapshot, previous: Manifest | None) -> None:
+        """Raises SnapshotWithheldError (after logging snapshot.withheld) when this run found fewer customers
+        than the previous published snapshot by more than SNAPSHOT_MAX_DROP_PERCENT."""
+        from shared.changes.guard import check_drop
+
+        check_drop(store, committed, previous, self.settings.max_drop_percent, self.context)

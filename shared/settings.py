@@ -117,6 +117,12 @@ SETTINGS: tuple[Setting, ...] = (
         api=True,
     ),
     Setting(
+        "SNAPSHOT_MAX_DROP_PERCENT",
+        "10",
+        "A run that finds fewer customers than the latest published snapshot by more than this percentage "
+        "keeps its snapshot as evidence but does not publish it and fails (0..100; 100 turns the guard off).",
+    ),
+    Setting(
         "SNAPSHOT_CONTAINER",
         "customer-snapshots",
         "Blob container for snapshots and latest.json.",
@@ -148,6 +154,21 @@ SETTINGS: tuple[Setting, ...] = (
         "AzureWebJobsStorage", None, "Fallback: the host storage's connection string.", secret=True, api=True
     ),
     Setting("SNAPSHOT_STORAGE_RETRIES", "4", "Retries of one Blob Storage request.", api=True),
+    Setting(
+        "SNAPSHOT_EVENTS_QUEUE",
+        None,
+        "Storage queue (in the snapshot storage account) that each published run sends its change events "
+        "to, as CloudEvents; unset: no events.",
+        deployed=True,
+    ),
+    Setting(
+        "SNAPSHOT_QUEUE_ACCOUNT_URL",
+        None,
+        "Queue endpoint of the snapshot storage account, e.g. https://<account>.queue.core.windows.net "
+        "(unset: the blob endpoint with .blob. replaced by .queue.; with a connection string, its "
+        "QueueEndpoint).",
+        deployed=True,
+    ),
     Setting(
         "HEALTH_STALE_AFTER_HOURS",
         "26",
@@ -219,9 +240,12 @@ class Settings:
     max_retry_after_seconds: float
     max_page_bytes: int
     run_deadline_seconds: float
+    max_drop_percent: float
     container: str
     storage: StorageTarget
     storage_retries: int
+    events_queue: str | None
+    queue_account_url: str | None
     health_stale_after_hours: float
     schedule: str
     cache_max_age_seconds: int
@@ -256,9 +280,12 @@ class Settings:
             max_retry_after_seconds=reader.number("PARTNER_CENTER_MAX_RETRY_AFTER_SECONDS", 0, 3600),
             max_page_bytes=reader.integer("PARTNER_CENTER_MAX_PAGE_BYTES", 64 * 1024, 1024**3),
             run_deadline_seconds=reader.number("SNAPSHOT_RUN_DEADLINE_SECONDS", 1, 24 * 3600),
+            max_drop_percent=reader.number("SNAPSHOT_MAX_DROP_PERCENT", 0, 100),
             container=reader.container("SNAPSHOT_CONTAINER"),
             storage=reader.storage(),
             storage_retries=reader.integer("SNAPSHOT_STORAGE_RETRIES", 0, 10),
+            events_queue=reader.queue("SNAPSHOT_EVENTS_QUEUE"),
+            queue_account_url=reader.https_url("SNAPSHOT_QUEUE_ACCOUNT_URL", required=False),
             health_stale_after_hours=reader.number("HEALTH_STALE_AFTER_HOURS", 0.01, 24 * 365),
             schedule=reader.raw("SNAPSHOT_SCHEDULE") or "",
             cache_max_age_seconds=reader.integer("API_CACHE_MAX_AGE_SECONDS", 0, 24 * 3600),
@@ -335,6 +362,15 @@ class _Reader:
         if not _CONTAINER_RE.match(value):
             self.problems.append(
                 f"{name} must be a valid container name (3-63 lowercase letters, digits and single hyphens), "
+                f"got {self._shown(name)}"
+            )
+        return value
+
+    def queue(self, name: str) -> str | None:
+        value = self.raw(name)
+        if value is not None and not _CONTAINER_RE.match(value):  # queue names follow the same rule
+            self.problems.append(
+                f"{name} must be a valid queue name (3-63 lowercase letters, digits and single hyphens), "
                 f"got {self._shown(name)}"
             )
         return value

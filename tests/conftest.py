@@ -72,6 +72,13 @@ class Snapshots:
 
         return [n for n in self.names() if SNAPSHOT_NAME.fullmatch(n)]  # not their .published markers
 
+    def record_names(self) -> list[str]:
+        """The change records (snapshots/YYYY/MM/DD/changes-*.json)."""
+        return [n for n in self.names() if n.startswith("snapshots/") and "/changes-" in n]
+
+    def record(self, name: str) -> dict[str, Any]:
+        return self.document(name)
+
 
 @pytest.fixture
 def make_stack(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:

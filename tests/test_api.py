@@ -631,6 +631,8 @@ def test_every_http_route_is_declared_as_the_issue_asks():
         "snapshots": ("snapshots", "FUNCTION", None),
         "snapshot_by_date": ("snapshots/{date}", "FUNCTION", None),
         "health": ("health", "ANONYMOUS", None),
+        "changes": ("changes", "FUNCTION", None),
+        "customer_history": ("customers/{customerId}/history", "FUNCTION", None),
         "openapi": ("openapi.json", "ANONYMOUS", None),
     }
 

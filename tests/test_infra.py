@@ -61,6 +61,7 @@ BUILT_IN_ROLES = {
     "ba92f5b4-2d11-453d-a403-e96b0029c9fe": "Storage Blob Data Contributor",
     "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1": "Storage Blob Data Reader",
     "db58b8e5-c6ad-4a2a-8342-4190687cbf4a": "Storage Blob Delegator",
+    "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a": "Storage Queue Data Message Sender",
     "4633458b-17de-408a-b874-0445c86b69e6": "Key Vault Secrets User",
     "b86a8fe4-44ce-4948-aee5-eccb2c155cd7": "Key Vault Secrets Officer",
     "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
@@ -71,6 +72,7 @@ EXPECTED_ROLE_ASSIGNMENTS = {
     ("hostStorage", "storageBlobDataOwner", "appPrincipalId", None),
     ("snapshotContainer", "storageBlobDataContributor", "appPrincipalId", None),
     ("snapshotStorage", "storageBlobDelegator", "appPrincipalId", "enableSnapshotSas"),
+    ("snapshotEventsQueue", "storageQueueDataMessageSender", "appPrincipalId", None),
     ("vault", "keyVaultSecretsUser", "appPrincipalId", None),
     ("refreshTokenSecret", "keyVaultSecretsOfficer", "appPrincipalId", "enableRefreshTokenRotation"),
     ("applicationInsights", "monitoringMetricsPublisher", "appPrincipalId", None),
@@ -80,6 +82,7 @@ SCOPE_TYPES = {
     "hostStorage": "Microsoft.Storage/storageAccounts",
     "snapshotStorage": "Microsoft.Storage/storageAccounts",
     "snapshotContainer": "Microsoft.Storage/storageAccounts/blobServices/containers",
+    "snapshotEventsQueue": "Microsoft.Storage/storageAccounts/queueServices/queues",
     "vault": "Microsoft.KeyVault/vaults",
     "refreshTokenSecret": "Microsoft.KeyVault/vaults/secrets",
     "applicationInsights": "Microsoft.Insights/components",
@@ -529,6 +532,11 @@ def test_role_assignment_details():
     container = rbac.resource("snapshotContainer").body.keys()
     assert container["name"] == "snapshotContainerName"
     assert container["parent"] == "snapshotBlobService"
+    # Sending change events: that one queue of the snapshot account, the one the app setting names.
+    queue = rbac.resource("snapshotEventsQueue").body.keys()
+    assert queue["name"] == "snapshotEventsQueueName"
+    assert queue["parent"] == "snapshotQueueService"
+    assert rbac.resource("snapshotQueueService").body.keys()["parent"] == "snapshotStorage"
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -705,7 +713,12 @@ def test_alerts_watch_the_events_the_code_logs():
     from shared import events
 
     watched = re.findall(r'message startswith "([\w.]+)"', failed + stale)
-    assert watched == [events.SNAPSHOT_FAILED, events.REFRESH_TOKEN_NOT_SAVED, events.SNAPSHOT_SUMMARY]
+    assert watched == [
+        events.SNAPSHOT_FAILED,
+        events.REFRESH_TOKEN_NOT_SAVED,
+        events.SNAPSHOT_EVENTS_PENDING,
+        events.SNAPSHOT_SUMMARY,
+    ]
     # The code logs these names through the same constants (tests/test_snapshot_job.py sees them logged).
     assert set(watched) == events.ALERTED
     assert 'requests | where name == "${jobFunctionName}" and success == false' in failed

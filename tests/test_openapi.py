@@ -76,9 +76,18 @@ def test_every_query_parameter_a_handler_accepts_is_documented():
                 found.add(p["name"])
         return found
 
+    from shared.api import changes
+
     assert names("/customers") == handlers.CUSTOMERS_PARAMETERS
     assert names("/snapshots") == handlers.SNAPSHOTS_PARAMETERS
-    for path in ("/customers/{customerId}", "/snapshots/{date}", "/health", "/openapi.json"):
+    assert names("/changes") == changes.CHANGES_PARAMETERS
+    for path in (
+        "/customers/{customerId}",
+        "/customers/{customerId}/history",
+        "/snapshots/{date}",
+        "/health",
+        "/openapi.json",
+    ):
         assert names(path) == set(), path
 
 
@@ -160,4 +169,4 @@ def test_schemathesis_finds_the_running_api_true_to_its_document(served, tmp_pat
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
     print(output[-3000:])  # shown with -s: what was tried
-    assert re.search(r"Operations:\s+6 selected / 6 total", output), output[:2000]
+    assert re.search(r"Operations:\s+8 selected / 8 total", output), output[:2000]

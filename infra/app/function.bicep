@@ -21,6 +21,7 @@ param hostStorageAccountName string
 param deploymentContainerName string
 param snapshotStorageAccountName string
 param snapshotContainerName string
+param snapshotEventsQueueName string
 param snapshotSchedule string
 param keyVaultName string
 param applicationInsightsName string
@@ -119,6 +120,14 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'SNAPSHOT_CONTAINER'
           value: snapshotContainerName
+        }
+        {
+          name: 'SNAPSHOT_EVENTS_QUEUE'
+          value: snapshotEventsQueueName
+        }
+        {
+          name: 'SNAPSHOT_QUEUE_ACCOUNT_URL'
+          value: snapshotStorage.properties.primaryEndpoints.queue
         }
         {
           name: 'AzureWebJobsStorage__blobServiceUri'

@@ -4,6 +4,8 @@
 //                                                             the Flex deployment package require it
 //   snapshot container only     Storage Blob Data Contributor create/read/overwrite/list blobs, conditional
 //                                                             writes: the job and the HTTP API, nothing more
+//   events queue only           Storage Queue Data Message    send change events (CloudEvents) to that one
+//                               Sender                        queue: no reading, no other queue
 //   snapshot account            Storage Blob Delegator        (enableSnapshotSas) only the user delegation
 //                                                             key; a SAS signed with it can never grant more
 //                                                             than the identity holds, i.e. that container
@@ -25,6 +27,7 @@ param deployerPrincipalId string
 param hostStorageAccountName string
 param snapshotStorageAccountName string
 param snapshotContainerName string
+param snapshotEventsQueueName string
 param enableSnapshotSas bool
 param keyVaultName string
 param enableRefreshTokenRotation bool
@@ -35,6 +38,7 @@ var roles = {
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b' // Storage Blob Data Owner
   storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe' // Storage Blob Data Contributor
   storageBlobDelegator: 'db58b8e5-c6ad-4a2a-8342-4190687cbf4a' // Storage Blob Delegator
+  storageQueueDataMessageSender: 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a' // Storage Queue Data Message Sender
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6' // Key Vault Secrets User
   keyVaultSecretsOfficer: 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7' // Key Vault Secrets Officer
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb' // Monitoring Metrics Publisher
@@ -56,6 +60,16 @@ resource snapshotBlobService 'Microsoft.Storage/storageAccounts/blobServices@202
 resource snapshotContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
   parent: snapshotBlobService
   name: snapshotContainerName
+}
+
+resource snapshotQueueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' existing = {
+  parent: snapshotStorage
+  name: 'default'
+}
+
+resource snapshotEventsQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' existing = {
+  parent: snapshotQueueService
+  name: snapshotEventsQueueName
 }
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
@@ -91,6 +105,17 @@ resource appSnapshotContainerContributor 'Microsoft.Authorization/roleAssignment
     principalId: appPrincipalId
     principalType: 'ServicePrincipal'
     description: 'Write and read customer snapshots and latest.json'
+  }
+}
+
+resource appEventsQueueSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(snapshotEventsQueue.id, appPrincipalId, roles.storageQueueDataMessageSender)
+  scope: snapshotEventsQueue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataMessageSender)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'Send change events to the events queue (this queue only)'
   }
 }
 

@@ -22,6 +22,9 @@ param skuName string
 @description('Private blob containers to create.')
 param containerNames array
 
+@description('Storage queues to create (the snapshot account: change events).')
+param queueNames array = []
+
 @minValue(1)
 @maxValue(365)
 param softDeleteDays int
@@ -90,6 +93,18 @@ resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2
     properties: {
       publicAccess: 'None'
     }
+  }
+]
+
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = if (!empty(queueNames)) {
+  parent: account
+  name: 'default'
+}
+
+resource queues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = [
+  for queueName in queueNames: {
+    parent: queueService
+    name: queueName
   }
 ]
 

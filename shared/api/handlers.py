@@ -381,6 +381,11 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
         report["customersSkipped"] = loaded.skipped
     if status == "ok" and (unreachable is not None or loaded.skipped):
         report["status"] = "degraded"
+    if unreachable is None and not ctx.latest.checking():  # never a read while storage is slow or out
+        from shared.api.changes import withheld_since
+
+        if withheld := withheld_since(ctx.store, manifest):
+            report["withheld"] = withheld
     return status_response(200 if report["status"] in ("ok", "degraded") else 503, report)
 
 

@@ -29,7 +29,7 @@ from shared.api.errors import snapshot_unavailable
 from shared.api.text import domain_key, fold
 from shared.errors import SnapshotFormatError
 from shared.events import log_event
-from shared.snapshots.document import MAX_LINE_BYTES, customer_id_of
+from shared.snapshots.document import MAX_LINE_BYTES, line_id
 from shared.snapshots.index import Expected, SnapshotIndex, UnusableIndex
 
 if TYPE_CHECKING:
@@ -199,7 +199,7 @@ class IndexedSnapshot:
         wanted = customer_id.lower()
         for position in self.index.id_candidates(customer_id):
             line = self.line(position)
-            if customer_id_of(line).lower() == wanted:
+            if line_id(line).lower() == wanted:
                 return line
         return None
 

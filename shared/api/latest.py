@@ -322,6 +322,10 @@ class LatestCache:
         finally:
             self._check_lock.release()
 
+    def checking(self) -> bool:
+        """A check of latest.json is in flight (storage may be slow to answer right now)."""
+        return self._check_lock.locked()
+
     def unreachable_for(self) -> float | None:
         """Seconds since storage stopped answering checks of latest.json; None while it answers."""
         since = self._unreachable_since

@@ -47,6 +47,7 @@ from shared.events import log_event
 from shared.partner_center.errors import DeadlineExceeded as DeadlineExceeded
 from shared.partner_center.errors import PartnerCenterError
 from shared.partner_center.page_json import parse_page
+from shared.partner_center.seen import SeenKeys
 from shared.redact import remember, scrubbed
 
 if TYPE_CHECKING:
@@ -248,7 +249,7 @@ class CustomerPager:
         self.backoff = backoff_seconds
         self.max_page_bytes = max_page_bytes
         self.stats = PagerStats()
-        self.seen: set[int | str] = set()
+        self.seen = SeenKeys()  # exact, bounded memory at any size
         self._session = requests.Session()
         self._retry = retry = _Retry(
             total=max_retries,
@@ -286,6 +287,7 @@ class CustomerPager:
 
     def close(self) -> None:
         self._session.close()
+        self.seen.close()
 
     def __enter__(self) -> CustomerPager:
         return self

@@ -148,12 +148,12 @@ def _gunzipped(chunks: Iterable[bytes]) -> Iterator[bytes]:
 def customer_ids(document: Iterable[bytes]) -> Iterator[str]:
     """The `id` of each customer in a (decompressed) snapshot document, in stored order."""
     for line in customer_lines(document):
-        yield customer_id_of(line)  # stored as received: Partner Center puts id first
+        yield line_id(line)
 
 
-def customer_id_of(line: bytes) -> str:
-    """The `id` of one stored customer line; SnapshotFormatError when it has none."""
-    match = _LEADING_ID.match(line)
+def line_id(line: bytes) -> str:
+    """The `id` of one customer line; SnapshotFormatError when it has none."""
+    match = _LEADING_ID.match(line)  # stored as received: Partner Center puts id first
     return match.group(1).decode() if match else _id_of(line)
 
 

@@ -53,6 +53,30 @@ def snapshot_name(started: datetime) -> str:
 
 
 @dataclass(frozen=True)
+class ChangeRef:
+    """The change record a manifest names, with its counts (see shared/changes)."""
+
+    name: str
+    added: int
+    removed: int
+    changed: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "counts": {"added": self.added, "removed": self.removed, "changed": self.changed},
+        }
+
+    @classmethod
+    def parse(cls, value: Any) -> ChangeRef | None:
+        """None when absent (a manifest written before change records): such a manifest still parses."""
+        if value is None:
+            return None
+        counts = value["counts"]
+        return cls(_str(value["name"]), *(int(counts[k]) for k in ("added", "removed", "changed")))
+
+
+@dataclass(frozen=True)
 class Manifest:
     snapshot: str
     etag: str
@@ -63,20 +87,26 @@ class Manifest:
     json_bytes: int
     index: str | None = None  # the lookup index beside the snapshot (index.py); absent before issue 9
     index_sha256: str | None = None
+    changes: ChangeRef | None = None
 
     def to_json(self) -> dict[str, Any]:
         optional = {"index": self.index, "indexSha256": self.index_sha256} if self.index else {}
-        return {
-            "schemaVersion": MANIFEST_VERSION,
-            "snapshot": self.snapshot,
-            "etag": self.etag,
-            "generatedAt": self.generated_at,
-            "customerCount": self.customer_count,
-            "sha256": self.sha256,
-            "storedBytes": self.stored_bytes,
-            "jsonBytes": self.json_bytes,
-            "contentEncoding": "gzip",
-        } | optional
+        changes = {} if self.changes is None else {"changes": self.changes.to_json()}
+        return (
+            {
+                "schemaVersion": MANIFEST_VERSION,
+                "snapshot": self.snapshot,
+                "etag": self.etag,
+                "generatedAt": self.generated_at,
+                "customerCount": self.customer_count,
+                "sha256": self.sha256,
+                "storedBytes": self.stored_bytes,
+                "jsonBytes": self.json_bytes,
+                "contentEncoding": "gzip",
+            }
+            | changes
+            | optional
+        )
 
     @classmethod
     def parse(cls, data: bytes) -> Manifest:
@@ -90,6 +120,7 @@ class Manifest:
                 sha256=_str(doc["sha256"]),
                 stored_bytes=_count(doc["storedBytes"], minimum=1),
                 json_bytes=_count(doc["jsonBytes"], minimum=1),
+                changes=ChangeRef.parse(doc.get("changes")),
             )
             manifest = _with_index(manifest, doc)
         except (ValueError, KeyError, TypeError) as exc:
@@ -100,7 +131,7 @@ class Manifest:
         return manifest
 
     @classmethod
-    def of(cls, committed: CommittedSnapshot) -> Manifest:
+    def of(cls, committed: CommittedSnapshot, changes: ChangeRef | None = None) -> Manifest:
         return cls(
             snapshot=committed.name,
             etag=committed.etag,
@@ -111,6 +142,7 @@ class Manifest:
             json_bytes=committed.json_bytes,
             index=committed.index,
             index_sha256=committed.index_sha256,
+            changes=changes,
         )
 
 
@@ -251,8 +283,9 @@ class SnapshotStore:
         assert latest is not None
         return latest
 
-    def publish(self, committed: CommittedSnapshot) -> Manifest | None:
-        """Points latest.json at `committed` unless a newer snapshot is already published.
+    def publish(self, committed: CommittedSnapshot, changes: ChangeRef | None = None) -> Manifest | None:
+        """Points latest.json at `committed` (and its change record) unless a newer snapshot is already
+        published.
 
         The snapshot is checked first: the blob still has the ETag its commit returned (the one latest.json
         names and the API reads with), its size and its sha256 metadata are this run's. The write of
@@ -264,7 +297,7 @@ class SnapshotStore:
         step = f"publishing {LATEST}"
         try:
             self._verify(committed, step)
-            return self._publish(committed)
+            return self._publish(committed, changes)
         except AzureError as exc:
             raise StorageError(f"{step}: {storage_problem(exc)}") from None
 
@@ -287,12 +320,12 @@ class SnapshotStore:
                 "not published"
             )
 
-    def _publish(self, committed: CommittedSnapshot) -> Manifest | None:
+    def _publish(self, committed: CommittedSnapshot, changes: ChangeRef | None) -> Manifest | None:
         from azure.core import MatchConditions
         from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
         from azure.storage.blob import ContentSettings
 
-        manifest = Manifest.of(committed)
+        manifest = Manifest.of(committed, changes)
         for _attempt in range(3):
             try:
                 current, etag = self.read_latest()

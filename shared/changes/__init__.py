@@ -1,0 +1,1 @@
+"""What changed between published snapshots: the change record (record.py), its blob (store.py)."""

@@ -1,0 +1,106 @@
+"""The completeness guard: a run that finds far fewer customers than the last published snapshot does not
+publish.
+
+A list that silently stops early is the worst thing this product could publish. When this run's count is
+below the previous published snapshot's by more than SNAPSHOT_MAX_DROP_PERCENT, the snapshot and its
+change record stay as evidence, latest.json stays where it was, `withheld.json` names the withheld snapshot
+(GET /api/health reports it) and the run fails (snapshot.withheld, then snapshot.failed: the failure alert
+fires). An operator who knows the drop is real runs the job again with the setting raised.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from shared import events
+from shared.errors import SnapshotWithheldError
+from shared.events import log_event
+
+if TYPE_CHECKING:
+    from shared.snapshots.store import Manifest, SnapshotStore
+    from shared.snapshots.writer import CommittedSnapshot
+
+log = logging.getLogger("shared.job")
+
+WITHHELD = "withheld.json"
+
+
+def drop_percent(previous_count: int, count: int) -> float:
+    """How many percent fewer customers `count` has than `previous_count` (0 when not fewer)."""
+    if previous_count <= 0 or count >= previous_count:
+        return 0.0
+    return (previous_count - count) * 100 / previous_count
+
+
+def check_drop(
+    store: SnapshotStore,
+    committed: CommittedSnapshot,
+    previous: Manifest | None,
+    max_drop_percent: float,
+    context: Mapping[str, Any],
+) -> None:
+    """Raises SnapshotWithheldError, after logging snapshot.withheld and writing withheld.json, when the
+    drop from `previous` is over `max_drop_percent`."""
+    if previous is None:
+        return
+    drop = drop_percent(previous.customer_count, committed.customer_count)
+    if drop <= max_drop_percent:
+        return
+    withheld = Withheld(
+        snapshot=committed.name,
+        generated_at=committed.generated_at,
+        customer_count=committed.customer_count,
+        latest_snapshot=previous.snapshot,
+        latest_customer_count=previous.customer_count,
+        drop_percent=round(drop, 2),
+        max_drop_percent=max_drop_percent,
+    )
+    store.blob(WITHHELD).upload_blob(json.dumps(withheld.to_json(), indent=2).encode(), overwrite=True)
+    log_event(log, logging.ERROR, events.SNAPSHOT_WITHHELD, **withheld.to_json(), **context)
+    raise SnapshotWithheldError(
+        f"{committed.customer_count} customers where the latest published snapshot has "
+        f"{previous.customer_count} ({withheld.drop_percent}% fewer, more than SNAPSHOT_MAX_DROP_PERCENT="
+        f"{max_drop_percent:g}): {committed.name} is kept but not published"
+    )
+
+
+@dataclass(frozen=True)
+class Withheld:
+    """The last snapshot the guard withheld (withheld.json)."""
+
+    snapshot: str
+    generated_at: str
+    customer_count: int
+    latest_snapshot: str
+    latest_customer_count: int
+    drop_percent: float
+    max_drop_percent: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "snapshot": self.snapshot,
+            "generatedAt": self.generated_at,
+            "customerCount": self.customer_count,
+            "latestSnapshot": self.latest_snapshot,
+            "latestCustomerCount": self.latest_customer_count,
+            "dropPercent": self.drop_percent,
+            "maxDropPercent": self.max_drop_percent,
+        }
+
+
+def read_withheld(store: SnapshotStore, **request_options: Any) -> dict[str, Any] | None:
+    """withheld.json as written, or None when there is none (or it is not an object).
+    `request_options`: per-request SDK options (retry_total, timeouts)."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        value = json.loads(store.blob(WITHHELD).download_blob(**request_options).readall())
+    except ResourceNotFoundError:
+        return None
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
