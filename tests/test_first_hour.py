@@ -210,7 +210,9 @@ def test_the_demo_takes_its_page_size_from_the_environment_and_its_flags():
     text = demo.output()
     assert "page size 7" in text and text.count("snapshot.page") == 5  # 30 customers, 7 a page
     latest = json.loads(text[text.index("latest.json:") + len("latest.json:") : text.index("\nSnapshot:")])
-    assert set(latest) == set(Manifest("s", "e", "g", 30, "h", 1, 1, ChangeRef("c", 0, 0, 0)).to_json())
+    assert set(latest) == set(
+        Manifest("s", "e", "g", 30, "h", 1, 1, ChangeRef("c", 0, 0, 0), index="i", index_sha256="x").to_json()
+    )
     assert latest["customerCount"] == 30
     assert "stop working" in text  # says that its URLs die with it
 
@@ -246,7 +248,9 @@ def test_readme_prerequisites_come_first_and_latest_json_fields_are_all_listed()
     sections = re.findall(r"^## (.+)$", README, re.M)
     assert sections[0] == "Prerequisites"
     listed = README[README.index("`latest.json` names the newest committed snapshot") :].split(". ", 1)[0]
-    fields = set(Manifest("s", "e", "g", 1, "h", 1, 1, ChangeRef("c", 0, 0, 0)).to_json())
+    fields = set(
+        Manifest("s", "e", "g", 1, "h", 1, 1, ChangeRef("c", 0, 0, 0), index="i", index_sha256="x").to_json()
+    )
     assert fields == set(re.findall(r"`(\w+)`", listed)) - {"gzip"}
     assert "Running it in Azure" not in README  # it described Core Tools on your machine
     bench_row = next(line for line in README.splitlines() if line.startswith("| `make bench` |"))

@@ -13,6 +13,7 @@ import json
 import logging
 import threading
 import time
+import zlib
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -61,9 +62,13 @@ def test_the_job_writes_a_standard_gzip_snapshot_and_its_index_before_latest_jso
         index_blob, indexed.Expected(manifest.snapshot, manifest.etag, manifest.sha256, COUNT)
     )
     assert len(index.members) == -(-COUNT // MEMBER_CUSTOMERS) + 1
-    for member in range(len(index.members) - 1):  # each member inflates on its own
+    assert stored.count(b"\x1f\x8b\x08") >= 1 and len(
+        gzip.GzipFile(fileobj=__import__("io").BytesIO(stored)).read()
+    ) == len(document)
+    for member in range(len(index.members) - 1):  # each block inflates on its own (raw deflate)
         start, end = index.members[member], index.members[member + 1]
-        assert gzip.decompress(stored[start:end]).count(b"\n") == min(MEMBER_CUSTOMERS, COUNT - member * 64)
+        block = zlib.decompressobj(-15).decompress(stored[start:end])
+        assert block.count(b"\n") == min(MEMBER_CUSTOMERS, COUNT - member * 64)
     # The index is refused for any other snapshot version.
     for other in (
         indexed.Expected(manifest.snapshot, '"0x0"', manifest.sha256, COUNT),
@@ -296,12 +301,16 @@ def test_search_never_matches_across_two_customers_texts():
 def test_gzip_members_that_are_not_what_the_index_says_are_refused():
     from shared.api.indexed import StoredUnreadable, _member_lines
 
-    assert _member_lines(gzip.compress(b'\n{"id":"a"},\n{"id":"b"}'), 2) == [b'{"id":"a"}', b'{"id":"b"}']
+    def raw(text: bytes) -> bytes:  # a block as the writer leaves it: raw deflate up to a full flush
+        deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
+        return deflate.compress(text) + deflate.flush(zlib.Z_FULL_FLUSH)
+
+    assert _member_lines(raw(b'\n{"id":"a"},\n{"id":"b"}'), 2) == [b'{"id":"a"}', b'{"id":"b"}']
     for data, customers in (
-        (b"not gzip", 1),
-        (gzip.compress(b'\n{"id":"a"}') + b"more", 1),
-        (gzip.compress(b'\n{"id":"a"},\n{"id":"b"}'), 3),
-        (gzip.compress(b'x{"id":"a"}'), 0),
+        (b"\xff\xff\xff\xff", 1),
+        (zlib.compress(b'\n{"id":"a"}', 6)[2:-4] + b"", 1),  # the final block: past the customers
+        (raw(b'\n{"id":"a"},\n{"id":"b"}'), 3),
+        (raw(b'x{"id":"a"}'), 0),
     ):
         with pytest.raises(StoredUnreadable):
             _member_lines(data, customers)

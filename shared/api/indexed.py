@@ -215,17 +215,18 @@ class IndexedSnapshot:
 
 
 def _member_lines(data: bytes | bytearray, customers: int) -> list[bytes]:
-    """The customer lines of one gzip member as the whole document reads them (trailing comma cut)."""
-    inflate = zlib.decompressobj(31)
+    """The customer lines of one block (raw deflate between two full flush points of the gzip stream) as
+    the whole document reads them (trailing comma cut)."""
+    inflate = zlib.decompressobj(-15)
     try:
-        text = inflate.decompress(data, customers * MAX_LINE_BYTES) + inflate.flush()
+        text = inflate.decompress(data, customers * MAX_LINE_BYTES)
     except zlib.error:
-        raise StoredUnreadable("a damaged gzip member") from None
-    if not inflate.eof or inflate.unused_data or inflate.unconsumed_tail:
-        raise StoredUnreadable("a gzip member is not where the index says")
+        raise StoredUnreadable("a damaged deflate block") from None
+    if inflate.unconsumed_tail or inflate.eof:
+        raise StoredUnreadable("a deflate block is not where the index says")
     lines = text.split(b"\n")
     if len(lines) != customers + 1 or lines[0] not in (b"", b","):
-        raise StoredUnreadable("a gzip member does not hold the customers the index says")
+        raise StoredUnreadable("a deflate block does not hold the customers the index says")
     return [line[:-1] if line.endswith(b",") else line for line in lines[1:]]
 
 

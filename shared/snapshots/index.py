@@ -1,10 +1,10 @@
 """The lookup index written beside each snapshot, so an API instance loads a small index, not the data.
 
-writer.py starts a new gzip member every MEMBER_CUSTOMERS customers (the blob stays one valid gzip stream
-and the same JSON document, byte for byte), and builds this index as it writes:
+writer.py makes a full flush point every MEMBER_CUSTOMERS customers (the blob stays one gzip member of the
+same JSON document, byte for byte), and builds this index as it writes:
 
     members        uint64 offsets in the stored blob: customer member m (customers m*K .. m*K+K-1) is
-                   stored[members[m]:members[m+1]], a gzip member any reader inflates on its own
+                   stored[members[m]:members[m+1]], raw deflate that inflates on its own
     ids            uint64 hash of each customer's lower-cased id, by position
     id_table       open-addressing table (linear probing) of position + 1, slot = hash & (size - 1)
     domains        uint64 hash of each customer's domain_key (0: no domain), by position

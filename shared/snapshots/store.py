@@ -85,9 +85,9 @@ class Manifest:
     sha256: str
     stored_bytes: int
     json_bytes: int
+    changes: ChangeRef | None = None
     index: str | None = None  # the lookup index beside the snapshot (index.py); absent before issue 9
     index_sha256: str | None = None
-    changes: ChangeRef | None = None
 
     def to_json(self) -> dict[str, Any]:
         optional = {"index": self.index, "indexSha256": self.index_sha256} if self.index else {}

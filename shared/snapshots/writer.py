@@ -13,9 +13,9 @@ wire while the previous page is being stored; the queue between them is short, s
 stays flat whatever the number of customers. Nothing is visible until `commit()`: staged blocks of a run
 that fails are never committed and expire on their own.
 
-Every MEMBER_CUSTOMERS customers the gzip stream starts a new member (header and trailer have their own):
-the blob is still one gzip stream of the same document, and index.py's index, built here as the customers
-pass, says where each member lies so the API can inflate one customer's member on its own.
+Every MEMBER_CUSTOMERS customers the gzip stream has a full flush point (header and trailer have their own):
+the blob is still one gzip member of the same document, and index.py's index, built here as the customers
+pass, says where each block between flush points lies so the API can inflate one customer's block alone.
 
 Block ids start with a random id of the run: two runs staging the same blob name at once (a timer occurrence
 and a manual run in the same second) never overwrite each other's blocks, the first commit wins whole, the
@@ -231,9 +231,10 @@ class SnapshotWriter:
                 self._end_member()
 
     def _end_member(self) -> None:
-        """Ends the gzip member being written; the next write starts another."""
-        self._stage(self._gzip.flush(), final=False)
-        self._gzip = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
+        """A full flush point: the deflate stream starts afresh on a byte boundary (no back-references
+        across it), so the raw deflate data up to the next one inflates on its own; the blob stays one
+        gzip member (curl --compressed, like some other readers, takes only one)."""
+        self._stage(self._gzip.flush(zlib.Z_FULL_FLUSH), final=False)
         self._in_member = 0
         if self.index is not None:
             self.index.members.append(self._produced)
