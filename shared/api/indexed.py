@@ -1,7 +1,7 @@
 """The latest snapshot answered from its lookup index (shared/snapshots/index.py), not a whole load.
 
 An instance downloads the index (a tenth of the JSON at most: hashes, offsets and the folded search text)
-and answers at once; a lookup inflates the one gzip member that holds its customer. The stored blob
+and answers at once; a lookup inflates the one deflate block that holds its customer. The stored blob
 (gzip, about a ninth of the JSON) is fetched once in the background; until it is there, a member is read
 from Blob Storage with a ranged GET pinned to the snapshot's ETag. Answers are the stored lines, byte for
 byte, as in the whole load: every candidate the index's hashes give is confirmed against its line (an id,

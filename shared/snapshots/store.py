@@ -453,7 +453,7 @@ class SnapshotStore:
         return int(props.size)
 
     def read_range(self, name: str, etag: str, offset: int, length: int) -> bytes:
-        """`length` stored bytes of that version of a blob from `offset` (one gzip member of a snapshot)."""
+        """`length` stored bytes of that version of a blob from `offset` (one deflate block of a snapshot)."""
         from azure.core import MatchConditions
 
         download = self.blob(name).download_blob(

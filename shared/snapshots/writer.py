@@ -111,8 +111,8 @@ class SnapshotWriter:
         self.count = 0
         self.json_bytes = 0
         self.stored_bytes = 0
-        self._produced = 0  # compressed bytes so far: where the next gzip member starts
-        self._in_member = 0  # customers in the current gzip member
+        self._produced = 0  # compressed bytes so far: where the next block starts
+        self._in_member = 0  # customers in the current block
         self._header_done = False
         self.index: IndexBuilder | None = IndexBuilder()
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_pages)
