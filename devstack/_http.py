@@ -134,9 +134,12 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
-        self.end_headers()
+        # Status line, headers and body in one write, as real front ends send a small answer: a body
+        # sent apart can reach the client a scheduling slice later, which makes timing tests flaky.
+        self._headers_buffer.append(b"\r\n")
         if self.command != "HEAD":
-            self.wfile.write(body)
+            self._headers_buffer.append(body)
+        self.flush_headers()
 
     def send_json(
         self, status: int, payload: Any, headers: dict[str, str] | None = None, *, bom: bool = False
