@@ -29,7 +29,15 @@ from typing import TYPE_CHECKING, Any, cast
 import azure.functions as func
 
 from shared.api.errors import bad_parameter, snapshot_unavailable
-from shared.api.http import GZIP_LEVEL, accepts_gzip, answer, make_etag, status_response, utc_now
+from shared.api.http import (
+    GZIP_LEVEL,
+    accepts_gzip,
+    answer,
+    make_etag,
+    quality_weights,
+    status_response,
+    utc_now,
+)
 from shared.events import log_event
 
 if TYPE_CHECKING:
@@ -56,26 +64,9 @@ def wants_csv(req: func.HttpRequest, params: dict[str, str]) -> bool:
         if chosen.lower() not in ("json", "csv"):
             raise bad_parameter("format", "format must be json or csv")
         return chosen.lower() == "csv"
-    weights = _accept(req.headers.get("accept") or "")
+    weights = quality_weights(req.headers.get("accept") or "")
     csv_weight = weights.get("text/csv", 0.0)
     return csv_weight > 0 and csv_weight > weights.get("application/json", 0.0)
-
-
-def _accept(header: str) -> dict[str, float]:
-    weights: dict[str, float] = {}
-    for item in header.split(","):
-        media, *options = (part.strip() for part in item.split(";"))
-        weight = 1.0
-        for option in options:
-            key, _, value = option.partition("=")
-            if key.strip().lower() == "q":
-                try:
-                    weight = float(value)
-                except ValueError:
-                    weight = 0.0
-        if media:
-            weights[media.lower()] = weight
-    return weights
 
 
 # -- rows ----------------------------------------------------------------------------------------------

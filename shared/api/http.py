@@ -30,24 +30,30 @@ def make_etag(*parts: str) -> str:
 
 def accepts_gzip(req: func.HttpRequest) -> bool:
     """Accept-Encoding allows gzip (RFC 9110 §12.5.3: `gzip`, `x-gzip` or `*`, q not 0)."""
-    header = req.headers.get("accept-encoding") or ""
-    weights: dict[str, float] = {}
-    for item in header.split(","):
-        coding, *options = (part.strip() for part in item.split(";"))
-        weight = 1.0
-        for option in options:
-            key, _, value = option.partition("=")
-            if key.strip().lower() == "q":
-                try:
-                    weight = float(value)
-                except ValueError:
-                    weight = 0.0
-        if coding:
-            weights[coding.lower()] = weight
+    weights = quality_weights(req.headers.get("accept-encoding") or "")
     for coding in ("gzip", "x-gzip"):
         if coding in weights:
             return weights[coding] > 0
     return weights.get("*", 0) > 0
+
+
+def quality_weights(header: str) -> dict[str, float]:
+    """`Accept` / `Accept-Encoding` as {lower-cased value: q}; q defaults to 1, a q that is not a number
+    counts as 0 (refused)."""
+    weights: dict[str, float] = {}
+    for item in header.split(","):
+        value, *options = (part.strip() for part in item.split(";"))
+        weight = 1.0
+        for option in options:
+            key, _, q = option.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    weight = float(q)
+                except ValueError:
+                    weight = 0.0
+        if value:
+            weights[value.lower()] = weight
+    return weights
 
 
 def representation_etag(base: str, gzipped: bool) -> str:
