@@ -79,16 +79,7 @@ class Azurite:
             "127.0.0.1",
             "--blobPort",
             str(self.port),
-            "--inMemoryPersistence",
-            "--skipApiVersionCheck",
-            "--loose",
-            "--disableTelemetry",
-            "--oauth",
-            "basic",
-            "--cert",
-            str(self.tls.cert_pem),
-            "--key",
-            str(self.tls.key_pem),
+            *self._common_flags(),
         ]
         with log:
             self._proc = subprocess.Popen(  # noqa: S603 - fixed argument list, no shell
@@ -103,15 +94,10 @@ class Azurite:
         self._start_queue()
         return self
 
-    def _start_queue(self) -> None:
-        assert self._workdir is not None
-        self.queue_port = _free_port()
-        args = [
-            str(AZURITE_QUEUE),
-            "--queueHost",
-            "127.0.0.1",
-            "--queuePort",
-            str(self.queue_port),
+    def _common_flags(self) -> list[str]:
+        """What the blob and queue services both run with: in memory, any SDK api-version, no telemetry,
+        OAuth over HTTPS with the stack's test CA."""
+        return [
             "--inMemoryPersistence",
             "--skipApiVersionCheck",
             "--loose",
@@ -122,6 +108,18 @@ class Azurite:
             str(self.tls.cert_pem),
             "--key",
             str(self.tls.key_pem),
+        ]
+
+    def _start_queue(self) -> None:
+        assert self._workdir is not None
+        self.queue_port = _free_port()
+        args = [
+            str(AZURITE_QUEUE),
+            "--queueHost",
+            "127.0.0.1",
+            "--queuePort",
+            str(self.queue_port),
+            *self._common_flags(),
         ]
         queue_dir = self._workdir / "queue"
         queue_dir.mkdir()
