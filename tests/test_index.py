@@ -25,7 +25,7 @@ from devstack.population import make_customers
 from shared.api.context import api_context
 from shared.api.indexed import IndexedSnapshot
 from shared.api.latest import LoadedSnapshot
-from shared.snapshots.index import MEMBER_CUSTOMERS, SnapshotIndex, UnusableIndex, index_name
+from shared.snapshots.index import MEMBER_CUSTOMERS, SnapshotIndex, UnusableIndex, header_sha256, index_name
 from shared.snapshots.store import Manifest, SnapshotStore
 from tests.functions import run_timer
 from tests.test_api import SPECIAL, body, call, customer_call, follow, ids, write_snapshot
@@ -57,7 +57,7 @@ def test_the_job_writes_a_standard_gzip_snapshot_and_its_index_before_latest_jso
     assert lines[0].endswith(b'"customers":[') and len(lines) == COUNT + 3  # one customer per line
     assert manifest.index == index_name(manifest.snapshot)
     index_blob = container.get_blob_client(manifest.index).download_blob().readall()
-    assert hashlib.sha256(index_blob).hexdigest() == manifest.index_sha256
+    assert header_sha256(index_blob) == manifest.index_sha256  # the header holds each section's sha256
     index = SnapshotIndex(
         index_blob, indexed.Expected(manifest.snapshot, manifest.etag, manifest.sha256, COUNT)
     )
@@ -141,7 +141,7 @@ def test_an_index_that_is_missing_or_does_not_verify_falls_back_to_the_whole_loa
     else:  # the earlier snapshot's index, under this one's name and with its true sha256
         data = container.get_blob_client(earlier.index).download_blob().readall()
         container.get_blob_client(committed.index).upload_blob(data, overwrite=True)
-        committed = replace(committed, index_sha256=hashlib.sha256(data).hexdigest())
+        committed = replace(committed, index_sha256=header_sha256(data))
     store = SnapshotStore(container)
     store.mark_published(store.publish(committed))
     caplog.set_level(logging.INFO, logger="shared.api")
@@ -222,17 +222,17 @@ def test_the_previous_snapshot_answers_while_the_next_index_loads(make_stack, mo
 
 # -- what the index refuses, and the stored bytes it does not match ------------------------------------
 def _built(customers: list[Any], members: int | None = None) -> tuple[bytes, indexed.Expected]:
+    """An index blob as the job commits it: its blocks in the order of the block list."""
     from shared.snapshots.index import IndexBuilder
 
-    builder = IndexBuilder()
+    staged: dict[str, bytes] = {}
+    builder = IndexBuilder(staged.__setitem__)
     builder.add(customers)
     count = len(customers)
     builder.members.extend(range(members if members is not None else -(-count // MEMBER_CUSTOMERS) + 1))
     expected = indexed.Expected("snapshots/x.json", '"0x1"', "a" * 64, count)
-    sections = builder.sections(
-        snapshot="snapshots/x.json", etag='"0x1"', sha256="a" * 64, customer_count=count
-    )
-    return b"".join(sections), expected
+    builder.finish(snapshot="snapshots/x.json", etag='"0x1"', sha256="a" * 64, customer_count=count)
+    return b"".join(staged[block_id] for block_id in builder.block_ids()), expected
 
 
 def _with_header(blob: bytes, **changes: Any) -> bytes:
@@ -248,6 +248,18 @@ def _with_header(blob: bytes, **changes: Any) -> bytes:
     return blob[:start] + packed + blob[start + length :]
 
 
+def _with_byte_changed(blob: bytes, section: str) -> bytes:
+    import struct
+
+    from shared.snapshots.index import MAGIC
+
+    (length,) = struct.unpack_from("<I", blob, len(MAGIC))
+    start = len(MAGIC) + 4
+    offset, _size = json.loads(blob[start : start + length])["sections"][section]
+    at = start + length + offset
+    return blob[:at] + bytes([blob[at] ^ 1]) + blob[at + 1 :]
+
+
 def test_an_index_blob_that_does_not_hold_together_is_refused():
     blob, expected = _built(_customers())
     SnapshotIndex(blob, expected)  # as built: accepted
@@ -259,7 +271,10 @@ def test_an_index_blob_that_does_not_hold_together_is_refused():
         "sections cut short": blob[: len(blob) // 2],
         "search damaged": blob[:search_start] + bytes(40),
         "search not deflate": blob[:search_start] + b"\xff" * 40,
-        "another format": _with_header(blob, format=2),
+        "the format before sections had digests": _with_header(blob, format=1),
+        "a section changed": _with_byte_changed(blob, "ids"),
+        "the search text changed": _with_byte_changed(blob, "search"),
+        "a section's digest missing": _with_header(blob, sectionSha256={}),
         "another fold": _with_header(blob, foldVersion=9),
         "no member size": _with_header(blob, memberCustomers=0),
         "members missing": _built(_customers(), members=2)[0],
@@ -280,9 +295,33 @@ def test_no_customer_the_indexes_cannot_use_gets_an_index():
         {"id": "x", "companyProfile": "p"},
         {"id": "x", "companyProfile": {"domain": 4}},
     ):
-        builder = IndexBuilder()
+        builder = IndexBuilder(lambda block_id, data: None)
         builder.add([{"id": "fine"}, odd])
         assert not builder.usable, odd
+
+
+def test_the_job_stages_index_sections_as_they_fill_and_keeps_only_the_hashes_low_halves(monkeypatch):
+    import shared.snapshots.index as index_module
+    from shared.snapshots.index import IndexBuilder
+
+    monkeypatch.setattr(index_module, "BLOCK_BYTES", 4096)
+    staged: dict[str, bytes] = {}
+    builder = IndexBuilder(staged.__setitem__)
+    customers = make_customers(2000, seed=12)
+    for start in range(0, len(customers), 500):  # pages, as the writer hands them over
+        builder.add(customers[start : start + 500])
+    # 16,000 bytes of id hashes so far: staged in blocks already, not held until the end
+    assert sum(len(data) for data in staged.values()) >= 3 * 16_000 - 3 * 4096
+    held = sum(section._pending_bytes for section in builder._sections.values())
+    assert held < 4 * 4096
+    assert builder._id_low.itemsize * len(builder._id_low) == 4 * len(customers)  # what the tables need
+    builder.members.extend(range(-(-len(customers) // MEMBER_CUSTOMERS) + 1))
+    digest = builder.finish(snapshot="snapshots/x.json", etag='"0x1"', sha256="a" * 64, customer_count=2000)
+    blob = b"".join(staged[block_id] for block_id in builder.block_ids())
+    assert header_sha256(blob) == digest
+    index = SnapshotIndex(blob, indexed.Expected("snapshots/x.json", '"0x1"', "a" * 64, 2000))
+    for position in (0, 777, 1999):
+        assert position in index.id_candidates(customers[position]["id"].upper())
 
 
 def test_search_never_matches_across_two_customers_texts():

@@ -519,8 +519,10 @@ STORAGE_STEPS = [
     ("GET", r"restype=container", 403, "AuthorizationFailure", 0, "opening container"),
     ("HEAD", r"customers-\d{8}T\d{6}Z\.json$", 500, "InternalError", 0, "checking snapshot"),
     ("GET", r"/latest\.json", 500, "InternalError", 0, "reading latest.json"),
-    ("PUT", r"blockid=", 403, "AuthorizationPermissionMismatch", 0, "storing page"),
-    ("PUT", r"comp=blocklist", 503, "ServerBusy", 0, "committing snapshot"),
+    ("PUT", r"\.json\?.*blockid=", 403, "AuthorizationPermissionMismatch", 0, "storing page"),
+    ("PUT", r"\.json\?comp=blocklist", 503, "ServerBusy", 0, "committing snapshot"),
+    ("PUT", r"\.index\?.*blockid=", 403, "AuthorizationPermissionMismatch", 0, "storing index"),
+    ("PUT", r"\.index\?comp=blocklist", 503, "ServerBusy", 0, "committing index"),
     ("PUT", r"/latest\.json", 403, "AuthorizationPermissionMismatch", 0, "publishing latest.json"),
 ]
 
@@ -531,9 +533,11 @@ STORAGE_STEPS = [
 def test_storage_failures_name_the_step(
     make_stack, caplog, monkeypatch, method, pattern, status, code, skip, step
 ):
+    import shared.snapshots.index as index
     import shared.snapshots.writer as writer
 
     monkeypatch.setattr(writer, "BLOCK_BYTES", 2048)
+    monkeypatch.setattr(index, "BLOCK_BYTES", 2048)  # index blocks are staged while paging, too
     stack, snapshots, latest_before, _names = fail_after_good_snapshot(make_stack, caplog)
     stack.partner_center.customers = make_customers(1500, seed=3)  # enough for zlib to emit while paging
     proxy = _storage_proxy(stack, monkeypatch)

@@ -13,7 +13,6 @@ Memory at 1,000,000 customers: the index (about 70 MB, most of it the search tex
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import mmap
@@ -30,7 +29,7 @@ from shared.api.text import domain_key, fold
 from shared.errors import SnapshotFormatError
 from shared.events import log_event
 from shared.snapshots.document import MAX_LINE_BYTES, line_id
-from shared.snapshots.index import Expected, SnapshotIndex, UnusableIndex
+from shared.snapshots.index import Expected, SnapshotIndex, UnusableIndex, header_sha256
 
 if TYPE_CHECKING:
     from shared.snapshots.store import Manifest, SnapshotStore
@@ -78,7 +77,7 @@ class IndexedSnapshot:
             )
         except (ResourceNotFoundError, SnapshotFormatError):
             raise UnusableIndex("index missing or too large") from None
-        if hashlib.sha256(blob).hexdigest() != manifest.index_sha256:
+        if header_sha256(blob) != manifest.index_sha256:  # the header holds each section's sha256
             raise UnusableIndex("index sha256 differs from latest.json")
         expected = Expected(manifest.snapshot, manifest.etag, manifest.sha256, manifest.customer_count)
         index = SnapshotIndex(blob, expected)

@@ -15,15 +15,24 @@ same JSON document, byte for byte), and builds this index as it writes:
 A hash only finds candidates: every match is confirmed against the customer's stored line before it is
 answered, so a collision costs a probe, never a wrong answer. The blob starts with MAGIC and a JSON header
 naming the snapshot's name, ETag, sha256 and count (an index of another snapshot is refused), the format
-and fold versions (one built with another fold is refused) and where each section lies; latest.json names
-the index and its sha256. Only built when every customer is one the API's indexes can use.
+and fold versions (one built with another fold is refused), where each section lies and each section's
+sha256; latest.json names the index and the sha256 of that header, so the header pins every byte.
+
+The job never holds the index: ids, domains, offsets and the search text are staged to the index blob in
+blocks as they fill (the blob is committed in layout order at the end, whatever order the blocks were staged
+in), which is why each section has its own digest rather than one over the whole blob. What stays in memory
+until the end is the low 32 bits of each hash (all the tables need: a slot is a hash's low bits), 8 bytes a
+customer, and then one table at a time. Only built when every customer is one the API's indexes can use.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import mmap
+import secrets
 import struct
+import threading
 import zlib
 from array import array
 from collections.abc import Callable, Iterable, Iterator
@@ -33,10 +42,16 @@ from typing import Any
 from shared.api.text import domain_key, fold
 
 MAGIC = b"CSPINDEX"
-FORMAT = 1
+FORMAT = 2  # 1: one sha256 over the whole blob (before the job staged sections as they filled)
 FOLD_VERSION = 1  # bump when shared/api/text.py folds differently: older indexes are then refused
 MEMBER_CUSTOMERS = 64  # about 40 KB of JSON per member: one lookup inflates that much
 SECTIONS = ("members", "ids", "id_table", "domains", "domain_table", "search_offsets", "search")
+# A section is staged in blocks of about BLOCK_BYTES as it fills: small enough that most of the index is
+# staged while the run pages (at 100,000 customers each section is under a megabyte), large enough that a
+# million customers take about 130 blocks. The tables, built at the end, go in fewer, larger blocks.
+BLOCK_BYTES = 256 * 1024
+TABLE_BLOCK_BYTES = 4 * 1024 * 1024
+_LOW = 0xFFFFFFFF
 
 
 class UnusableIndex(ValueError):
@@ -49,7 +64,8 @@ def key_hash(text: str) -> int:
     # Two C checksums: a tenth of a cryptographic hash's cost. A collision costs a probe, never an answer
     # (every candidate is confirmed against its stored line).
     # The table slot comes from the low bits: crc32's, which spread; adler32's low half is a byte sum.
-    return (zlib.adler32(data) << 32 | zlib.crc32(data)) or 1
+    # The low half is never 0 either: the job keeps only that half to build the tables.
+    return zlib.adler32(data) << 32 | (zlib.crc32(data) or 1)
 
 
 def search_bytes(text: str) -> bytes:
@@ -83,11 +99,13 @@ def _table_size(count: int) -> int:
     return 1 << max(4, (2 * count).bit_length())  # at most half full: short probes
 
 
-def _table(hashes: array[int]) -> array[int]:
-    size = _table_size(len(hashes))
+def _table(low_hashes: array[int]) -> array[int]:
+    """The open-addressing table of positions by hash; `low_hashes` holds each position's low 32 bits
+    (0: nothing to find, a customer without a domain)."""
+    size = _table_size(len(low_hashes))
     mask = size - 1
     table = array("I", bytes(4 * size))
-    for position, value in enumerate(hashes):
+    for position, value in enumerate(low_hashes):
         if value:
             slot = value & mask
             while table[slot]:
@@ -96,66 +114,127 @@ def _table(hashes: array[int]) -> array[int]:
     return table
 
 
-class IndexBuilder:
-    """Fed each customer in stored order by the snapshot writer's worker thread."""
+Stage = Callable[[str, bytes], None]  # (block id, data): stages one block of the index blob
 
-    def __init__(self) -> None:
+
+class _Section:
+    """One section of the index blob, staged in blocks of about BLOCK_BYTES as it fills."""
+
+    def __init__(self, number: int, run_id: str, stage: Stage) -> None:
+        self._prefix = f"{run_id}-{number}-"  # every block id of the blob has the same length
+        self._stage = stage
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self.block_ids: list[str] = []
+        self.size = 0
+        self.digest = hashlib.sha256()
+
+    def write(self, data: bytes) -> None:
+        if data:
+            self.digest.update(data)
+            self.size += len(data)
+            self._pending.append(data)
+            self._pending_bytes += len(data)
+            if self._pending_bytes >= BLOCK_BYTES:
+                self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            block_id = f"{self._prefix}{len(self.block_ids):06d}"
+            self._stage(block_id, b"".join(self._pending))
+            self.block_ids.append(block_id)
+            self._pending, self._pending_bytes = [], 0
+
+
+class IndexBuilder:
+    """Fed each customer in stored order by the snapshot writer's worker thread; stages the index blob's
+    blocks through `stage` as sections fill, and the header last (`finish`)."""
+
+    def __init__(self, stage: Stage) -> None:
+        run_id = secrets.token_hex(8)  # two runs staging the same name never mix their blocks
+        self._header_id = f"{run_id}-h-{0:06d}"
+        self._sections = {name: _Section(number, run_id, stage) for number, name in enumerate(SECTIONS)}
+        self._stage = stage
         self.usable = True
-        self.ids = array("Q")
-        self.domains = array("Q")
-        self.search_offsets = array("Q", [0])
+        self.count = 0
         self.members = array("Q")
+        self._id_low = array("I")  # the low halves of the hashes: what the tables are built from
+        self._domain_low = array("I")
         self._search = zlib.compressobj(1)
-        self._search_parts: list[bytes] = []
         self._search_bytes = 0
+        self._sections["search_offsets"].write(bytes(8))  # the first text starts at 0
+        self._seal_lock = threading.Lock()
+        self._sealed = False
+        self._seal_error: Exception | None = None
 
     def add(self, customers: Iterable[Any]) -> None:
-        """One page of customers, in stored order (one compress call per page: this runs for every
+        """One page of customers, in stored order (each section written once per page: this runs for every
         customer of every run, beside the job's paging)."""
+        if not self.usable:
+            return
+        ids, domains, offsets = array("Q"), array("Q"), array("Q")
         texts: list[bytes] = []
-        offsets, total = self.search_offsets, self._search_bytes
+        total = self._search_bytes
         for customer in customers:
             fields = fields_of(customer)
             if fields is None:
                 self.usable = False  # the API falls back to its whole load, which leaves this one out
                 return
             customer_id, domain, name = fields
-            self.ids.append(key_hash(customer_id.lower()))
-            self.domains.append(key_hash(domain_key(domain)) if domain else 0)
+            ids.append(key_hash(customer_id.lower()))
+            domains.append(key_hash(domain_key(domain)) if domain else 0)
             text = search_bytes(f"{fold(name)}\n{fold(domain)}")
             total += len(text)
             offsets.append(total)
             texts.append(text)
         self._search_bytes = total
-        if part := self._search.compress(b"".join(texts)):
-            self._search_parts.append(part)
+        self.count += len(ids)
+        self._id_low.extend(value & _LOW for value in ids)
+        self._domain_low.extend(value & _LOW for value in domains)
+        sections = self._sections
+        sections["ids"].write(ids.tobytes())
+        sections["domains"].write(domains.tobytes())
+        sections["search_offsets"].write(offsets.tobytes())
+        sections["search"].write(self._search.compress(b"".join(texts)))
 
-    def sections(self, *, snapshot: str, etag: str, sha256: str, customer_count: int) -> Iterator[bytes]:
-        """The index blob, as the pieces to store one after the other; each made only when it is asked
-        for, so the job holds one section's copy at a time."""
-        self._search_parts.append(self._search.flush())
-        bodies: dict[str, Callable[[], bytes]] = {
-            "members": self.members.tobytes,
-            "ids": self.ids.tobytes,
-            "id_table": lambda: _table(self.ids).tobytes(),
-            "domains": self.domains.tobytes,
-            "domain_table": lambda: _table(self.domains).tobytes(),
-            "search_offsets": self.search_offsets.tobytes,
-        }
-        sizes = {
-            "members": 8 * len(self.members),
-            "ids": 8 * len(self.ids),
-            "id_table": 4 * _table_size(len(self.ids)),
-            "domains": 8 * len(self.domains),
-            "domain_table": 4 * _table_size(len(self.domains)),
-            "search_offsets": 8 * len(self.search_offsets),
-            "search": sum(map(len, self._search_parts)),
-        }
+    def seal(self) -> None:
+        """Stages what is left but the header: the members, the two tables, the last block of each section.
+        Once: the writer's worker calls it after the last customer, `finish` waits for it (or does it).
+        Raises what staging raised (StorageError), every time it is called after that."""
+        with self._seal_lock:
+            if self._seal_error is not None:
+                raise self._seal_error
+            if not self._sealed:
+                try:
+                    self._seal()
+                except Exception as exc:
+                    self._seal_error = exc
+                    raise
+                self._sealed = True
+
+    def _seal(self) -> None:
+        sections = self._sections
+        sections["search"].write(self._search.flush())
+        sections["members"].write(self.members.tobytes())
+        for name, low in (("id_table", "_id_low"), ("domain_table", "_domain_low")):
+            table = memoryview(_table(getattr(self, low))).cast("B")
+            setattr(self, low, array("I"))  # its job is done: freed before the next table is built
+            for start in range(0, len(table), TABLE_BLOCK_BYTES):  # copies of one block at a time
+                sections[name].write(table[start : start + TABLE_BLOCK_BYTES].tobytes())
+            del table
+        for section in sections.values():
+            section.flush()
+
+    def finish(self, *, snapshot: str, etag: str, sha256: str, customer_count: int) -> str:
+        """Seals the index (see `seal`), stages its header and returns the sha256 of the header, which
+        latest.json names. Raises StorageError when staging failed."""
+        self.seal()
+        sections = self._sections
         placed: dict[str, list[int]] = {}
         offset = 0
-        for name in SECTIONS:
-            placed[name] = [offset, sizes[name]]
-            offset += sizes[name]
+        for name, section in sections.items():
+            placed[name] = [offset, section.size]
+            offset += section.size
         header = json.dumps(
             {
                 "format": FORMAT,
@@ -166,12 +245,26 @@ class IndexBuilder:
                 "sha256": sha256,
                 "customerCount": customer_count,
                 "sections": placed,
+                "sectionSha256": {name: section.digest.hexdigest() for name, section in sections.items()},
             }
         ).encode()
-        yield MAGIC + struct.pack("<I", len(header)) + header
-        for name in SECTIONS[:-1]:
-            yield bodies[name]()
-        yield from self._search_parts
+        head = MAGIC + struct.pack("<I", len(header)) + header
+        self._stage(self._header_id, head)
+        return hashlib.sha256(head).hexdigest()
+
+    def block_ids(self) -> list[str]:
+        """Every block of the blob in layout order (header first): the block list to commit."""
+        return [self._header_id, *(i for section in self._sections.values() for i in section.block_ids)]
+
+
+def header_sha256(blob: bytes | bytearray | mmap.mmap) -> str | None:
+    """sha256 of an index blob's header (MAGIC, its length and the JSON), as latest.json names it; None
+    when the blob is too short to hold the header it announces."""
+    if len(blob) < len(MAGIC) + 4:
+        return None
+    (length,) = struct.unpack_from("<I", blob, len(MAGIC))
+    end = len(MAGIC) + 4 + length
+    return hashlib.sha256(memoryview(blob)[:end]).hexdigest() if end <= len(blob) else None
 
 
 @dataclass(frozen=True)
@@ -195,6 +288,7 @@ class SnapshotIndex:
         try:
             header = json.loads(blob[start : start + length])
             sections = {name: header["sections"][name] for name in SECTIONS}
+            digests = {name: str(header["sectionSha256"][name]) for name in SECTIONS}
         except (ValueError, KeyError, TypeError):
             raise UnusableIndex("index header unreadable") from None
         self._check(header, expected)
@@ -203,22 +297,23 @@ class SnapshotIndex:
         base = start + length
         view = memoryview(blob)
 
-        def section(name: str, wide: bool) -> memoryview[int]:  # a view of the blob: no copy
+        def section(name: str, width: int) -> memoryview[int]:  # a view of the blob: no copy
             offset, size = sections[name]
-            if base + offset + size > len(blob) or size % (8 if wide else 4):
+            if base + offset + size > len(blob) or size % width:
                 raise UnusableIndex(f"index section {name} cut short")
             part = view[base + offset : base + offset + size]
-            return part.cast("Q") if wide else part.cast("I")
+            if hashlib.sha256(part).hexdigest() != digests[name]:
+                raise UnusableIndex(f"index section {name} differs from its sha256")
+            return part.cast("Q") if width == 8 else part.cast("I") if width == 4 else part
 
-        self.members = section("members", True)
-        self.ids = section("ids", True)
-        self.id_table = section("id_table", False)
-        self.domains = section("domains", True)
-        self.domain_table = section("domain_table", False)
-        self.search_offsets = section("search_offsets", True)
-        offset, size = sections["search"]
+        self.members = section("members", 8)
+        self.ids = section("ids", 8)
+        self.id_table = section("id_table", 4)
+        self.domains = section("domains", 8)
+        self.domain_table = section("domain_table", 4)
+        self.search_offsets = section("search_offsets", 8)
         declared = max(self.search_offsets[-1:], default=0)  # none: the shapes check refuses it
-        self.search = _inflate_into(view[base + offset : base + offset + size], declared)
+        self.search = _inflate_into(section("search", 1), declared)
         self._check_shapes()
 
     def _check(self, header: dict[str, Any], expected: Expected) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
 import json
 import logging
 import mmap
@@ -244,12 +243,13 @@ class SnapshotStore:
                 f"snapshot {name} already exists (another run started in the same second); "
                 "it is never overwritten"
             )
-        return SnapshotWriter(blob, generated_at)
+        return SnapshotWriter(blob, generated_at, index_blob=self.blob(index_name(name)))
 
     # -- latest.json --------------------------------------------------------------------------
     def commit_index(self, committed: CommittedSnapshot, index: IndexBuilder | None) -> CommittedSnapshot:
-        """Stores the lookup index of `committed` beside it (before latest.json names it), tied to its ETag
-        and sha256; `committed` with the index named, or as it was when no index could be built (a
+        """Commits the lookup index of `committed` beside it (before latest.json names it), tied to its ETag
+        and sha256: the writer staged its sections while the customers passed; the tables and the header
+        are staged here. `committed` with the index named, or as it was when no index could be built (a
         customer the API's indexes cannot use). Raises StorageError when Blob Storage refuses."""
         from azure.core import MatchConditions
         from azure.core.exceptions import AzureError
@@ -258,25 +258,18 @@ class SnapshotStore:
         if index is None or not index.usable:
             return committed
         name = index_name(committed.name)
-        sections = index.sections(
+        digest = index.finish(
             snapshot=committed.name,
             etag=committed.etag,
             sha256=committed.sha256,
             customer_count=committed.customer_count,
         )
-        digest = hashlib.sha256()
-        blob = self.blob(name)
-        blocks: list[BlobBlock] = []
+        blocks = [BlobBlock(base64.b64encode(block_id.encode()).decode()) for block_id in index.block_ids()]
         try:
-            for number, section in enumerate(part for part in sections if part):
-                digest.update(section)
-                block_id = base64.b64encode(f"index-{number:06d}".encode()).decode()
-                blob.stage_block(block_id, section, length=len(section))
-                blocks.append(BlobBlock(block_id))
-            blob.commit_block_list(blocks, match_condition=MatchConditions.IfMissing)
+            self.blob(name).commit_block_list(blocks, match_condition=MatchConditions.IfMissing)
         except AzureError as exc:
-            raise StorageError(f"storing index {name}: {storage_problem(exc)}") from None
-        return replace(committed, index=name, index_sha256=digest.hexdigest())
+            raise StorageError(f"committing index {name}: {storage_problem(exc)}") from None
+        return replace(committed, index=name, index_sha256=digest)
 
     def read_latest(self) -> tuple[Manifest | None, str | None]:
         """(manifest, etag of latest.json); (None, None) before the first publish.

@@ -15,7 +15,8 @@ that fails are never committed and expire on their own.
 
 Every MEMBER_CUSTOMERS customers the gzip stream has a full flush point (header and trailer have their own):
 the blob is still one gzip member of the same document, and index.py's index, built here as the customers
-pass, says where each block between flush points lies so the API can inflate one customer's block alone.
+pass and staged to its own blob as its sections fill, says where each block between flush points lies so
+the API can inflate one customer's block alone.
 
 Block ids start with a random id of the run: two runs staging the same blob name at once (a timer occurrence
 and a manual run in the same second) never overwrite each other's blocks, the first commit wins whole, the
@@ -96,8 +97,16 @@ def dumps(value: Any) -> str:
 
 
 class SnapshotWriter:
-    def __init__(self, blob: BlobClient, generated_at: str, *, queue_pages: int = 4) -> None:
+    def __init__(
+        self,
+        blob: BlobClient,
+        generated_at: str,
+        *,
+        index_blob: BlobClient | None = None,  # where the lookup index goes; None: no index
+        queue_pages: int = 4,
+    ) -> None:
         self._blob = blob
+        self._index_blob = index_blob
         self.generated_at = generated_at
         self._sha = hashlib.sha256()
         self._gzip = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # wbits 31: gzip container
@@ -114,9 +123,10 @@ class SnapshotWriter:
         self._produced = 0  # compressed bytes so far: where the next block starts
         self._in_member = 0  # customers in the current block
         self._header_done = False
-        self.index: IndexBuilder | None = IndexBuilder()
+        self.index = IndexBuilder(self._stage_index) if index_blob is not None else None
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_pages)
         self._error: BaseException | None = None
+        self._written = threading.Event()  # every block of the snapshot staged, or the worker failed
         self._worker = threading.Thread(target=self._run, name="snapshot-writer", daemon=True)
         self._worker.start()
         self._queue.put(
@@ -143,7 +153,7 @@ class SnapshotWriter:
 
         self._queue.put("\n]," + dumps(trailer)[1:] + "\n")
         self._queue.put(_STOP)
-        self._worker.join()
+        self._written.wait()  # the worker goes on to seal the index meanwhile (see _run)
         self._raise_worker_error()
         name = self._blob.blob_name
         step = f"committing snapshot {name}"
@@ -215,6 +225,13 @@ class SnapshotWriter:
             self._error = exc
             while self._queue.get() is not _STOP:
                 pass
+        finally:
+            self._written.set()
+        if self._error is None and self.index is not None:
+            # The index's tables and last blocks are staged while the job commits the snapshot and writes
+            # its change record; a failure here is raised where the index is committed (IndexBuilder.finish).
+            with contextlib.suppress(Exception):
+                self.index.seal()
 
     def _write_items(self, customers: list[str], parsed: Sequence[Any] | None) -> None:
         if self.index is not None:
@@ -238,6 +255,17 @@ class SnapshotWriter:
         self._in_member = 0
         if self.index is not None:
             self.index.members.append(self._produced)
+
+    def _stage_index(self, block_id: str, data: bytes) -> None:
+        """Stages one block of the index blob (index.py decides which and when). Raises StorageError."""
+        from azure.core.exceptions import AzureError
+
+        blob = self._index_blob
+        assert blob is not None
+        try:
+            blob.stage_block(base64.b64encode(block_id.encode()).decode(), data, length=len(data))
+        except AzureError as exc:
+            raise StorageError(f"storing index {blob.blob_name}: {storage_problem(exc)}") from None
 
     def _write(self, data: bytes) -> None:
         self._sha.update(data)
