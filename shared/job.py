@@ -4,7 +4,9 @@ Any failure before the commit leaves no blob; any failure before publishing leav
 was. The run raises after logging `snapshot.failed`, so the Functions host records a failed run.
 
     run_snapshot                 settings, then the steps below; logs snapshot.failed on any error
-      _Run.open                  credentials (Key Vault or environment), tokens, the container
+      _Run.credentials           Key Vault's secrets (or the environment's), the token source
+      CustomerPager.start        the first page on the wire while storage opens
+      _Run.open_store            the snapshot container
       _Run.previous_manifest     latest.json as it was (unreadable: no diff, the run goes on)
       _Run.write_snapshot        every page into a new blob, committed whole or not at all
       store.commit_index         the lookup index beside it (snapshots/index.py), for the API
@@ -170,13 +172,15 @@ class _Run:
     def execute(self, cleanup: ExitStack) -> dict[str, Any]:
         from shared.snapshots.store import snapshot_name
 
-        tokens, write_back, store = self.open(cleanup)
+        tokens, write_back, credential = self.credentials()
+        pager = cleanup.enter_context(self.pager(tokens))
+        pager.start()  # the first page is on the wire while storage opens: overlapped, not added
+        store = self.open_store(cleanup, credential)
         previous = self.previous_manifest(store)
         sender = self.event_sender(cleanup, store)
         if sender is not None and previous is not None:
             sender.send_pending(previous)  # an earlier run's leftovers go first
         writer = store.new_snapshot(snapshot_name(self.started), self.generated_at)
-        pager = cleanup.enter_context(self.pager(tokens))
         tracker = cleanup.enter_context(self.change_tracker(store, previous))
         committed = self.write_snapshot(writer, pager, tokens, tracker)
         committed = store.commit_index(committed, writer.index)  # before latest.json names it
@@ -250,12 +254,12 @@ class _Run:
             sender.drop(outbox)  # not published: no events
         return manifest, sender.send_pending(manifest)
 
-    def open(self, cleanup: ExitStack) -> tuple[PartnerCenterTokens, RefreshTokenWriteBack, SnapshotStore]:
-        """Credentials, the token source (writing rotated refresh tokens back) and the snapshot store."""
+    def credentials(self) -> tuple[PartnerCenterTokens, RefreshTokenWriteBack, Callable[[], TokenCredential]]:
+        """The token source (from Key Vault's secrets, writing rotated refresh tokens back) and the Azure
+        credential the storage clients use."""
         from shared.identity import azure_credential
         from shared.partner_center.auth import PartnerCenterTokens
         from shared.secrets import credential_store
-        from shared.snapshots.store import SnapshotStore, container_client
 
         settings = self.settings
         credential: Callable[[], TokenCredential] = functools.cache(
@@ -269,9 +273,15 @@ class _Run:
         tokens = PartnerCenterTokens(
             secrets, settings.authority_host, timeout=settings.timeout_seconds, on_refresh_token=write_back
         )
-        store = SnapshotStore(cleanup.enter_context(container_client(settings, credential)))
+        return tokens, write_back, credential
+
+    def open_store(self, cleanup: ExitStack, credential: Callable[[], TokenCredential]) -> SnapshotStore:
+        """The snapshot store, its container created when it does not exist (local runs)."""
+        from shared.snapshots.store import SnapshotStore, container_client
+
+        store = SnapshotStore(cleanup.enter_context(container_client(self.settings, credential)))
         store.ensure_container()
-        return tokens, write_back, store
+        return store
 
     def previous_manifest(self, store: SnapshotStore) -> Manifest | None:
         """latest.json before this run; None before the first run or when it is not a manifest."""

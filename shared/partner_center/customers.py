@@ -68,9 +68,11 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _OWN_HEADERS = frozenset({"authorization", "ms-requestid", "ms-correlationid", "accept"})
 # Where the next page's link is looked for: the end of a page body (links, token, attributes).
 _TAIL_CHARS = 16 * 1024
-# json.loads of a page holds the GIL for milliseconds; the prefetch thread gets this head start to put its
-# request on the wire first (it takes about 2 ms of Python in requests/urllib3 on a small CPU).
-_SEND_HEAD_START = 0.003
+# json.loads of a page holds the GIL for milliseconds (one C call: no other thread runs meanwhile), so the
+# job's thread waits until the prefetch thread has put its request on the wire (about 2 ms of Python in
+# requests/urllib3 on a small CPU, more when other threads want the GIL), at most this long.
+_SEND_WAIT = 0.02
+_SENT = threading.local()  # .signal: called by a Partner Center connection once its request is sent
 _DECODER = json.JSONDecoder()
 # Pages in a row that bring no new customer while `links.next` goes on: a service going round in circles.
 MAX_PAGES_WITHOUT_NEW_CUSTOMERS = 10
@@ -182,7 +184,9 @@ def _bounded_pools(seconds: float) -> dict[str, type[HTTPConnectionPool]]:
 
     def bounded(base: type[HTTPConnection]) -> type[HTTPConnection]:
         class Bounded(base):  # type: ignore[valid-type, misc]
-            def getresponse(self) -> Any:
+            def getresponse(self) -> Any:  # called once the request is sent
+                if (signal := getattr(_SENT, "signal", None)) is not None:
+                    signal()
                 cut = threading.Event()
                 timer = threading.Timer(seconds, _shut_down, (self.sock, cut))
                 timer.daemon = True
@@ -284,10 +288,20 @@ class CustomerPager:
                 "X-Locale": "en-US",
             }
         )
+        self._prefetch = _Prefetch(self._fetch)
+
+    def start(self) -> None:
+        """Puts the first page request on the wire now, while the caller does other work (the job opens
+        storage meanwhile); `pages()` takes its answer, and raises its errors as the first page's."""
+        self._prefetch.start(self._first_request(), 1)
 
     def close(self) -> None:
+        self._prefetch.close()  # a request nobody wants any more is not waited for
         self._session.close()
         self.seen.close()
+
+    def _first_request(self) -> _Request:
+        return _Request(f"{self.api_url}/v1/customers?size={self.page_size}")
 
     def __enter__(self) -> CustomerPager:
         return self
@@ -301,11 +315,11 @@ class CustomerPager:
         Raises PartnerCenterError when a page is refused, unanswered after retries, too large, not the
         documented shape or holds a customer that is not storable, links back to a page already read or
         starts an endless run of pages without new customers; DeadlineExceeded when the run's time is up."""
-        request: _Request | None = _Request(f"{self.api_url}/v1/customers?size={self.page_size}")
+        request: _Request | None = self._first_request()
         followed: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
         number = 0
         barren = 0  # pages in a row without a new customer
-        with _Prefetch(self._fetch) as prefetch:
+        with self._prefetch as prefetch:
             while request is not None:
                 number += 1
                 body = prefetch.take(request, number)
@@ -592,15 +606,19 @@ class _Prefetch:
         self._pending: tuple[_Request, Future[bytes | None]] | None = None
 
     def start(self, request: _Request, number: int) -> None:
-        started = threading.Event()
+        """Fetches `request` on the helper thread; returns once it is on the wire (or _SEND_WAIT passed)."""
+        sent = threading.Event()
 
         def fetch() -> bytes | None:
-            started.set()
-            return self._fetch(request, number)
+            _SENT.signal = sent.set
+            try:
+                return self._fetch(request, number)
+            finally:
+                _SENT.signal = None
+                sent.set()  # not sent at all (an error): nobody waits for it
 
         self._pending = (request, self._pool.submit(fetch))
-        started.wait()
-        time.sleep(_SEND_HEAD_START)
+        sent.wait(_SEND_WAIT)
 
     def take(self, request: _Request, number: int) -> bytes | None:
         pending, self._pending = self._pending, None
@@ -616,9 +634,13 @@ class _Prefetch:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
         # A run that stops early (an error, the last page) does not wait for a request nobody wants.
         if self._pending is not None:
             self._pending[1].cancel()
+            self._pending = None
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
