@@ -10,7 +10,8 @@ was. The run raises after logging `snapshot.failed`, so the Functions host recor
       _Run.previous_manifest     latest.json as it was (unreadable: no diff, the run goes on)
       _Run.write_snapshot        every page into a new blob, committed whole or not at all
       store.commit_index         the lookup index beside it (snapshots/index.py), for the API
-      _Run.record_changes        the change record against the previous snapshot (shared/changes)
+      _Run.record_changes        the change record against the previous snapshot (shared/changes); when
+                                 that cannot be read, a record saying the comparison is unavailable
       _Run.guard                 too many customers gone: latest.json stays, the run fails
       _Run.stage_events          the outbox record of this run's change events (SNAPSHOT_EVENTS_QUEUE)
       store.publish              latest.json moves to the new snapshot (never back in time)
@@ -20,6 +21,7 @@ was. The run raises after logging `snapshot.failed`, so the Functions host recor
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
@@ -131,7 +133,7 @@ class RunSummary:
     added: int | None
     removed: int | None
     changed: int | None
-    changes: str | None  # the change record's blob
+    changes: str  # the change record's blob
     published: bool
     events_sent: int | None  # None: SNAPSHOT_EVENTS_QUEUE is not set
     events_pending: int | None  # outbox records left for the next run
@@ -188,7 +190,6 @@ class _Run:
         self.guard(store, committed, previous)
         manifest, pending = self.publish(store, committed, changes, sender)
         stats = pager.stats
-        diffed = changes is not None and previous is not None
         summary = RunSummary(
             snapshot=committed.name,
             container=self.settings.container,
@@ -202,10 +203,10 @@ class _Run:
             refresh_token_rotations=write_back.rotated,
             refresh_tokens_saved=write_back.saved,
             previous_snapshot=previous.snapshot if previous else None,
-            added=changes.added if diffed and changes else None,
-            removed=changes.removed if diffed and changes else None,
-            changed=changes.changed if diffed and changes else None,
-            changes=changes.name if changes else None,
+            added=changes.added if previous else None,  # None: a baseline, or the comparison unavailable
+            removed=changes.removed if previous else None,
+            changed=changes.changed if previous else None,
+            changes=changes.name,
             published=manifest is not None,
             events_sent=sender.sent if sender else None,
             events_pending=pending,
@@ -235,7 +236,7 @@ class _Run:
         self,
         store: SnapshotStore,
         committed: CommittedSnapshot,
-        changes: ChangeRef | None,
+        changes: ChangeRef,
         sender: EventSender | None,
     ) -> tuple[Manifest | None, int | None]:
         """latest.json moves; then the change events go out (the outbox record written before, so that
@@ -243,7 +244,7 @@ class _Run:
         from shared.changes.events import Outbox
 
         outbox = None
-        if sender is not None and changes is not None:
+        if sender is not None:
             outbox = Outbox.of(committed.name, committed.generated_at, committed.customer_count, changes)
             sender.stage(outbox)
         manifest = store.publish(committed, changes)
@@ -382,23 +383,27 @@ class _Run:
         committed: CommittedSnapshot,
         previous: Manifest | None,
         tracker: ChangeTracker,
-    ) -> ChangeRef | None:
-        """Writes the change record beside the committed snapshot; None (no record) when the previous
-        snapshot could not be read. Without a previous snapshot the record is a baseline (empty lists)."""
-        from shared.changes.store import RecordHeader, changes_name, write_record
+    ) -> ChangeRef:
+        """Writes the change record beside the committed snapshot. Without a previous snapshot the record
+        is a baseline (empty lists). When the previous snapshot could not be read, the record says the
+        comparison is unavailable (empty lists, no counts): the chain of records goes on through it, and
+        the API says that step's changes are unknown rather than cut the history there."""
+        from shared.changes.store import RecordHeader, changes_name, unreadable_reason, write_record
         from shared.snapshots.store import ChangeRef
 
         changes = tracker.finish()
+        unavailable = None
         if changes is None:
             reason = type(tracker.error).__name__
             log_event(log, logging.WARNING, events.SNAPSHOT_DIFF_UNAVAILABLE, reason=reason, **self.context)
-            return None
+            unavailable = unreadable_reason(tracker.error)
         name = changes_name(committed.name)
         header = RecordHeader(
             snapshot=committed.name,
             previous_snapshot=previous.snapshot if previous else None,
             generated_at=committed.generated_at,
             previous_generated_at=previous.generated_at if previous else None,
+            unavailable=unavailable,
         )
         from azure.core.exceptions import AzureError
 
@@ -406,10 +411,12 @@ class _Run:
         from shared.snapshots.writer import storage_problem
 
         try:
-            with changes:
+            with changes or contextlib.nullcontext():
                 write_record(store.blob(name), header, changes)
         except AzureError as exc:  # the record exists already (never overwritten), or storage failed
             raise StorageError(f"writing the change record {name}: {storage_problem(exc)}") from None
+        if changes is None:
+            return ChangeRef(name, None, None, None, unavailable)
         counts = changes.counts
         return ChangeRef(name, counts.added, counts.removed, counts.changed)
 

@@ -201,3 +201,56 @@ def test_an_outbox_record_of_a_snapshot_never_published_is_dropped_unsent(make_s
     assert [e["type"] for e in sent] == ["partnercenter.snapshot.published"]
     assert sent[0]["subject"] == snapshots.latest()["snapshot"]
     assert outbox(snapshots) == []
+
+
+def test_a_run_without_a_comparison_sends_only_snapshot_published_saying_so(make_stack, caplog):
+    """Queue missing at first: the baseline's and the gap run's events wait in the outbox (at least once),
+    then go out before the next run's own, the gap run's as snapshot.published alone."""
+    stack, snapshots = events_stack(make_stack, create_queue=False)
+    run_timer()
+    baseline = snapshots.latest()
+    change_night(stack)  # changes nobody can see: the baseline snapshot is unreadable next
+    container = stack.blob_service_client().get_container_client(snapshots.container)
+    container.upload_blob(baseline["snapshot"], b'{"customers": []}', overwrite=True)
+    caplog.set_level("INFO")
+    next_second()
+
+    run_timer()
+
+    gap = snapshots.latest()
+    assert gap["changes"]["counts"] is None
+    assert len(outbox(snapshots)) == 2
+    assert last_summary(caplog)["eventsPending"] == 2
+    stack.queue_client(stack.events_queue).create_queue()
+    left = stack.partner_center.customers[0]
+    stack.partner_center.customers = stack.partner_center.customers[1:]
+    next_second()
+
+    run_timer()
+
+    third = snapshots.latest()
+    sent = drain(stack)
+    assert [(e["type"], e["time"]) for e in sent] == [
+        ("partnercenter.snapshot.published", baseline["generatedAt"]),
+        ("partnercenter.snapshot.published", gap["generatedAt"]),
+        ("partnercenter.customer.removed", third["generatedAt"]),
+        ("partnercenter.snapshot.published", third["generatedAt"]),
+    ]
+    published = sent[1]
+    assert published["subject"] == gap["snapshot"]
+    assert published["data"] == {
+        "snapshot": gap["snapshot"],
+        "generatedAt": gap["generatedAt"],
+        "customerCount": gap["customerCount"],
+        "changes": gap["changes"]["name"],
+        "counts": None,
+        "comparison": {
+            "available": False,
+            "reason": "the previous snapshot is damaged or not in the one-customer-per-line layout "
+            "(SnapshotFormatError)",
+        },
+    }
+    assert "comparison" not in sent[-1]["data"]
+    assert sent[-1]["data"]["counts"] == {"added": 0, "removed": 1, "changed": 0}  # compared again
+    assert sent[2]["subject"] == left["id"]
+    assert outbox(snapshots) == []

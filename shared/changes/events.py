@@ -4,6 +4,9 @@ When SNAPSHOT_EVENTS_QUEUE is set, each published run sends, after latest.json h
 
     partnercenter.customer.added | .removed | .changed   subject: the customer id; data: the record's entry
     partnercenter.snapshot.published                     subject: the snapshot; data: its counts
+                                                         (null, and `comparison` says why, when the run
+                                                         could not read the previous snapshot: no
+                                                         customer events then)
 
 Messages are base64-encoded text (what an Azure Functions queue trigger reads with default settings).
 
@@ -63,42 +66,49 @@ def queue_client(settings: Settings, credential_factory: Callable[[], TokenCrede
 
 @dataclass(frozen=True)
 class Outbox:
-    """What is still to be sent for one published snapshot: its change record and counts."""
+    """What is still to be sent for one published snapshot: its change record and counts (None, with
+    `unavailable` saying why, when the run could not read the previous snapshot)."""
 
     snapshot: str
     generated_at: str
     customer_count: int
     changes: str
-    counts: dict[str, int]
+    counts: dict[str, int] | None
+    unavailable: str | None = None
 
     @property
     def name(self) -> str:
         return OUTBOX + self.changes.rpartition("/")[2]
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        found: dict[str, Any] = {
             "snapshot": self.snapshot,
             "generatedAt": self.generated_at,
             "customerCount": self.customer_count,
             "changes": self.changes,
             "counts": self.counts,
         }
+        if self.unavailable is None:
+            return found
+        return found | {"comparison": {"available": False, "reason": self.unavailable}}
 
     @classmethod
     def parse(cls, data: bytes) -> Outbox:
         doc = json.loads(data)
+        counts = doc["counts"]
+        comparison = doc.get("comparison") or {}
         return cls(
             str(doc["snapshot"]),
             str(doc["generatedAt"]),
             int(doc["customerCount"]),
             str(doc["changes"]),
-            {k: int(v) for k, v in doc["counts"].items()},
+            None if counts is None else {k: int(v) for k, v in counts.items()},
+            None if counts is not None else str(comparison.get("reason", "")),
         )
 
     @classmethod
     def of(cls, snapshot: str, generated_at: str, customer_count: int, changes: ChangeRef) -> Outbox:
-        counts = {"added": changes.added, "removed": changes.removed, "changed": changes.changed}
-        return cls(snapshot, generated_at, customer_count, changes.name, counts)
+        return cls(snapshot, generated_at, customer_count, changes.name, changes.counts, changes.unavailable)
 
 
 def cloud_event(kind: str, subject: str, time: str, source: str, data: Any, snapshot: str) -> str:
@@ -191,7 +201,17 @@ class EventSender:
             self.sent += 1
 
     def messages(self, outbox: Outbox) -> Iterator[str]:
-        """One CloudEvent per entry of the change record, then snapshot.published."""
+        """One CloudEvent per entry of the change record, then snapshot.published. A run that could not
+        compare has no entries: snapshot.published alone, its data saying why (`comparison`)."""
+        if outbox.unavailable is None:
+            yield from self.change_messages(outbox)
+        data = outbox.to_json()
+        yield cloud_event(
+            PUBLISHED_TYPE, outbox.snapshot, outbox.generated_at, self.source, data, outbox.snapshot
+        )
+
+    def change_messages(self, outbox: Outbox) -> Iterator[str]:
+        """One CloudEvent per entry of the change record, in stored order."""
         from shared.changes.store import iter_entries
 
         download = self.store.blob(outbox.changes).download_blob(decompress=False, max_concurrency=1)
@@ -200,7 +220,3 @@ class EventSender:
             data = json.loads(entry)
             kind = EVENT_TYPE + section
             yield cloud_event(kind, str(data["id"]), outbox.generated_at, self.source, data, outbox.snapshot)
-        data = outbox.to_json()
-        yield cloud_event(
-            PUBLISHED_TYPE, outbox.snapshot, outbox.generated_at, self.source, data, outbox.snapshot
-        )

@@ -53,18 +53,26 @@ def snapshot_name(started: datetime) -> str:
 
 @dataclass(frozen=True)
 class ChangeRef:
-    """The change record a manifest names, with its counts (see shared/changes)."""
+    """The change record a manifest names, with its counts (see shared/changes). A record whose run could
+    not read the previous snapshot has no counts (None) and says why (`unavailable`)."""
 
     name: str
-    added: int
-    removed: int
-    changed: int
+    added: int | None
+    removed: int | None
+    changed: int | None
+    unavailable: str | None = None
+
+    @property
+    def counts(self) -> dict[str, int] | None:
+        if self.added is None or self.removed is None or self.changed is None:
+            return None
+        return {"added": self.added, "removed": self.removed, "changed": self.changed}
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "counts": {"added": self.added, "removed": self.removed, "changed": self.changed},
-        }
+        found: dict[str, Any] = {"name": self.name, "counts": self.counts}
+        if self.unavailable is None:
+            return found
+        return found | {"comparison": {"available": False, "reason": self.unavailable}}
 
     @classmethod
     def parse(cls, value: Any) -> ChangeRef | None:
@@ -72,7 +80,10 @@ class ChangeRef:
         if value is None:
             return None
         counts = value["counts"]
-        return cls(_str(value["name"]), *(int(counts[k]) for k in ("added", "removed", "changed")))
+        if counts is None:  # the comparison was unavailable
+            reason = value["comparison"]["reason"]
+            return cls(_str(value["name"]), None, None, None, _str(reason))
+        return cls(_str(value["name"]), int(counts["added"]), int(counts["removed"]), int(counts["changed"]))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,173 @@
+"""A run that cannot read the previous snapshot must not cut the change history (end to end: the timer
+function, the stand-ins, Azurite, then /api/changes and /api/customers/{id}/history).
+
+Four nights, the second snapshot made unreadable before the third night:
+    A  baseline
+    B  `early` added, `left_early` removed                      (compared: a normal record)
+    C  `late` added, `left_late` removed, `renamed` renamed      (B unreadable: comparison unavailable)
+    D  `last` added                                             (compared with C again: a normal record)
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from devstack.population import make_customers
+from shared import events
+from shared.job import run_snapshot
+from tests.test_changes_api import day
+
+DAMAGED = "damaged"
+MISSING = "missing"
+NOT_THE_LAYOUT = "not-the-layout"
+FORMAT_REASON = (
+    "the previous snapshot is damaged or not in the one-customer-per-line layout (SnapshotFormatError)"
+)
+MISSING_REASON = "the previous snapshot is missing from storage (ResourceNotFoundError)"
+REASONS = {DAMAGED: FORMAT_REASON, NOT_THE_LAYOUT: FORMAT_REASON, MISSING: MISSING_REASON}
+
+
+def make_unreadable(container, name: str, how: str) -> None:
+    if how == DAMAGED:  # a gzip stream cut short, still labelled gzip
+        data = container.get_blob_client(name).download_blob(decompress=False).readall()
+        container.get_blob_client(name).upload_blob(
+            data[: len(data) // 2], overwrite=True, content_settings=_gzip_settings()
+        )
+    elif how == NOT_THE_LAYOUT:
+        container.upload_blob(name, b'{"customers": []}', overwrite=True)
+    else:
+        container.delete_blob(name)
+
+
+def _gzip_settings():
+    from azure.storage.blob import ContentSettings
+
+    return ContentSettings(content_type="application/json", content_encoding="gzip")
+
+
+class GapNights:
+    def __init__(self, make_stack, how: str, caplog=None) -> None:
+        self.stack, self.snapshots = make_stack(
+            customers=60, env_overrides={"PARTNER_CENTER_PAGE_SIZE": "25"}
+        )
+        pc = self.stack.partner_center
+        self.container = self.stack.blob_service_client().get_container_client(self.snapshots.container)
+        base = copy.deepcopy(pc.customers)
+        self.early, self.late, self.last = make_customers(3, seed=4242)
+        self.left_early, self.left_late, self.renamed = base[5], base[6], base[7]
+        self.runs: list[dict] = []
+        self.run(4)  # A
+        pc.customers = [c for c in base if c["id"] != self.left_early["id"]] + [self.early]
+        self.run(3)  # B
+        make_unreadable(self.container, self.runs[1]["snapshot"], how)
+        night_c = [c for c in copy.deepcopy(pc.customers) if c["id"] != self.left_late["id"]] + [self.late]
+        next(c for c in night_c if c["id"] == self.renamed["id"])["companyProfile"]["companyName"] = "Gap Ltd"
+        pc.customers = night_c
+        if caplog is not None:
+            caplog.set_level("INFO")
+        self.run(2)  # C
+        pc.customers = [*copy.deepcopy(night_c), self.last]
+        self.run(1)  # D
+
+    def run(self, days_ago: int) -> None:
+        self.runs.append(run_snapshot(now=day(days_ago)))
+
+    @property
+    def generated(self) -> list[str]:
+        return [r["generatedAt"] for r in self.runs]
+
+    def step(self, how: str) -> dict:
+        """The unknown step (night C) as /api/changes and history list it."""
+        b, c = self.runs[1], self.runs[2]
+        return {
+            "snapshot": c["snapshot"],
+            "generatedAt": c["generatedAt"],
+            "previousSnapshot": b["snapshot"],
+            "previousGeneratedAt": b["generatedAt"],
+            "reason": REASONS[how],
+        }
+
+
+@pytest.fixture(params=[DAMAGED, NOT_THE_LAYOUT, MISSING])
+def gap(request, make_stack) -> tuple[GapNights, str]:
+    return GapNights(make_stack, request.param), request.param
+
+
+# -- 1: the record ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("how", [DAMAGED, NOT_THE_LAYOUT, MISSING])
+def test_a_run_that_cannot_compare_still_writes_a_record_saying_so(make_stack, caplog, how):
+    nights = GapNights(make_stack, how, caplog)
+    b, c, d = nights.runs[1:]
+    record_c = nights.snapshots.record(c["changes"])
+
+    assert record_c == {
+        "schemaVersion": 1,
+        "snapshot": c["snapshot"],
+        "previousSnapshot": b["snapshot"],
+        "generatedAt": c["generatedAt"],
+        "previousGeneratedAt": b["generatedAt"],
+        "counts": None,
+        "comparison": {"available": False, "reason": REASONS[how]},
+        "added": [],
+        "removed": [],
+        "changed": [],
+    }
+    _data, properties = nights.snapshots.raw(c["changes"])
+    assert properties.content_settings.content_encoding == "gzip"
+    assert properties.metadata["previoussnapshot"] == b["snapshot"]
+    assert properties.metadata["comparison"] == "unavailable"
+    assert properties.metadata["comparisonreason"] == REASONS[how]
+    assert not {"added", "removed", "changed"} & set(properties.metadata)
+    # latest.json named it while C was the latest: its manifest is kept in C's .published marker
+    marker = json.loads(nights.snapshots.raw(c["snapshot"].replace(".json", ".published"))[0])
+    assert marker["changes"] == {
+        "name": c["changes"],
+        "counts": None,
+        "comparison": {"available": False, "reason": REASONS[how]},
+    }
+    assert c["previousSnapshot"] == b["snapshot"]
+    assert (c["added"], c["removed"], c["changed"]) == (None, None, None)
+    unavailable = [
+        r.getMessage() for r in caplog.records if r.getMessage().startswith(events.SNAPSHOT_DIFF_UNAVAILABLE)
+    ]
+    assert len(unavailable) == 1
+
+    # the next clean run compares with C again
+    latest = nights.snapshots.latest()
+    assert latest["snapshot"] == d["snapshot"]
+    assert latest["changes"] == {"name": d["changes"], "counts": {"added": 1, "removed": 0, "changed": 0}}
+    record_d = nights.snapshots.record(d["changes"])
+    assert "comparison" not in record_d
+    assert record_d["previousSnapshot"] == c["snapshot"]
+    assert [e["id"] for e in record_d["added"]] == [nights.last["id"]]
+    assert (d["added"], d["removed"], d["changed"]) == (1, 0, 0)
+
+
+# -- the reason: one line, never what the error says -------------------------------------------------------
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        ("missing", MISSING_REASON),
+        ("format", FORMAT_REASON),
+        ("storage", "storage failed while the previous snapshot was read (ServiceResponseError)"),
+        ("other", "the previous snapshot could not be read (UnicodeDecodeError)"),
+    ],
+    ids=["missing", "damaged", "storage-error-while-streaming", "anything-else"],
+)
+def test_the_reason_names_the_kind_of_failure_and_quotes_nothing(error, reason):
+    from azure.core.exceptions import ResourceNotFoundError, ServiceResponseError
+
+    from shared.changes.store import unreadable_reason
+    from shared.errors import SnapshotFormatError
+
+    quoted = '{"id":"0f1e2d3c-4b5a-4978-8796-a5b4c3d2e1f0","companyName":"Contoso"} sig=SECRET'
+    errors = {
+        "missing": ResourceNotFoundError(quoted),
+        "format": SnapshotFormatError(quoted),
+        "storage": ServiceResponseError(quoted),
+        "other": UnicodeDecodeError("utf-8", quoted.encode(), 0, 1, quoted),
+    }
+    assert unreadable_reason(errors[error]) == reason
