@@ -3,6 +3,10 @@
 Only published snapshots count: each change record names the published snapshot it was compared with
 (its blob metadata repeats it), so the chain from latest.json back through `previousSnapshot` is exactly the
 published history; a withheld snapshot's record is on no chain. One listing call gives the chain.
+
+A run that could not read the previous snapshot wrote a record saying so (comparison unavailable): the chain
+goes on through it, and answers list such steps in `incomplete` (their changes are unknown), never as a
+step where nothing changed.
 """
 
 from __future__ import annotations
@@ -76,7 +80,8 @@ MAX_RECORDS = 400  # a year of daily records, and some: history and /api/changes
 
 def published_chain(store: SnapshotStore, manifest: Manifest) -> list[RecordInfo]:
     """The change records of the published snapshots, oldest first: from latest.json's snapshot back
-    through each record's previousSnapshot (at most MAX_RECORDS; a gap or a baseline ends it)."""
+    through each record's previousSnapshot (at most MAX_RECORDS; a missing record or a baseline ends it;
+    a record whose comparison was unavailable does not)."""
     from shared.changes.store import list_records
 
     records = list_records(store.container)
@@ -179,7 +184,13 @@ def changes(req: func.HttpRequest) -> func.HttpResponse:
         ]
         found, after = _collect(ctx.store, chain, query)
         token = p.encode_continuation({"r": after[0], "i": after[1]}) if after else None
-        body = {"query": query.criteria, "changes": found, "nextLink": _next_link(req, params, token)}
+        body = {
+            "query": query.criteria,
+            "changes": found,
+            # the whole range's, on every page: steps whose changes are unknown (not "nothing changed")
+            "incomplete": [record.unknown_step() for record in chain if record.unavailable is not None],
+            "nextLink": _next_link(req, params, token),
+        }
         return json_bytes(body), False
 
     return answer(req, base, cache, produce)
@@ -206,7 +217,10 @@ def _collect(
 
 
 def _may_hold(record: RecordInfo, kind: str | None) -> bool:
-    """False when the record's counts (blob metadata) say it has no entry of this kind: no download."""
+    """False when the record's counts (blob metadata) say it has no entry of this kind, or it says its
+    comparison was unavailable (no entries): no download."""
+    if record.unavailable is not None:
+        return False
     counts = record.counts
     if counts is None:
         return True
@@ -254,6 +268,7 @@ class History:
     last_seen: str | None = None
     present: bool = False
     events: list[dict[str, Any]] = field(default_factory=list)
+    incomplete: list[dict[str, Any]] = field(default_factory=list)  # steps whose changes are unknown
 
     @classmethod
     def of(cls, store: SnapshotStore, manifest: Manifest, customer_id: str) -> History:
@@ -274,7 +289,9 @@ class History:
         from shared.changes.record import change_key
         from shared.snapshots.document import line_id
 
-        if _may_hold(record, None):
+        if record.unavailable is not None:
+            self._cross(store, record, key)
+        elif _may_hold(record, None):
             for section, entry in record_entries(store, record):
                 if change_key(line_id(entry)) != key:
                     continue
@@ -287,6 +304,22 @@ class History:
         if self.present:
             self.last_seen = record.generated_at
 
+    def _cross(self, store: SnapshotStore, record: RecordInfo, key: str) -> None:
+        """A step whose changes are unknown: listed in `incomplete`; whether the customer is there after it
+        is read from the step's own snapshot (unknown when that cannot be read either: as before)."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        from shared.errors import SnapshotFormatError
+
+        self.incomplete.append(record.unknown_step())
+        try:
+            present = _holds(store, record.snapshot, key)
+        except (ResourceNotFoundError, SnapshotFormatError):
+            return
+        if present and not self.present:
+            self.first_seen = self.first_seen or record.generated_at
+        self.present = present
+
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.customer_id,
@@ -295,17 +328,19 @@ class History:
             "present": self.present,
             "retainedSince": self.retained_since,
             "events": self.events,
+            "incomplete": self.incomplete,
         }
 
 
 def _base(
     store: SnapshotStore, manifest: Manifest, chain: list[RecordInfo]
 ) -> tuple[str, str | None, list[RecordInfo]]:
-    """(oldest retained published snapshot, its generatedAt, the records after it)."""
+    """(oldest retained published snapshot, its generatedAt, the records after it). A first record whose
+    comparison was unavailable is no step to replay: its own snapshot is the base."""
     if not chain:
         return manifest.snapshot, manifest.generated_at, []
     first = chain[0]
-    if first.previous_snapshot and store.blob(first.previous_snapshot).exists():
+    if first.unavailable is None and first.previous_snapshot and store.blob(first.previous_snapshot).exists():
         return first.previous_snapshot, first.previous_generated_at, chain
     return first.snapshot, first.generated_at, chain[1:]
 
