@@ -50,7 +50,7 @@ SECTIONS = ("members", "ids", "id_table", "domains", "domain_table", "search_off
 # staged while the run pages (at 100,000 customers each section is under a megabyte), large enough that a
 # million customers take about 130 blocks. The tables, built at the end, go in fewer, larger blocks.
 BLOCK_BYTES = 256 * 1024
-TABLE_BLOCK_BYTES = 4 * 1024 * 1024
+TABLE_BLOCK_BYTES = 1024 * 1024  # each block is copied out of the table: one megabyte at a time
 _LOW = 0xFFFFFFFF
 
 
