@@ -1,8 +1,9 @@
 """`python -m bench`: one run of every figure of README "Performance", printed as one markdown table and
 written to bench-results/latest.md.
 
-    python -m bench                     # the full run (about 4 minutes on 2 cores)
-    python -m bench --only scale        # the lookup API at 100,000 and 1,000,000 customers, side by side
+    python -m bench                     # the full run (about 15 minutes on 2 cores)
+    python -m bench --only scale        # the lookup API at 100,000 and 1,000,000 customers, side by side,
+                                        # and the job's memory from 10,000 to 1,000,000 customers
     python -m bench --quick             # tiny sizes: checks the harness, not the targets (the smoke test)
     python -m bench --only job --profile bench-results/job.html   # pyinstrument profile of the job run
 """
@@ -303,6 +304,35 @@ def scale_table(report: Report, args: argparse.Namespace, azurite) -> None:
         ),
     ]
     report.tables.append("\n".join(lines))
+    report.tables.append(job_scale_table(args, azurite))
+
+
+def job_scale_table(args: argparse.Namespace, azurite) -> str:
+    """The job's memory from the small size to a million customers: a quiet night, and a night where every
+    customer changed (the change record lists all of them). Same measure as the memory row above."""
+    from bench.job import memory_figures
+
+    small, large = args.scale_memory_sizes
+    lines = [
+        f"| job at scale | peak RSS growth, {_count(small)} → {_count(large)} customers | target | met? |",
+        "|---|---|---|---|",
+    ]
+    for night, change_all in (("no customer changed", False), ("every customer changed", True)):
+        runs = memory_figures(
+            azurite,
+            sizes=(small, large),
+            page_size=args.page_size,
+            warm_up=True,
+            change_all=change_all,
+            naive=False,
+        )["job"]
+        before, after = runs[small]["peakRssMB"], runs[large]["peakRssMB"]
+        verdict = "yes" if after - before <= 60 else "no"
+        lines.append(
+            f"| timer function, second run ({night}) | **{after - before:+.1f} MB** ({before:.0f} → "
+            f"{after:.0f} MB) | ≤ 60 MB | {verdict} |"
+        )
+    return "\n".join(lines)
 
 
 CONCURRENT_NOTE = "8 threads looking up ids"
@@ -349,6 +379,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--job-repeats", type=int, help="fresh worker processes for the job's run time (3)")
     parser.add_argument("--scale-sizes", help="customer counts of the scale run (100000,1000000)")
     parser.add_argument("--scale-lookups", type=int, help="warm lookups by id per size (10,000)")
+    parser.add_argument(
+        "--scale-memory-sizes", help="two customer counts for the job's memory at scale (10000,1000000)"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes: for the smoke test")
     parser.add_argument("--only", action="append", choices=SECTIONS, help="run only this part (repeatable)")
     parser.add_argument("--profile", help="write a pyinstrument profile of the measured job run (.html/.txt)")
@@ -365,6 +398,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "job_repeats": 1 if quick else 3,
         "scale_sizes": "1000,3000" if quick else "100000,1000000",
         "scale_lookups": 300 if quick else 10_000,
+        "scale_memory_sizes": "200,3000" if quick else "10000,1000000",
     }
     for name, value in defaults.items():
         if getattr(args, name) is None:
@@ -373,6 +407,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if len(args.memory_sizes) != 2:
         parser.error("--memory-sizes takes two counts")
     args.scale_sizes = tuple(int(n) for n in str(args.scale_sizes).split(","))
+    args.scale_memory_sizes = tuple(int(n) for n in str(args.scale_memory_sizes).split(","))
+    if len(args.scale_memory_sizes) != 2:
+        parser.error("--scale-memory-sizes takes two counts")
     args.rtt_samples = 5 if quick else 20
     return args
 

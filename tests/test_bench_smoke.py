@@ -49,6 +49,7 @@ def test_quick_run_prints_every_figure(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert output.read_text() == done.stdout
     main_table, _, scale_table = done.stdout.partition("| lookup API at scale |")
+    scale_table, _, job_table = scale_table.partition("| job at scale |")
     lines = main_table.splitlines()
     rows = [line for line in lines if line.startswith("| ") and not line.startswith("| figure")]
     assert len(rows) == len(FIGURES)
@@ -74,6 +75,14 @@ def test_quick_run_prints_every_figure(tmp_path):
     for row in scale_rows[1:]:
         cells = [cell.strip() for cell in row.strip("|").split(" | ")]
         assert all(NUMBER.findall(cell) for cell in cells[1:3]), row  # a bold figure for each size
+    # The job's memory at scale: a quiet night and a night where every customer changed.
+    assert job_table.startswith(" peak RSS growth, 200 → 3,000 customers | target | met? |")
+    job_rows = [line for line in job_table.splitlines()[2:] if line.startswith("| ")]
+    assert [row.split(" | ")[0] for row in job_rows] == [
+        "| timer function, second run (no customer changed)",
+        "| timer function, second run (every customer changed)",
+    ]
+    assert all(NUMBER.findall(row) and row.endswith((" yes |", " no |")) for row in job_rows)
 
 
 def test_importtime_parsing():

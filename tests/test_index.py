@@ -324,6 +324,32 @@ def test_the_job_stages_index_sections_as_they_fill_and_keeps_only_the_hashes_lo
         assert position in index.id_candidates(customers[position]["id"].upper())
 
 
+def test_the_compressed_search_text_is_given_back_once_inflated():
+    import mmap
+    import struct
+
+    from shared.snapshots.index import MAGIC
+
+    customers = make_customers(3000, seed=13)
+    blob, expected = _built(customers)
+    mapped = mmap.mmap(-1, len(blob), flags=mmap.MAP_PRIVATE)  # as store.read_into_buffer makes it
+    mapped[:] = blob
+    index = SnapshotIndex(mapped, expected)
+    (length,) = struct.unpack_from("<I", blob, len(MAGIC))
+    offset, size = json.loads(blob[len(MAGIC) + 4 : len(MAGIC) + 4 + length])["sections"]["search"]
+    start = len(MAGIC) + 4 + length + offset
+    released = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE
+    assert size > 2 * mmap.PAGESIZE and mapped[released : start + size] == bytes(start + size - released)
+    from shared.api.text import fold
+
+    assert 7 in index.matching(fold(customers[7]["companyProfile"]["companyName"]))  # the text is kept
+    assert position_of(index, customers[2999]["id"]) == 2999  # the sections before it are untouched
+
+
+def position_of(index: SnapshotIndex, customer_id: str) -> int:
+    return next(iter(index.id_candidates(customer_id)))
+
+
 def test_search_never_matches_across_two_customers_texts():
     customers = [
         {"id": "a", "companyProfile": {"companyName": "Alpha", "domain": "one.example"}},

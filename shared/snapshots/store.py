@@ -491,7 +491,9 @@ class SnapshotStore:
         download = self.blob(name).download_blob(decompress=False, max_concurrency=1, **conditions)
         if max_bytes is not None and download.size > max_bytes:
             raise SnapshotFormatError(f"{download.size} bytes stored where at most {max_bytes} were expected")
-        buffer = mmap.mmap(-1, max(download.size, 1))
+        # Private: pages a reader is done with can be given back (index.py releases the compressed search).
+        private = {"flags": mmap.MAP_PRIVATE} if hasattr(mmap, "MAP_PRIVATE") else {}
+        buffer = mmap.mmap(-1, max(download.size, 1), **private)
         filled = 0
         for chunk in download.chunks():
             if filled + len(chunk) > download.size:
