@@ -51,3 +51,27 @@ def test_a_set_that_moved_to_disk_keeps_its_earlier_keys(small):
         assert (1 << 99) not in seen
     finally:
         seen.close()
+
+
+def test_the_pager_lets_go_of_its_keys_with_the_last_page(make_stack, monkeypatch):
+    """The Bloom filter (8 MB) and the SQLite file are gone before the snapshot is committed and the
+    index's tables are built: the job's peak at a million customers is at that end."""
+    import shared.partner_center.seen as seen_module
+    from shared.partner_center.customers import CustomerPager
+
+    monkeypatch.setattr(seen_module, "SMALL", 50)  # past it: the Bloom filter and the SQLite file
+    held: list[SeenKeys] = []
+    original = CustomerPager.pages
+
+    def pages(self):
+        held.append(self.seen)
+        for page in original(self):
+            assert self.seen._bloom is not None or page.number == 1
+            yield page
+        assert self.seen._bloom is None and self.seen._dir is None  # before the commit that follows
+
+    monkeypatch.setattr(CustomerPager, "pages", pages)
+    stack, snapshots = make_stack(customers=300, env_overrides={"PARTNER_CENTER_PAGE_SIZE": "100"})
+    run_timer()
+    assert_complete(stack, snapshots)
+    assert len(held) == 1 and not held[0]._set

@@ -319,7 +319,7 @@ class CustomerPager:
         followed: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
         number = 0
         barren = 0  # pages in a row without a new customer
-        with self._prefetch as prefetch:
+        with self._prefetch as prefetch, contextlib.closing(self.seen):  # the keys go with the last page
             while request is not None:
                 number += 1
                 body = prefetch.take(request, number)

@@ -54,6 +54,9 @@ class SeenKeys:
             self._write()
 
     def close(self) -> None:
+        """Lets go of every key (the Bloom filter, the set, the SQLite file): the run has no more pages."""
+        self._bloom = None
+        self._set, self._pending = set(), set()
         if self._db is not None:
             with contextlib.suppress(sqlite3.Error):
                 self._db.close()
