@@ -213,6 +213,8 @@ class IndexBuilder:
                 self._sealed = True
 
     def _seal(self) -> None:
+        if not self.usable:
+            return  # no index is committed for this snapshot: nothing more to stage
         sections = self._sections
         sections["search"].write(self._search.flush())
         sections["members"].write(self.members.tobytes())
