@@ -46,8 +46,9 @@ class StorageProxy(LoopbackServer):
         self.account_path = parts.path
         self.client_context = client_context
         self.faults: list[StorageFault] = []
-        # (method, pattern, callback): callback(target) runs once a matching request has been answered
-        # (a test overwrites a blob right after the job committed it, say).
+        # (method, pattern, callback): callback(target) runs once Azurite has answered a matching request and
+        # before that answer is passed on (a test overwrites a blob right after the job committed it, say:
+        # by the time the job hears back, the blob has changed, whatever the job does next).
         self.after: list[tuple[str, re.Pattern[str], Callable[[str], None]]] = []
         self.lock = threading.Lock()
 
@@ -118,6 +119,8 @@ class _ProxyHandler(Handler):
             upstream.request(self.command, self.path, body=body, headers=headers)
             answer = upstream.getresponse()
             data = answer.read()
+            for callback in srv._callbacks_for(self.command, self.path):
+                callback(self.path)
             self.send_response(answer.status)
             for name, value in answer.getheaders():
                 if name.lower() not in _HOP_BY_HOP:
@@ -130,5 +133,3 @@ class _ProxyHandler(Handler):
             self.wfile.flush()
         finally:
             upstream.close()
-        for callback in srv._callbacks_for(self.command, self.path):
-            callback(self.path)
