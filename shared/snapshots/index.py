@@ -42,6 +42,7 @@ from typing import Any
 from shared.api.text import domain_key, fold
 
 MAGIC = b"CSPINDEX"
+_HEADER_START = len(MAGIC) + 4  # MAGIC, then the header's length (uint32, little-endian), then the header
 FORMAT = 2  # 1: one sha256 over the whole blob (before the job staged sections as they filled)
 FOLD_VERSION = 1  # bump when shared/api/text.py folds differently: older indexes are then refused
 MEMBER_CUSTOMERS = 64  # about 40 KB of JSON per member: one lookup inflates that much
@@ -262,11 +263,19 @@ class IndexBuilder:
 def header_sha256(blob: bytes | bytearray | mmap.mmap) -> str | None:
     """sha256 of an index blob's header (MAGIC, its length and the JSON), as latest.json names it; None
     when the blob is too short to hold the header it announces."""
-    if len(blob) < len(MAGIC) + 4:
+    end = _header_end(blob)
+    if end is None or end > len(blob):
+        return None
+    return hashlib.sha256(memoryview(blob)[:end]).hexdigest()
+
+
+def _header_end(blob: bytes | bytearray | mmap.mmap) -> int | None:
+    """Where the header (and so the sections) ends, as the blob announces it; None when the blob is too
+    short to announce it."""
+    if len(blob) < _HEADER_START:
         return None
     (length,) = struct.unpack_from("<I", blob, len(MAGIC))
-    end = len(MAGIC) + 4 + length
-    return hashlib.sha256(memoryview(blob)[:end]).hexdigest() if end <= len(blob) else None
+    return _HEADER_START + int(length)
 
 
 @dataclass(frozen=True)
@@ -283,12 +292,11 @@ class SnapshotIndex:
     """A parsed index: candidates by id and domain, positions by search text, where each member lies."""
 
     def __init__(self, blob: bytes | bytearray | mmap.mmap, expected: Expected) -> None:
-        if blob[: len(MAGIC)] != MAGIC or len(blob) < len(MAGIC) + 4:
+        base = _header_end(blob)
+        if blob[: len(MAGIC)] != MAGIC or base is None:
             raise UnusableIndex("not an index blob")
-        (length,) = struct.unpack_from("<I", blob, len(MAGIC))
-        start = len(MAGIC) + 4
         try:
-            header = json.loads(blob[start : start + length])
+            header = json.loads(blob[_HEADER_START:base])
             sections = {name: header["sections"][name] for name in SECTIONS}
             digests = {name: str(header["sectionSha256"][name]) for name in SECTIONS}
         except (ValueError, KeyError, TypeError):
@@ -296,7 +304,6 @@ class SnapshotIndex:
         self._check(header, expected)
         self.count = expected.customer_count
         self.member_customers = int(header["memberCustomers"])
-        base = start + length
         view = memoryview(blob)
 
         def section(name: str, width: int) -> memoryview[int]:  # a view of the blob: no copy
