@@ -20,17 +20,16 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import zlib
 from collections.abc import Generator, Iterable, Iterator
 from typing import Any
 
 from shared.errors import SnapshotFormatError
+from shared.storage.reader import MAX_LINE_BYTES as MAX_LINE_BYTES
+from shared.storage.reader import Lines
+from shared.storage.reader import inflated as inflated
 
 # A line that starts with the id needs no JSON parse to tell its id (ids hold no quotes or escapes).
 _LEADING_ID = re.compile(rb'\{\s*"id"\s*:\s*"([^"\\]+)"')
-_INFLATE_INPUT = 64 * 1024  # compressed bytes per decompress call
-_INFLATE_OUTPUT = 1024 * 1024  # at most this much JSON out of one call, however well it compresses
-MAX_LINE_BYTES = 8 * 1024 * 1024  # one customer (Partner Center's are about a kilobyte)
 
 
 def iter_customer_lines(
@@ -62,7 +61,7 @@ def verify_document(stored: bytes, gzipped: bool, sha256: str, json_bytes: int) 
 
 def customer_lines(document: Iterable[bytes], *, digest: Any = None) -> Iterator[bytes]:
     """Each customer line of a decompressed document, its trailing comma cut; `digest` sees every byte."""
-    source = _Lines(document, digest)
+    source = Lines(document, digest=digest)
     lines = iter(source)
     header = next(lines, None)
     done = False
@@ -86,63 +85,6 @@ def _customers(lines: Iterator[bytes]) -> Generator[bytes, None, bool]:
             return True
         yield line[:-1] if line.endswith(b",") else line
     return False
-
-
-class _Lines:
-    """The complete lines of a document that arrives in chunks; once they are all read, `rest` holds
-    what follows the last newline."""
-
-    def __init__(self, document: Iterable[bytes], digest: Any) -> None:
-        self._document = document
-        self._digest = digest
-        self.rest = b""
-
-    def __iter__(self) -> Iterator[bytes]:
-        buffer = b""
-        for data in self._document:
-            if self._digest is not None:
-                self._digest.update(data)
-            buffer += data
-            *lines, buffer = buffer.split(b"\n")
-            if len(buffer) > MAX_LINE_BYTES:
-                raise SnapshotFormatError(f"a line longer than {MAX_LINE_BYTES} bytes")
-            yield from lines
-        self.rest = buffer
-
-
-def inflated(chunks: Iterable[bytes], gzipped: bool, limit: int | None = None) -> Iterator[bytes]:
-    """The stored chunks, gunzipped in pieces of at most a megabyte when the blob is gzip-encoded;
-    SnapshotFormatError once they add up to more than `limit` bytes."""
-    produced = 0
-    for data in _gunzipped(chunks) if gzipped else chunks:
-        produced += len(data)
-        if limit is not None and produced > limit:
-            raise SnapshotFormatError(f"the document grows past the {limit} bytes published")
-        yield data
-
-
-def _gunzipped(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """A gzip stream of one or more members (writer.py starts a member every few dozen customers, so a
-    reader can inflate one on its own), as any gzip reader takes it: the members' data back to back.
-    Anything after a member that is not another member is a damaged stream."""
-    inflate = zlib.decompressobj(31)
-    try:
-        for chunk in chunks:
-            view = memoryview(chunk)
-            for start in range(0, len(chunk), _INFLATE_INPUT):
-                data: bytes | memoryview = view[start : start + _INFLATE_INPUT]
-                while data:
-                    if inflate.eof:  # the next member starts here
-                        inflate = zlib.decompressobj(31)
-                    yield inflate.decompress(data, _INFLATE_OUTPUT)
-                    while inflate.unconsumed_tail:
-                        yield inflate.decompress(inflate.unconsumed_tail, _INFLATE_OUTPUT)
-                    data = inflate.unused_data if inflate.eof else b""
-        yield inflate.flush()
-    except zlib.error as exc:
-        raise SnapshotFormatError(f"damaged gzip stream ({exc})") from None
-    if not inflate.eof:
-        raise SnapshotFormatError("truncated gzip stream")
 
 
 def customer_ids(document: Iterable[bytes]) -> Iterator[str]:

@@ -33,6 +33,7 @@ from shared.snapshots.document import customer_ids, inflated
 from shared.snapshots.document import iter_customer_lines as iter_customer_lines
 from shared.snapshots.index import IndexBuilder, index_name
 from shared.snapshots.writer import CommittedSnapshot, SnapshotWriter, storage_problem
+from shared.storage.reader import StoredDocumentError, parse_json, read_json
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -121,7 +122,15 @@ class Manifest:
     @classmethod
     def parse(cls, data: bytes) -> Manifest:
         try:
-            doc = json.loads(data.decode("utf-8-sig"))
+            doc = parse_json(data, LATEST)
+        except StoredDocumentError as exc:
+            raise ManifestError(f"{LATEST} is not a valid manifest ({exc})") from None
+        return cls.from_json(doc)
+
+    @classmethod
+    def from_json(cls, doc: Any) -> Manifest:
+        """The manifest of latest.json's (or a marker's) JSON value; ManifestError when it is not one."""
+        try:
             manifest = cls(
                 snapshot=_str(doc["snapshot"]),
                 etag=_str(doc["etag"]),
@@ -133,7 +142,7 @@ class Manifest:
                 changes=ChangeRef.parse(doc.get("changes")),
             )
             manifest = _with_index(manifest, doc)
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ManifestError(f"{LATEST} is not a valid manifest ({type(exc).__name__})") from None
         if not SNAPSHOT_NAME.fullmatch(manifest.snapshot):
             # Only a name of the layout: never "../other-container/x.json" or latest.json itself.
@@ -424,19 +433,22 @@ class SnapshotStore:
             {"etag": etag, "match_condition": MatchConditions.IfModified} if etag else {}
         )
         try:
-            download = self.blob(LATEST).download_blob(**conditions, **request_options)
-            data = download.readall()
+            doc, etag = read_json(self.blob(LATEST), **conditions, **request_options)
         except ResourceNotFoundError:
             return None, None
+        except StoredDocumentError as exc:
+            error = ManifestError(f"{LATEST} is not a valid manifest ({exc})")
+            error.etag = exc.etag  # a reader can ask next whether it changed (a 304)
+            raise error from None
         except HttpResponseError as exc:
             # The SDK raises a 304 as ResourceModifiedError (its error code is ConditionNotMet).
             if exc.status_code == 304:
                 return None
             raise
         try:
-            return Manifest.parse(data), download.properties.etag
+            return Manifest.from_json(doc), etag
         except ManifestError as exc:
-            exc.etag = download.properties.etag  # a reader can ask next whether it changed (a 304)
+            exc.etag = etag
             raise
 
     def read_stored(
