@@ -71,10 +71,9 @@ class IndexedSnapshot:
         assert manifest.index is not None
         started = time.monotonic()
         try:
-            # Hashes, tables, runs and offsets take 50 to 70 bytes a customer; the search text less than the
-            # JSON.
+            # Hashes, tables and offsets take about 40 bytes a customer; the search text less than the JSON.
             blob = store.read_into_buffer(
-                manifest.index, max_bytes=80 * manifest.customer_count + manifest.json_bytes
+                manifest.index, max_bytes=64 * manifest.customer_count + manifest.json_bytes
             )
         except (ResourceNotFoundError, SnapshotFormatError):
             raise UnusableIndex("index missing or too large") from None

@@ -5,12 +5,12 @@ same JSON document, byte for byte), and builds this index as it writes:
 
     members        uint64 offsets in the stored blob: customer member m (customers m*K .. m*K+K-1) is
                    stored[members[m]:members[m+1]], raw deflate that inflates on its own
-    ids            uint64 keyed hash of each customer's lower-cased id, by position
-    id_table       open-addressing table (linear probing), one slot per distinct key (its hash's low 32
-                   bits), slot = hash & (size - 1): the first position with that key + 1
-    id_next        uint32 by position: the next position with the same key + 1 (0: the last), so a key
+    ids            uint32 keyed hash of each customer's lower-cased id, by position
+    id_table       open-addressing table (linear probing), one slot per distinct hash, slot = hash &
+                   (size - 1): the first position with that hash + 1
+    id_next        uint32 by position: the next position with the same hash + 1 (0: the last), so a key
                    shared by many customers is one table slot and a run of positions in stored order
-    domains        uint64 keyed hash of each customer's domain_key (0: no domain), by position
+    domains        uint32 keyed hash of each customer's domain_key (0: no domain), by position
     domain_table   the same kind of table for domains, and domain_next the same runs
     search_offsets uint64 start of each customer's folded "companyName\\ndomain" in `search`, then its end
     search         those texts back to back, UTF-8, zlib-compressed in the blob
@@ -18,7 +18,7 @@ same JSON document, byte for byte), and builds this index as it writes:
 A hash only finds candidates: every match is confirmed against the customer's stored line before it is
 answered, so a collision costs a probe, never a wrong answer. Ids and domains come from Partner Center, so
 whoever controls them could choose keys that collide under a fixed hash (with CRC-32, 20,000 such ids made
-the build quadratic: 23 s instead of 0.1 s). The hash is keyed (BLAKE2b, 64 bits) with a random key
+the build quadratic: 23 s instead of 0.1 s). The hash is keyed (BLAKE2b, 32 bits) with a random key
 drawn for each index and stored in its header: nobody can tell which keys will share a slot. A key many
 customers share (one domain for all of them) takes one slot, whatever the number. Build and lookups stay
 linear, and a lookup walks each slot once at most: a table with no empty slot is refused at load.
@@ -31,8 +31,8 @@ that header, so the header pins every byte.
 The job never holds the index: ids, domains, offsets and the search text are staged to the index blob in
 blocks as they fill (the blob is committed in layout order at the end, whatever order the blocks were staged
 in), which is why each section has its own digest rather than one over the whole blob. What stays in memory
-until the end is the low 32 bits of each hash (all the tables need: a slot is a hash's low bits), 8 bytes a
-customer, and then one table (and its runs) at a time. Only built when every customer is one the API's
+until the end is each hash (all the tables need: a slot is a hash's low bits), 8 bytes a customer, and
+then one table (and its runs) at a time. Only built when every customer is one the API's
 indexes can use.
 """
 
@@ -71,7 +71,6 @@ HASH_KEY_BYTES = 16
 # million customers take about 130 blocks. The tables, built at the end, go in fewer, larger blocks.
 BLOCK_BYTES = 256 * 1024
 TABLE_BLOCK_BYTES = 1024 * 1024  # each block is copied out of the table: one megabyte at a time
-_LOW = 0xFFFFFFFF
 
 
 class UnusableIndex(ValueError):
@@ -79,17 +78,17 @@ class UnusableIndex(ValueError):
 
 
 class KeyHash:
-    """The keyed 64-bit hash of lookup keys of one index (BLAKE2b with the index's key, about 0.5 µs a
-    key). Its low half is never 0: 0 marks "no domain", and the job keeps only that half for the tables."""
+    """The keyed 32-bit hash of lookup keys of one index (BLAKE2b with the index's key, about 0.5 µs a key),
+    never 0 (0 marks "no domain"). 32 bits are plenty: a hash only finds candidates, and keys that share
+    one by chance (about a hundred pairs among a million) cost one confirmation each, never an answer."""
 
     def __init__(self, key: bytes) -> None:
-        self._keyed = hashlib.blake2b(key=key, digest_size=8)
+        self._keyed = hashlib.blake2b(key=key, digest_size=4)
 
     def __call__(self, text: str) -> int:
         keyed = self._keyed.copy()  # the key's block is hashed once, not once per key
         keyed.update(text.encode("utf-8", "surrogatepass"))
-        value = int.from_bytes(keyed.digest(), "little")
-        return value if value & _LOW else value | 1
+        return int.from_bytes(keyed.digest(), "little") or 1
 
 
 def search_bytes(text: str) -> bytes:
@@ -123,22 +122,22 @@ def _table_size(count: int) -> int:
     return 1 << max(4, (2 * count).bit_length())  # at most half full: short probes
 
 
-def _table(low_hashes: array[int]) -> tuple[array[int], array[int], int]:
-    """(table, next, probes): the open-addressing table of each distinct key (`low_hashes` holds each
-    position's low 32 bits; 0: nothing to find, a customer without a domain), its slot holding the first
-    position with that key + 1, and `next` linking each position to the next one with the same key. Built
-    from the last position back, so each run comes out in stored order. `probes`: the slots walked past a
-    key's home slot, all keys together (random keys in a table at most half full: well under one a key)."""
-    count = len(low_hashes)
+def _table(hashes: array[int]) -> tuple[array[int], array[int], int]:
+    """(table, next, probes): the open-addressing table of each distinct hash (`hashes` by position; 0:
+    nothing to find, a customer without a domain), its slot holding the first position with that hash + 1,
+    and `next` linking each position to the next one with the same hash. Built from the last position back,
+    so each run comes out in stored order. `probes`: the slots walked past a hash's home slot, all of them
+    together (random hashes in a table at most half full: well under one a hash)."""
+    count = len(hashes)
     mask = _table_size(count) - 1
     table = array("I", bytes(4 * (mask + 1)))
     following = array("I", bytes(4 * count))
     probes = 0
     for position in range(count - 1, -1, -1):
-        value = low_hashes[position]
+        value = hashes[position]
         if value:
             slot = value & mask
-            while (entry := table[slot]) and low_hashes[entry - 1] != value:
+            while (entry := table[slot]) and hashes[entry - 1] != value:
                 slot = (slot + 1) & mask
                 probes += 1
             following[position] = entry  # 0: the first of its key met so far is the last of its run
@@ -193,7 +192,7 @@ class IndexBuilder:
         self.usable = True
         self.count = 0
         self.members = array("Q")
-        self._id_low = array("I")  # the low halves of the hashes: what the tables are built from
+        self._id_low = array("I")  # the hashes, kept for the tables (the sections are staged as they fill)
         self._domain_low = array("I")
         self._search = zlib.compressobj(1)
         self._search_bytes = 0
@@ -207,7 +206,7 @@ class IndexBuilder:
         customer of every run, beside the job's paging)."""
         if not self.usable:
             return
-        ids, domains, offsets = array("Q"), array("Q"), array("Q")
+        ids, domains, offsets = array("I"), array("I"), array("Q")
         texts: list[bytes] = []
         total = self._search_bytes
         key_hash = self._key_hash
@@ -225,8 +224,8 @@ class IndexBuilder:
             texts.append(text)
         self._search_bytes = total
         self.count += len(ids)
-        self._id_low.extend(value & _LOW for value in ids)
-        self._domain_low.extend(value & _LOW for value in domains)
+        self._id_low.extend(ids)
+        self._domain_low.extend(domains)
         sections = self._sections
         sections["ids"].write(ids.tobytes())
         sections["domains"].write(domains.tobytes())
@@ -355,10 +354,10 @@ class SnapshotIndex:
             return part.cast("Q") if width == 8 else part.cast("I") if width == 4 else part
 
         self.members = section("members", 8)
-        self.ids = section("ids", 8)
+        self.ids = section("ids", 4)
         self.id_table = section("id_table", 4)
         self.id_next = section("id_next", 4)
-        self.domains = section("domains", 8)
+        self.domains = section("domains", 4)
         self.domain_table = section("domain_table", 4)
         self.domain_next = section("domain_next", 4)
         self.search_offsets = section("search_offsets", 8)
@@ -470,16 +469,16 @@ def _inflate_into(data: bytes | memoryview, size: int) -> bytearray:
 def _run(
     table: memoryview[int], following: memoryview[int], hashes: memoryview[int], value: int
 ) -> Iterator[int]:
-    """The positions whose hash is `value`: the table slot of its key (the low 32 bits), then the run of
-    positions from there. Each slot is walked once at most, and a run only goes forward, so a lookup ends
-    whatever the blob holds; an entry past the last customer ends it too."""
-    mask, count, low = len(table) - 1, len(hashes), value & _LOW
+    """The positions whose hash is `value`: its table slot, then the run of positions from there. Each slot
+    is walked once at most, and a run only goes forward, so a lookup ends whatever the blob holds; an entry
+    past the last customer ends it too."""
+    mask, count = len(table) - 1, len(hashes)
     slot = value & mask
     for _ in range(len(table)):
         entry = table[slot]
         if not entry or entry > count:
             return
-        if hashes[entry - 1] & _LOW == low:  # this key's run (keys differing in the high half share it)
+        if hashes[entry - 1] == value:  # this hash's run
             position = entry - 1
             while True:
                 if hashes[position] == value:
