@@ -18,7 +18,7 @@ same JSON document, byte for byte), and builds this index as it writes:
 A hash only finds candidates: every match is confirmed against the customer's stored line before it is
 answered, so a collision costs a probe, never a wrong answer. Ids and domains come from Partner Center, so
 whoever controls them could choose keys that collide under a fixed hash (with CRC-32, 20,000 such ids made
-the build quadratic: 23 s instead of 0.1 s). The hash is keyed (BLAKE2b, 32 bits) with a random key
+the build quadratic: over 20 s instead of 0.1 s). The hash is keyed (BLAKE2b, 32 bits) with a random key
 drawn for each index and stored in its header: nobody can tell which keys will share a slot. A key many
 customers share (one domain for all of them) takes one slot, whatever the number. Build and lookups stay
 linear, and a lookup walks each slot once at most: a table with no empty slot is refused at load.
