@@ -255,7 +255,10 @@ class PartnerCenter(LoopbackServer):
         if items is None:
             if len(self._page_cache) > 4096:
                 self._page_cache.clear()
-            items = json.dumps(customers[first:end], ensure_ascii=False).encode()
+            try:
+                items = json.dumps(customers[first:end], ensure_ascii=False).encode()
+            except UnicodeEncodeError:  # a lone surrogate ("\ud800"): UTF-8 cannot carry it, a JSON
+                items = json.dumps(customers[first:end]).encode()  # escape can (strict JSON all the same)
             self._page_cache[(first, end)] = items
         form = {"rotate": LINK_FORMS[cursor.page % len(LINK_FORMS)], "token_only": "v1"}.get(
             self.link_form, self.link_form

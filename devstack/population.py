@@ -92,3 +92,43 @@ def _generate(count: int, seed: int) -> list[dict[str, Any]]:
             item["allowDelegatedAccess"] = True  # an undocumented extra field: snapshots must keep it
         append(item)
     return customers
+
+
+def crc32_colliding_ids(count: int, seed: int = 0) -> list[str]:
+    """``count`` distinct GUID-shaped ids whose CRC-32 is the same: keys an attacker could choose so that a
+    table slotted by CRC-32 bits (the lookup index before format 3) puts every one in the same slot.
+
+    CRC-32 is affine over GF(2): for strings of one length, crc(a ^ d) = crc(a) ^ crc(d ^ 0) ^ crc(0). Each
+    hex digit kept within '0'-'7' leaves three bits free; any combination of those flips that lies in the
+    kernel of the (linear) CRC difference keeps the CRC. About 84 free bits against 32: 2**52 such ids."""
+    import zlib
+
+    rng = random.Random(seed)
+    base = bytearray(b"00000000-0000-4000-8000-000000000000")  # version 4, variant 8: fixed
+    free = [
+        (at, bit) for at, char in enumerate(base) if char == 0x30 and at not in (14, 19) for bit in (0, 1, 2)
+    ]
+    zero = zlib.crc32(base)
+    kernel: list[int] = []  # combinations (bit masks over `free`) that leave the CRC unchanged
+    pivots: dict[int, tuple[int, int]] = {}  # Gaussian elimination: top bit -> (CRC difference, combination)
+    for number, (at, bit) in enumerate(free):
+        flipped = bytearray(base)
+        flipped[at] ^= 1 << bit
+        difference, combination = zlib.crc32(flipped) ^ zero, 1 << number
+        while difference and difference.bit_length() - 1 in pivots:
+            other, other_combination = pivots[difference.bit_length() - 1]
+            difference, combination = difference ^ other, combination ^ other_combination
+        if difference:
+            pivots[difference.bit_length() - 1] = (difference, combination)
+        else:
+            kernel.append(combination)
+    ids: dict[str, None] = {}
+    while len(ids) < count:
+        combination = 0
+        for vector in kernel:
+            combination ^= vector if rng.getrandbits(1) else 0
+        crafted = bytearray(base)
+        for number, (at, bit) in enumerate(free):
+            crafted[at] ^= (combination >> number & 1) << bit
+        ids[crafted.decode()] = None
+    return list(ids)

@@ -110,3 +110,19 @@ def test_percentile_is_nearest_rank():
     assert percentile(values, 50) == 50
     assert percentile(values, 99) == 99
     assert percentile([3.0], 99) == 3.0
+
+
+def test_the_crafted_keys_bench_prints_both_kinds_of_keys():
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.keys", "--customers", "500", "--lookups", "50"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "customers" in line]
+    assert [row.split(",")[0] for row in rows] == ["| random ids", "| crafted ids"]
+    for row in rows:
+        assert len(NUMBER.findall(row)) == 3, row  # build seconds, lookup and absent lookup p50

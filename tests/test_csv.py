@@ -8,7 +8,7 @@ import io
 import json
 import os
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -22,7 +22,15 @@ from shared.api.csv_answer import cell as csv_cell
 from shared.api.csv_answer import row as csv_row
 from tests.conftest import Snapshots
 from tests.functions import run_timer
-from tests.test_api import _customer, _foreign_settings, assert_error, body, call, write_snapshot
+from tests.test_api import (
+    _customer,
+    _foreign_settings,
+    assert_error,
+    body,
+    call,
+    customer_call,
+    write_snapshot,
+)
 
 BOM = b"\xef\xbb\xbf"
 HEADER = ["id", "tenantId", "companyName", "domain", "relationshipToPartner"]
@@ -322,3 +330,96 @@ def test_the_rendition_leaves_out_lines_that_are_not_customers(make_stack, azuri
     assert response.status_code == 307, response.get_body()
     downloaded = requests.get(response.headers["Location"], timeout=10)
     assert [r[0] for r in parse_csv(downloaded.content)] == [c["id"] for c in good]
+
+
+# -- text the API cannot encode, and a rendition that fails ---------------------------------------------
+def test_a_name_holding_a_lone_surrogate_is_u_fffd_in_every_csv_answer_and_as_stored_in_json(
+    make_stack, azurite, monkeypatch
+):
+    """Partner Center may send "\\ud800" (strict JSON, storable): the JSON answers keep it as stored, every
+    CSV answer (a page, a search, the whole snapshot inline and its rendition) writes U+FFFD for it."""
+    customers = make_customers(120, seed=15)
+    odd = customers[70]
+    odd["companyProfile"]["companyName"] = "Lone \ud800 Surrogate Ltd"
+    odd["companyProfile"]["domain"] = "lone\udfff.example"
+    _stack, snapshots = make_stack(customers=customers)
+    run_timer()
+    stored = snapshots.document_bytes(snapshots.latest()["snapshot"])
+    assert b'"Lone \\ud800 Surrogate Ltd"' in stored  # the JSON escape, as Partner Center sent it
+    as_json = customer_call(odd["id"])
+    assert as_json.status_code == 200 and json.loads(as_json.get_body()) == odd
+
+    def odd_row(response: Any) -> list[str]:
+        assert response.status_code == 200, response.get_body()[:300]
+        return {row[0]: row for row in rows(response)}[odd["id"]]
+
+    shown = ["Lone \ufffd Surrogate Ltd", "lone\ufffd.example"]
+    assert odd_row(call("customers", {"format": "csv", "top": "100"}))[2:4] == shown
+    assert odd_row(call("customers", {"format": "csv", "q": "surrogate"}))[2:4] == shown
+    assert (
+        odd_row(call("customers", {"format": "csv", "top": "5", "continuation": _page_of(70)}))[2:4] == shown
+    )
+    whole = call("customers", {"format": "csv"}, headers={"Accept-Encoding": "gzip"})
+    assert odd_row(whole)[2:4] == shown and len(rows(whole)) == len(customers)
+
+    # A snapshot too large to answer inline: the CSV rendition beside it.
+    monkeypatch.setenv("API_SNAPSHOT_INLINE_MAX_BYTES", "1000")
+    monkeypatch.setenv("SNAPSHOT_STORAGE_ACCOUNT_URL", "")
+    monkeypatch.setenv("SNAPSHOT_STORAGE_CONNECTION_STRING", azurite.connection_string)
+    redirected = call("customers", {"format": "csv"})
+    assert redirected.status_code == 307, redirected.get_body()[:300]
+    downloaded = requests.get(redirected.headers["Location"], timeout=10)
+    got = {row[0]: row for row in parse_csv(downloaded.content)}
+    assert len(got) == len(customers) and got[odd["id"]][2:4] == shown
+
+
+def _page_of(position: int) -> str:
+    """The continuation token of the page that starts at `position` (from a first page's nextLink)."""
+    first = body(call("customers", {"top": str(position)}))
+    return dict(parse_qsl(urlsplit(first["nextLink"]).query))["continuation"]
+
+
+def test_a_rendition_that_fails_is_attempted_once_per_snapshot(make_stack, azurite, monkeypatch, caplog):
+    """A snapshot whose rendition cannot be written (here: its bytes do not match latest.json's sha256) is
+    streamed once, logged once, and answered 503 at once after that; the next snapshot gets its own, and a
+    storage error is tried again."""
+    import ssl
+
+    from devstack.storage_proxy import StorageProxy
+
+    stack, snapshots = make_stack(customers=0)
+    client = ssl.create_default_context(cafile=str(stack.tls.bundle))
+    proxy = StorageProxy(stack.tls.ssl_server_context(), azurite.account_url, client)
+    proxy.start()
+    streamed: list[str] = []
+    proxy.on("GET", r"/customers-\d{8}T\d{6}Z\.json(\?|$)", streamed.append)
+    container = stack.blob_service_client().get_container_client(snapshots.container)
+    write_snapshot(container, make_customers(100, seed=4), datetime.now(UTC) - timedelta(minutes=5))
+    latest = snapshots.latest()
+    latest["sha256"] = "0" * 64
+    container.upload_blob("latest.json", json.dumps(latest).encode(), overwrite=True)
+    monkeypatch.setenv("API_SNAPSHOT_INLINE_MAX_BYTES", "1000")
+    monkeypatch.setenv("SNAPSHOT_STORAGE_RETRIES", "0")
+    monkeypatch.setenv("SNAPSHOT_STORAGE_ACCOUNT_URL", "")
+    monkeypatch.setenv(
+        "SNAPSHOT_STORAGE_CONNECTION_STRING",
+        azurite.connection_string.replace(azurite.account_url, proxy.account_url),
+    )
+    caplog.set_level("INFO", logger="shared.api")
+    try:
+        assert_error(call("customers", {"format": "csv"}), 503, "snapshot_unavailable")
+        once = len(streamed)
+        assert once >= 1
+        for _ in range(3):
+            assert_error(call("customers", {"format": "csv"}), 503, "snapshot_unavailable")
+        assert len(streamed) == once  # not streamed again
+        failed = [r for r in caplog.records if r.getMessage().startswith("api.csv_rendition_failed")]
+        assert len(failed) == 1
+        write_snapshot(container, make_customers(50, seed=5), datetime.now(UTC))  # the next publish
+        # Storage failing is not the snapshot's doing: not remembered, the next request writes it.
+        proxy.fail("GET", r"/customers-\d{8}T\d{6}Z\.json(\?|$)", status=500, times=100)
+        assert_error(call("customers", {"format": "csv"}), 503, "storage_unavailable")
+        proxy.faults.clear()
+        assert call("customers", {"format": "csv"}).status_code == 307
+    finally:
+        proxy.stop()

@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -272,6 +273,11 @@ def test_an_index_blob_that_does_not_hold_together_is_refused():
         "search damaged": blob[:search_start] + bytes(40),
         "search not deflate": blob[:search_start] + b"\xff" * 40,
         "the format before sections had digests": _with_header(blob, format=1),
+        "the format before keyed hashes (CRC-32 slots)": _with_header(blob, format=2),
+        "a hash key that is not hex": _with_header(blob, hashKey="zz" * 16),
+        "a hash key of another length": _with_header(blob, hashKey="ab"),
+        "an id table without an empty slot": _with_section(blob, "id_table", _fill_every_slot),
+        "a domain table without an empty slot": _with_section(blob, "domain_table", _fill_every_slot),
         "a section changed": _with_byte_changed(blob, "ids"),
         "the search text changed": _with_byte_changed(blob, "search"),
         "a section's digest missing": _with_header(blob, sectionSha256={}),
@@ -310,10 +316,14 @@ def test_the_job_stages_index_sections_as_they_fill_and_keeps_only_the_hashes_lo
     customers = make_customers(2000, seed=12)
     for start in range(0, len(customers), 500):  # pages, as the writer hands them over
         builder.add(customers[start : start + 500])
-    # 16,000 bytes of id hashes so far: staged in blocks already, not held until the end
-    assert sum(len(data) for data in staged.values()) >= 3 * 16_000 - 3 * 4096
+    # 8,000 bytes of id hashes so far (16,000 of search offsets): staged in blocks already, not held until
+    # the end (format 2's hashes took 8 bytes: then 3 * 16,000 bytes less the same 3 blocks held)
+    assert sum(len(data) for data in staged.values()) >= 8_000 + 8_000 + 16_000 - 3 * 4096
     held = sum(section._pending_bytes for section in builder._sections.values())
     assert held < 4 * 4096
+    assert sum(len(data) for data in staged.values()) + held == sum(
+        s.size for s in builder._sections.values()
+    )
     assert builder._id_low.itemsize * len(builder._id_low) == 4 * len(customers)  # what the tables need
     builder.members.extend(range(-(-len(customers) // MEMBER_CUSTOMERS) + 1))
     digest = builder.finish(snapshot="snapshots/x.json", etag='"0x1"', sha256="a" * 64, customer_count=2000)
@@ -520,3 +530,123 @@ def test_a_request_that_read_latest_json_before_a_newer_snapshot_was_taken_up_an
     response = customer_call(new[1]["id"])
     assert response.status_code == 200 and len(calls) == 2
     assert response.headers["X-Snapshot-Name"] == latest.manifest().snapshot
+
+
+# -- issue 16: keys an attacker chooses, and an index that verifies but would never let a lookup end -----
+def _longest_and_total_probes(table: Any, hashes: Any) -> tuple[int, int]:
+    """From a stored table alone: the longest distance of an entry from its home slot (what a lookup of its
+    key walks), and the slots the build walked to place every entry (linear probing: distance + 1)."""
+    mask = len(table) - 1
+    longest = total = 0
+    for slot, entry in enumerate(table):
+        if entry:
+            distance = (slot - hashes[entry - 1]) & mask
+            longest = max(longest, distance)
+            total += distance + 1
+    return longest, total
+
+
+def test_ids_crafted_to_collide_and_one_shared_domain_keep_the_index_build_and_lookups_linear(make_stack):
+    """Ids whose CRC-32 is the same, and one domain every customer shares: the job's index build stays
+    linear (a bounded walk per key, read from the tables it stored) and every lookup answers."""
+    from devstack.population import crc32_colliding_ids
+
+    count = 2000
+    crafted = crc32_colliding_ids(count + 3, seed=16)
+    customers = make_customers(count, seed=16)
+    for customer, customer_id in zip(customers, crafted, strict=False):
+        customer["id"] = customer["companyProfile"]["tenantId"] = customer_id
+        customer["companyProfile"]["domain"] = "everyone.example"
+    stack, snapshots = make_stack(customers=customers)
+    run_timer()
+    container = _container(stack, snapshots)
+    manifest = _published(container)
+    assert manifest.index is not None
+    blob = container.get_blob_client(manifest.index).download_blob().readall()
+    index = SnapshotIndex(blob, indexed.Expected(manifest.snapshot, manifest.etag, manifest.sha256, count))
+    for name, table, hashes in (
+        ("id", index.id_table, index.ids),
+        ("domain", index.domain_table, index.domains),
+    ):
+        longest, total = _longest_and_total_probes(table, hashes)
+        # Random keys in a table at most half full: 1.5 slots per key on average, the longest walk 40 in
+        # 300 builds (one of 200 has odds below 1 in 10**12). The CRC-32 slots made them count - 1 and
+        # count * count / 2 (2,000,000 here, 200,000,000 at 20,000 customers).
+        assert longest <= 200 and total <= 3 * count, (name, longest, total)
+    for customer in customers[::97]:
+        response = customer_call(customer["id"].upper())
+        assert response.status_code == 200 and json.loads(response.get_body()) == customer
+    for absent in crafted[count:]:  # the same CRC-32 as every stored id, and not one of them
+        assert customer_call(absent).status_code == 404
+    shared = body(call("customers", {"domain": "EVERYONE.example", "top": "1000"}))
+    assert shared["count"] == count and ids(shared) == [c["id"] for c in customers[:1000]]
+    latest = api_context().latest
+    assert isinstance(latest.snapshot(latest.manifest()), IndexedSnapshot)  # answered from the index
+
+
+def _with_section(blob: bytes, name: str, change: Callable[[bytearray], None]) -> bytes:
+    """The index blob with section `name` changed in place and its sha256 in the header updated: an index
+    that verifies (the header keeps its length: a sha256 is 64 hex digits either way)."""
+    import struct
+
+    from shared.snapshots.index import MAGIC
+
+    (length,) = struct.unpack_from("<I", blob, len(MAGIC))
+    start = len(MAGIC) + 4
+    header = json.loads(blob[start : start + length])
+    offset, size = header["sections"][name]
+    at = start + length + offset
+    data = bytearray(blob[at : at + size])
+    change(data)
+    header["sectionSha256"][name] = hashlib.sha256(data).hexdigest()
+    packed = json.dumps(header).encode().ljust(length)
+    assert len(packed) == length
+    return blob[:start] + packed + blob[start + length : at] + bytes(data) + blob[at + size :]
+
+
+def _fill_every_slot(table: bytearray) -> None:
+    import array
+
+    slots = array.array("I", bytes(table))
+    for slot, entry in enumerate(slots):
+        slots[slot] = entry or 1  # every empty slot points at the first customer
+    table[:] = slots.tobytes()
+
+
+def _in_a_thread(call_it: Callable[[], Any], seconds: float = 30) -> Any:
+    """What `call_it` returns; fails the test (instead of hanging it) when it has not returned in time."""
+    answered: list[Any] = []
+    worker = threading.Thread(target=lambda: answered.append(call_it()), daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), "still running: the lookup never ended"
+    return answered[0]
+
+
+def test_a_lookup_of_an_absent_id_ends_even_when_an_index_that_verifies_has_a_full_id_table(make_stack):
+    stack, snapshots = make_stack(customers=100)
+    run_timer()
+    container = _container(stack, snapshots)
+    manifest = _published(container)
+    assert manifest.index is not None
+    blob = container.get_blob_client(manifest.index).download_blob().readall()
+    full = _with_section(blob, "id_table", _fill_every_slot)
+    container.get_blob_client(manifest.index).upload_blob(full, overwrite=True)
+    latest = json.loads(container.get_blob_client("latest.json").download_blob().readall())
+    latest["indexSha256"] = header_sha256(full)  # latest.json names it: it verifies
+    container.get_blob_client("latest.json").upload_blob(json.dumps(latest).encode(), overwrite=True)
+    absent = "00000000-0000-4000-8000-000000000000"
+    assert _in_a_thread(lambda: customer_call(absent)).status_code == 404
+    present = stack.partner_center.customers[37]
+    answered = _in_a_thread(lambda: customer_call(present["id"]))
+    assert answered.status_code == 200 and json.loads(answered.get_body()) == present
+    cache = api_context().latest
+    assert isinstance(cache.snapshot(cache.manifest()), LoadedSnapshot)  # refused: loaded whole
+
+
+def test_probing_is_bounded_by_the_table_size():
+    """Even past the load's checks (a table with no empty slot), a lookup walks each slot once at most."""
+    customers = make_customers(300, seed=14)
+    index = SnapshotIndex(*_built(customers))
+    index.id_table = memoryview(bytearray(b"\x01\x00\x00\x00" * len(index.id_table))).cast("I")
+    assert _in_a_thread(lambda: list(index.id_candidates("00000000-0000-4000-8000-000000000000")), 10) == []

@@ -36,6 +36,8 @@ class ApiContext:
     sas: SasIssuer
     # (snapshot name, ETag) → whether its bytes verified against what was published: checked once.
     verified: dict[tuple[str, str], bool] = field(default_factory=dict)
+    # (snapshot name, ETag) of snapshots whose CSV rendition failed for what they hold: tried once.
+    failed_renditions: set[tuple[str, str]] = field(default_factory=set)
 
     @property
     def store(self) -> SnapshotStore:

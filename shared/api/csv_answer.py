@@ -3,12 +3,17 @@
 RFC 4180: CRLF line ends, every cell in double quotes with quotes doubled; UTF-8 with a byte order mark so
 Excel reads non-ASCII names; a header row, then one row per customer: id, tenantId, companyName, domain,
 relationshipToPartner. A cell that starts with = + - @, a tab or a carriage return is prefixed with a single
-quote (OWASP's advice against CSV/formula injection): a customer named `=HYPERLINK(...)` stays text.
+quote (OWASP's advice against CSV/formula injection): a customer named `=HYPERLINK(...)` stays text. Text
+UTF-8 cannot carry (a lone surrogate such as "\\ud800", which a JSON escape can hold and Partner Center may
+send) is written as U+FFFD, the replacement character; the JSON answers keep it as stored.
 
 Pages (q, domain, top, continuation) are built from the warm instance's loaded snapshot. The whole latest
 snapshot as CSV, when larger than API_SNAPSHOT_INLINE_MAX_BYTES, is a CSV rendition written once beside
 the snapshot (`snapshots/…/customers-….csv`, gzip-encoded), streamed from the stored snapshot a piece at a
-time so memory stays flat at any size, then answered like the JSON: a 307 to a short-lived SAS URL.
+time so memory stays flat at any size, then answered like the JSON: a 307 to a short-lived SAS URL. A
+rendition that cannot be written for what the snapshot holds (it does not match latest.json) is remembered
+for that snapshot's ETag in the API context: later requests get 503 at once, without streaming the snapshot
+again; a storage error is not remembered.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import hashlib
 import io
 import json
 import logging
+import re
 import threading
 import time
 import zlib
@@ -28,7 +34,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import azure.functions as func
 
-from shared.api.errors import bad_parameter, snapshot_unavailable
+from shared.api.errors import ApiError, bad_parameter, snapshot_unavailable
 from shared.api.http import (
     GZIP_LEVEL,
     accepts_gzip,
@@ -41,6 +47,8 @@ from shared.api.http import (
 from shared.events import log_event
 
 if TYPE_CHECKING:
+    from azure.storage.blob import BlobClient
+
     from shared.api.context import ApiContext
     from shared.api.latest import Snapshot
     from shared.snapshots.store import Manifest
@@ -53,6 +61,7 @@ BOM = "\ufeff".encode()
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _BATCH = 2000  # customers per json.loads / csv write
 _FLUSH = 1 << 20  # gzip bytes handed to the upload at a time
+_SURROGATES = re.compile("[\ud800-\udfff]")  # what a str may hold and UTF-8 cannot
 
 
 # -- negotiation ---------------------------------------------------------------------------------------
@@ -129,6 +138,15 @@ def _writer(buffer: io.StringIO) -> Any:
     return csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
 
 
+def utf8(text: str) -> bytes:
+    """`text` as UTF-8, U+FFFD for each code point UTF-8 cannot carry (a lone surrogate): one customer's
+    name never fails a CSV answer."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return _SURROGATES.sub("\ufffd", text).encode()
+
+
 def encode(lines: Iterable[bytes]) -> Iterator[bytes]:
     """The CSV file for these stored customer lines, in pieces: BOM and header first."""
     buffer = io.StringIO()
@@ -139,7 +157,7 @@ def encode(lines: Iterable[bytes]) -> Iterator[bytes]:
         buffer.seek(0)
         buffer.truncate()
         writer.writerows(row(customer) for customer in customers)
-        yield buffer.getvalue().encode()
+        yield utf8(buffer.getvalue())
 
 
 def page_bytes(loaded: Snapshot, positions: Sequence[int]) -> bytes:
@@ -226,33 +244,28 @@ def ensure_rendition(ctx: ApiContext, manifest: Manifest) -> int:
 
     Written with If-None-Match: * (the upload commits only if no rendition exists): two instances racing
     both succeed, one of them writes. It is derived from the snapshot, which is never overwritten, and only
-    committed after every line was read and the snapshot's sha256 and count were checked."""
-    from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-    from azure.storage.blob import ContentSettings
+    committed after every line was read and the snapshot's sha256 and count were checked. A rendition that
+    fails for anything but storage is remembered by the snapshot's ETag (the same bytes fail the same way):
+    503 at once from then on, without streaming the snapshot again."""
+    from azure.core.exceptions import AzureError, ResourceNotFoundError
 
     blob = ctx.store.blob(rendition_name(manifest.snapshot))
+    version = (manifest.snapshot, manifest.etag)
     with _write_lock:  # one writer per instance; the others wait and find it written
+        if version in ctx.failed_renditions:
+            raise _cannot_be_read()
         try:
             return int(blob.get_blob_properties().size)
         except ResourceNotFoundError:
             pass
         started = time.monotonic()
-        with contextlib.suppress(ResourceExistsError):  # another instance wrote it in the meantime
-            blob.upload_blob(
-                _gzip(_rendition_csv(ctx, manifest)),
-                blob_type="BlockBlob",
-                overwrite=False,
-                max_concurrency=1,
-                content_settings=ContentSettings(
-                    content_type=CSV_TYPE,
-                    content_encoding="gzip",
-                    content_disposition=f'attachment; filename="{filename(manifest.snapshot)}"',
-                ),
-                metadata={
-                    "sourcesnapshot": manifest.snapshot.rsplit("/", 1)[-1],
-                    "sourcesha256": manifest.sha256,
-                },
-            )
+        try:
+            _write_rendition(ctx, manifest, blob)
+        except AzureError:
+            raise  # storage trouble, not the snapshot's: a later request tries again
+        except Exception:  # the snapshot does not match latest.json (logged where it was found), or worse
+            ctx.failed_renditions.add(version)
+            raise
         size = int(blob.get_blob_properties().size)
         log_event(
             log,
@@ -263,6 +276,28 @@ def ensure_rendition(ctx: ApiContext, manifest: Manifest) -> int:
             elapsedSeconds=round(time.monotonic() - started, 3),
         )
         return size
+
+
+def _write_rendition(ctx: ApiContext, manifest: Manifest, blob: BlobClient) -> None:
+    from azure.core.exceptions import ResourceExistsError
+    from azure.storage.blob import ContentSettings
+
+    with contextlib.suppress(ResourceExistsError):  # another instance wrote it in the meantime
+        blob.upload_blob(
+            _gzip(_rendition_csv(ctx, manifest)),
+            blob_type="BlockBlob",
+            overwrite=False,
+            max_concurrency=1,
+            content_settings=ContentSettings(
+                content_type=CSV_TYPE,
+                content_encoding="gzip",
+                content_disposition=f'attachment; filename="{filename(manifest.snapshot)}"',
+            ),
+            metadata={
+                "sourcesnapshot": manifest.snapshot.rsplit("/", 1)[-1],
+                "sourcesha256": manifest.sha256,
+            },
+        )
 
 
 def _rendition_csv(ctx: ApiContext, manifest: Manifest) -> Iterator[bytes]:
@@ -287,6 +322,10 @@ def _rendition_csv(ctx: ApiContext, manifest: Manifest) -> Iterator[bytes]:
 
 def _unreadable(manifest: Manifest) -> Exception:
     log_event(log, logging.ERROR, "api.csv_rendition_failed", snapshot=manifest.snapshot)
+    return _cannot_be_read()
+
+
+def _cannot_be_read() -> ApiError:
     return snapshot_unavailable("the latest snapshot cannot be read; the next publish fixes it")
 
 

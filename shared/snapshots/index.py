@@ -5,24 +5,35 @@ same JSON document, byte for byte), and builds this index as it writes:
 
     members        uint64 offsets in the stored blob: customer member m (customers m*K .. m*K+K-1) is
                    stored[members[m]:members[m+1]], raw deflate that inflates on its own
-    ids            uint64 hash of each customer's lower-cased id, by position
-    id_table       open-addressing table (linear probing) of position + 1, slot = hash & (size - 1)
-    domains        uint64 hash of each customer's domain_key (0: no domain), by position
-    domain_table   the same kind of table for domains
+    ids            uint32 keyed hash of each customer's lower-cased id, by position
+    id_table       open-addressing table (linear probing), one slot per distinct hash, slot = hash &
+                   (size - 1): the first position with that hash + 1
+    id_next        uint32 by position: the next position with the same hash + 1 (0: the last), so a key
+                   shared by many customers is one table slot and a run of positions in stored order
+    domains        uint32 keyed hash of each customer's domain_key (0: no domain), by position
+    domain_table   the same kind of table for domains, and domain_next the same runs
     search_offsets uint64 start of each customer's folded "companyName\\ndomain" in `search`, then its end
     search         those texts back to back, UTF-8, zlib-compressed in the blob
 
 A hash only finds candidates: every match is confirmed against the customer's stored line before it is
-answered, so a collision costs a probe, never a wrong answer. The blob starts with MAGIC and a JSON header
-naming the snapshot's name, ETag, sha256 and count (an index of another snapshot is refused), the format
-and fold versions (one built with another fold is refused), where each section lies and each section's
-sha256; latest.json names the index and the sha256 of that header, so the header pins every byte.
+answered, so a collision costs a probe, never a wrong answer. Ids and domains come from Partner Center, so
+whoever controls them could choose keys that collide under a fixed hash (with CRC-32, 20,000 such ids made
+the build quadratic: over 20 s instead of 0.1 s). The hash is keyed (BLAKE2b, 32 bits) with a random key
+drawn for each index and stored in its header: nobody can tell which keys will share a slot. A key many
+customers share (one domain for all of them) takes one slot, whatever the number. Build and lookups stay
+linear, and a lookup walks each slot once at most: a table with no empty slot is refused at load.
+
+The blob starts with MAGIC and a JSON header naming the snapshot's name, ETag, sha256 and count (an index of
+another snapshot is refused), the format and fold versions (one built with another fold is refused), the
+hash key, where each section lies and each section's sha256; latest.json names the index and the sha256 of
+that header, so the header pins every byte.
 
 The job never holds the index: ids, domains, offsets and the search text are staged to the index blob in
 blocks as they fill (the blob is committed in layout order at the end, whatever order the blocks were staged
 in), which is why each section has its own digest rather than one over the whole blob. What stays in memory
-until the end is the low 32 bits of each hash (all the tables need: a slot is a hash's low bits), 8 bytes a
-customer, and then one table at a time. Only built when every customer is one the API's indexes can use.
+until the end is each hash (all the tables need: a slot is a hash's low bits), 8 bytes a customer, and
+then one table (and its runs) at a time. Only built when every customer is one the API's
+indexes can use.
 """
 
 from __future__ import annotations
@@ -43,30 +54,41 @@ from shared.api.text import domain_key, fold
 
 MAGIC = b"CSPINDEX"
 _HEADER_START = len(MAGIC) + 4  # MAGIC, then the header's length (uint32, little-endian), then the header
-FORMAT = 2  # 1: one sha256 over the whole blob (before the job staged sections as they filled)
+# 1: one sha256 over the whole blob (before the job staged sections as they filled); 2: CRC-32 slots any
+# caller could make collide, one slot per customer (no runs). Both are refused: the API loads the whole.
+FORMAT = 3
 FOLD_VERSION = 1  # bump when shared/api/text.py folds differently: older indexes are then refused
 MEMBER_CUSTOMERS = 64  # about 40 KB of JSON per member: one lookup inflates that much
-SECTIONS = ("members", "ids", "id_table", "domains", "domain_table", "search_offsets", "search")
+SECTIONS = (
+    "members",
+    *("ids", "id_table", "id_next"),
+    *("domains", "domain_table", "domain_next"),
+    *("search_offsets", "search"),
+)
+HASH_KEY_BYTES = 16
 # A section is staged in blocks of about BLOCK_BYTES as it fills: small enough that most of the index is
 # staged while the run pages (at 100,000 customers each section is under a megabyte), large enough that a
 # million customers take about 130 blocks. The tables, built at the end, go in fewer, larger blocks.
 BLOCK_BYTES = 256 * 1024
 TABLE_BLOCK_BYTES = 1024 * 1024  # each block is copied out of the table: one megabyte at a time
-_LOW = 0xFFFFFFFF
 
 
 class UnusableIndex(ValueError):
     """An index blob that is not one this code can trust for the snapshot it is asked about."""
 
 
-def key_hash(text: str) -> int:
-    """64-bit hash of a lookup key, never 0 (0 marks "no domain")."""
-    data = text.encode("utf-8", "surrogatepass")
-    # Two C checksums: a tenth of a cryptographic hash's cost. A collision costs a probe, never an answer
-    # (every candidate is confirmed against its stored line).
-    # The table slot comes from the low bits: crc32's, which spread; adler32's low half is a byte sum.
-    # The low half is never 0 either: the job keeps only that half to build the tables.
-    return zlib.adler32(data) << 32 | (zlib.crc32(data) or 1)
+class KeyHash:
+    """The keyed 32-bit hash of lookup keys of one index (BLAKE2b with the index's key, about 0.5 µs a key),
+    never 0 (0 marks "no domain"). 32 bits are plenty: a hash only finds candidates, and keys that share
+    one by chance (about a hundred pairs among a million) cost one confirmation each, never an answer."""
+
+    def __init__(self, key: bytes) -> None:
+        self._keyed = hashlib.blake2b(key=key, digest_size=4)
+
+    def __call__(self, text: str) -> int:
+        keyed = self._keyed.copy()  # the key's block is hashed once, not once per key
+        keyed.update(text.encode("utf-8", "surrogatepass"))
+        return int.from_bytes(keyed.digest(), "little") or 1
 
 
 def search_bytes(text: str) -> bytes:
@@ -100,19 +122,27 @@ def _table_size(count: int) -> int:
     return 1 << max(4, (2 * count).bit_length())  # at most half full: short probes
 
 
-def _table(low_hashes: array[int]) -> array[int]:
-    """The open-addressing table of positions by hash; `low_hashes` holds each position's low 32 bits
-    (0: nothing to find, a customer without a domain)."""
-    size = _table_size(len(low_hashes))
-    mask = size - 1
-    table = array("I", bytes(4 * size))
-    for position, value in enumerate(low_hashes):
+def _table(hashes: array[int]) -> tuple[array[int], array[int], int]:
+    """(table, next, probes): the open-addressing table of each distinct hash (`hashes` by position; 0:
+    nothing to find, a customer without a domain), its slot holding the first position with that hash + 1,
+    and `next` linking each position to the next one with the same hash. Built from the last position back,
+    so each run comes out in stored order. `probes`: the slots walked past a hash's home slot, all of them
+    together (random hashes in a table at most half full: well under one a hash)."""
+    count = len(hashes)
+    mask = _table_size(count) - 1
+    table = array("I", bytes(4 * (mask + 1)))
+    following = array("I", bytes(4 * count))
+    probes = 0
+    for position in range(count - 1, -1, -1):
+        value = hashes[position]
         if value:
             slot = value & mask
-            while table[slot]:
+            while (entry := table[slot]) and hashes[entry - 1] != value:
                 slot = (slot + 1) & mask
+                probes += 1
+            following[position] = entry  # 0: the first of its key met so far is the last of its run
             table[slot] = position + 1
-    return table
+    return table, following, probes
 
 
 Stage = Callable[[str, bytes], None]  # (block id, data): stages one block of the index blob
@@ -156,10 +186,13 @@ class IndexBuilder:
         self._header_id = f"{run_id}-h-{0:06d}"
         self._sections = {name: _Section(number, run_id, stage) for number, name in enumerate(SECTIONS)}
         self._stage = stage
+        self._hash_key = secrets.token_bytes(HASH_KEY_BYTES)  # this index's own: see the module's docstring
+        self._key_hash = KeyHash(self._hash_key)
+        self.probes: dict[str, int] = {}  # table name → slots its build walked past home slots (`_table`)
         self.usable = True
         self.count = 0
         self.members = array("Q")
-        self._id_low = array("I")  # the low halves of the hashes: what the tables are built from
+        self._id_low = array("I")  # the hashes, kept for the tables (the sections are staged as they fill)
         self._domain_low = array("I")
         self._search = zlib.compressobj(1)
         self._search_bytes = 0
@@ -173,9 +206,10 @@ class IndexBuilder:
         customer of every run, beside the job's paging)."""
         if not self.usable:
             return
-        ids, domains, offsets = array("Q"), array("Q"), array("Q")
+        ids, domains, offsets = array("I"), array("I"), array("Q")
         texts: list[bytes] = []
         total = self._search_bytes
+        key_hash = self._key_hash
         for customer in customers:
             fields = fields_of(customer)
             if fields is None:
@@ -190,8 +224,8 @@ class IndexBuilder:
             texts.append(text)
         self._search_bytes = total
         self.count += len(ids)
-        self._id_low.extend(value & _LOW for value in ids)
-        self._domain_low.extend(value & _LOW for value in domains)
+        self._id_low.extend(ids)
+        self._domain_low.extend(domains)
         sections = self._sections
         sections["ids"].write(ids.tobytes())
         sections["domains"].write(domains.tobytes())
@@ -219,12 +253,15 @@ class IndexBuilder:
         sections = self._sections
         sections["search"].write(self._search.flush())
         sections["members"].write(self.members.tobytes())
-        for name, low in (("id_table", "_id_low"), ("domain_table", "_domain_low")):
-            table = memoryview(_table(getattr(self, low))).cast("B")
+        for name, low in (("id", "_id_low"), ("domain", "_domain_low")):
+            table, following, self.probes[f"{name}_table"] = _table(getattr(self, low))
             setattr(self, low, array("I"))  # its job is done: freed before the next table is built
-            for start in range(0, len(table), TABLE_BLOCK_BYTES):  # copies of one block at a time
-                sections[name].write(table[start : start + TABLE_BLOCK_BYTES].tobytes())
-            del table
+            for part, data in ((f"{name}_table", table), (f"{name}_next", following)):
+                view = memoryview(data).cast("B")
+                for start in range(0, len(view), TABLE_BLOCK_BYTES):  # copies of one block at a time
+                    sections[part].write(view[start : start + TABLE_BLOCK_BYTES].tobytes())
+                del view
+            del table, following
         for section in sections.values():
             section.flush()
 
@@ -247,6 +284,7 @@ class IndexBuilder:
                 "etag": etag,
                 "sha256": sha256,
                 "customerCount": customer_count,
+                "hashKey": self._hash_key.hex(),
                 "sections": placed,
                 "sectionSha256": {name: section.digest.hexdigest() for name, section in sections.items()},
             }
@@ -316,10 +354,12 @@ class SnapshotIndex:
             return part.cast("Q") if width == 8 else part.cast("I") if width == 4 else part
 
         self.members = section("members", 8)
-        self.ids = section("ids", 8)
+        self.ids = section("ids", 4)
         self.id_table = section("id_table", 4)
-        self.domains = section("domains", 8)
+        self.id_next = section("id_next", 4)
+        self.domains = section("domains", 4)
         self.domain_table = section("domain_table", 4)
+        self.domain_next = section("domain_next", 4)
         self.search_offsets = section("search_offsets", 8)
         declared = max(self.search_offsets[-1:], default=0)  # none: the shapes check refuses it
         self.search = _inflate_into(section("search", 1), declared)
@@ -334,24 +374,38 @@ class SnapshotIndex:
             raise UnusableIndex("index of another format or fold")
         if type(header.get("memberCustomers")) is not int or header["memberCustomers"] < 1:
             raise UnusableIndex("index header unreadable")
+        key = header.get("hashKey")
+        if type(key) is not str or len(key) != 2 * HASH_KEY_BYTES:
+            raise UnusableIndex("index header unreadable")
+        try:
+            self._key_hash = KeyHash(bytes.fromhex(key))
+        except ValueError:
+            raise UnusableIndex("index header unreadable") from None
 
     def _check_shapes(self) -> None:
         n, k = self.count, self.member_customers
+        tables = (self.id_table, self.domain_table)
         shapes = (
-            len(self.ids) == n == len(self.domains),
+            len(self.ids) == n == len(self.domains) == len(self.id_next) == len(self.domain_next),
             len(self.search_offsets) == n + 1 and self.search_offsets[-1] == len(self.search),
             len(self.members) == -(-n // k) + 1,
-            all(size and size & (size - 1) == 0 for size in (len(self.id_table), len(self.domain_table))),
+            all(len(table) and len(table) & (len(table) - 1) == 0 for table in tables),
         )
         if not all(shapes):
             raise UnusableIndex("index sections do not fit together")
+        # An absent key's lookup ends at an empty slot: a table without one (it verifies all the same,
+        # when whoever wrote the blob also wrote its digests) would only end at the walk's bound.
+        if not all(0 in table for table in tables):
+            raise UnusableIndex("index table has no empty slot")
 
     # -- lookups: candidates, to be confirmed against the stored line --------------------------------
     def id_candidates(self, customer_id: str) -> Iterator[int]:
-        return _probe(self.id_table, self.ids, key_hash(customer_id.lower()))
+        """Positions whose id may be `customer_id` (any case), in stored order."""
+        return _run(self.id_table, self.id_next, self.ids, self._key_hash(customer_id.lower()))
 
     def domain_candidates(self, key: str) -> list[int]:
-        return sorted(_probe(self.domain_table, self.domains, key_hash(key)))
+        """Positions whose domain_key may be `key`, in stored order."""
+        return list(_run(self.domain_table, self.domain_next, self.domains, self._key_hash(key)))
 
     def matching(self, needle: str) -> list[int]:
         """Positions whose folded text holds `needle` (already folded), in stored order."""
@@ -412,10 +466,25 @@ def _inflate_into(data: bytes | memoryview, size: int) -> bytearray:
     return text
 
 
-def _probe(table: memoryview[int], hashes: memoryview[int], value: int) -> Iterator[int]:
-    mask = len(table) - 1
+def _run(
+    table: memoryview[int], following: memoryview[int], hashes: memoryview[int], value: int
+) -> Iterator[int]:
+    """The positions whose hash is `value`: its table slot, then the run of positions from there. Each slot
+    is walked once at most, and a run only goes forward, so a lookup ends whatever the blob holds; an entry
+    past the last customer ends it too."""
+    mask, count = len(table) - 1, len(hashes)
     slot = value & mask
-    while entry := table[slot]:
-        if hashes[entry - 1] == value:
-            yield entry - 1
+    for _ in range(len(table)):
+        entry = table[slot]
+        if not entry or entry > count:
+            return
+        if hashes[entry - 1] == value:  # this hash's run
+            position = entry - 1
+            while True:
+                if hashes[position] == value:
+                    yield position
+                after = following[position]
+                if not position + 1 < after <= count:
+                    return
+                position = after - 1
         slot = (slot + 1) & mask
