@@ -52,13 +52,33 @@ if TYPE_CHECKING:
 log = logging.getLogger("shared.job")
 
 
+def run_scheduled(*, past_due: bool = False) -> None:
+    """The timer's run. Raises only a failure worth another attempt within the hour (shared.errors.
+    is_transient), which the timer's retry policy then runs again as a fresh run; any other failure is
+    logged as snapshot.failed with "willRetry": false (the failure alert watches it) and ends here, since
+    a retry would fail the same way until an operator acts."""
+    from shared.errors import is_transient
+
+    try:
+        run_snapshot(past_due=past_due, host_retries=True)
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+
+
 def run_snapshot(
-    *, past_due: bool = False, now: datetime | None = None, environ: Mapping[str, str] | None = None
+    *,
+    past_due: bool = False,
+    now: datetime | None = None,
+    environ: Mapping[str, str] | None = None,
+    host_retries: bool = False,
 ) -> dict[str, Any]:
     """Runs the job once and returns the summary it logged.
 
     Raises whatever stopped the run (SnapshotAppError for the conditions the app names: settings,
-    secrets, Partner Center, the snapshot store; an SDK's error otherwise), after logging it."""
+    secrets, Partner Center, the snapshot store; an SDK's error otherwise), after logging it with
+    `transient` and `willRetry` (transient, and the caller hands such failures to the host's retry
+    policy: `host_retries`)."""
     started = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
     clock = time.monotonic()
     context: dict[str, Any] = {"correlationId": str(uuid.uuid4()), "pastDue": past_due}
@@ -69,6 +89,9 @@ def run_snapshot(
         with ExitStack() as cleanup:
             return run.execute(cleanup)
     except Exception as exc:
+        from shared.errors import is_transient
+
+        transient = is_transient(exc)
         log_event(
             log,
             logging.ERROR,
@@ -77,6 +100,8 @@ def run_snapshot(
             # scrubbed before it is cut: no prefix of a secret survives
             message=scrub(str(exc)).replace("\n", " ")[:1000],
             elapsedSeconds=_elapsed(clock),
+            transient=transient,
+            willRetry=transient and host_retries,
             **context,
         )
         raise
