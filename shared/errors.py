@@ -9,6 +9,7 @@
     │   ├── ManifestError            latest.json exists but is not a manifest we wrote
     │   ├── SnapshotExistsError      the run's snapshot name is taken: snapshots are never overwritten
     │   ├── PublishConflictError     latest.json kept changing under a publish
+    │   ├── RunLockLost              the run lost its lock (locks/run.lock) before publishing
     │   ├── SnapshotFormatError      a stored snapshot is not a complete document in our layout
     │   └── StorageError             Blob Storage refused or did not answer a step of the run (named)
     ├── SnapshotWithheldError        too many customers gone since the last snapshot: not published
@@ -85,6 +86,11 @@ class SnapshotExistsError(SnapshotStoreError):
 
 class PublishConflictError(SnapshotStoreError):
     """latest.json changed under every attempt to publish; the committed snapshot stays unpublished."""
+
+
+class RunLockLost(SnapshotStoreError):
+    """The run's lease on locks/run.lock was lost (it stalled past the lease, and another run took it): it
+    publishes nothing, and is not retried, since the run holding the lock is doing the work."""
 
 
 class SnapshotWithheldError(SnapshotAppError):

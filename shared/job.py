@@ -3,16 +3,19 @@
 Any failure before the commit leaves no blob; any failure before publishing leaves latest.json as it
 was. The run raises after logging `snapshot.failed`, so the Functions host records a failed run.
 
+    run_scheduled                the timer's entry: raises only transient failures (the host retries them)
     run_snapshot                 settings, then the steps below; logs snapshot.failed on any error
       _Run.credentials           Key Vault's secrets (or the environment's), the token source
       CustomerPager.start        the first page on the wire while storage opens
       _Run.open_store            the snapshot container
+      hold_run_lock              one run at a time (shared/run_lock.py): held, or snapshot.skipped and done
       _Run.previous_manifest     latest.json as it was (unreadable: no diff, the run goes on)
       _Run.write_snapshot        every page into a new blob, committed whole or not at all
       store.commit_index         the lookup index beside it (snapshots/index.py), for the API
       _Run.record_changes        the change record against the previous snapshot (shared/changes); when
                                  that cannot be read, a record saying the comparison is unavailable
       _Run.guard                 too many customers gone: latest.json stays, the run fails
+      RunLock.confirm            the lock is still this run's, or nothing is published
       _Run.stage_events          the outbox record of this run's change events (SNAPSHOT_EVENTS_QUEUE)
       store.publish              latest.json moves to the new snapshot (never back in time)
       EventSender.send_pending   change events to the queue, an earlier run's leftovers first
@@ -36,6 +39,7 @@ from shared import events
 from shared.events import log_event
 from shared.gc_pause import cyclic_gc_paused
 from shared.redact import scrub
+from shared.run_lock import hold_run_lock
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -203,7 +207,10 @@ class _Run:
         pager = cleanup.enter_context(self.pager(tokens))
         pager.start()  # the first page is on the wire while storage opens: overlapped, not added
         store = self.open_store(cleanup, credential)
-        previous = self.previous_manifest(store)
+        if (lock := hold_run_lock(store, self.context, self.generated_at)) is None:
+            return {"skipped": True, **self.context}  # another run holds it: snapshot.skipped names it
+        cleanup.callback(lock.release)
+        previous = self.previous_manifest(store)  # read under the lock: no other run publishes meanwhile
         sender = self.event_sender(cleanup, store)
         if sender is not None and previous is not None:
             sender.send_pending(previous)  # an earlier run's leftovers go first
@@ -213,6 +220,7 @@ class _Run:
         committed = store.commit_index(committed, writer.index)  # before latest.json names it
         changes = self.record_changes(store, committed, previous, tracker)
         self.guard(store, committed, previous)
+        lock.confirm()  # the lock is still this run's, renewed: latest.json moves now
         manifest, pending = self.publish(store, committed, changes, sender)
         stats = pager.stats
         summary = RunSummary(

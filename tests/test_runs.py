@@ -4,15 +4,21 @@ through the registered timer function, the real SDKs, Azurite and the stand-ins.
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
+import threading
 import time
+from datetime import UTC, datetime
 
 import pytest
 
+from devstack.population import make_customers
 from devstack.storage_proxy import StorageProxy
 from shared import events
-from tests.functions import invoke_timer, registered
+from tests.functions import TimerOutcome, invoke_timer, registered
+from tests.test_api import call
+from tests.test_changes_api import history_call
 from tests.test_snapshot_job import assert_complete, next_second
 
 
@@ -239,3 +245,226 @@ def test_failures_are_classified_in_one_place():
     assert not is_transient(StorageError("x"))  # no Blob Storage error under it: the blob is not as written
     assert is_transient(ConnectionError("x"))  # not ours: an outage
     assert not is_transient(TypeError("x"))  # not ours: a bug fails the same way an hour later
+
+
+# -- 6. one run at a time per container -------------------------------------------------------------------
+class Gate:
+    """Holds each run's first Partner Center request (runs told apart by MS-CorrelationId) until released."""
+
+    def __init__(self) -> None:
+        self.arrived: list[str] = []
+        self._released: dict[str, threading.Event] = {}
+        self._changed = threading.Condition()
+
+    def __call__(self, record) -> None:
+        key = record.correlation_id or ""
+        with self._changed:
+            if key in self._released:
+                return  # a later page of a run already let through
+            release = self._released[key] = threading.Event()
+            self.arrived.append(key)
+            self._changed.notify_all()
+        release.wait(60)
+
+    def wait_for(self, count: int, timeout: float = 10) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: len(self.arrived) >= count, timeout)
+
+    def release(self, index: int) -> None:
+        with self._changed:
+            self._released[self.arrived[index]].set()
+
+    def release_all(self) -> None:
+        with self._changed:
+            for event in self._released.values():
+                event.set()
+
+
+class InThread:
+    """invoke_timer() on a thread of its own."""
+
+    def __init__(self) -> None:
+        self.outcome: TimerOutcome | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        self.outcome = invoke_timer()
+
+    def join(self, timeout: float = 60) -> TimerOutcome:
+        self.thread.join(timeout)
+        assert self.outcome is not None, "the run did not end"
+        return self.outcome
+
+
+LOCK_BLOB = "locks/run.lock"  # README: the lock blob in the snapshot container
+
+
+def _lock_blob(stack, snapshots):
+    return stack.blob_service_client().get_blob_client(snapshots.container, LOCK_BLOB)
+
+
+def _leased(stack, snapshots, timeout: float = 5) -> bool:
+    """Waits until the lock blob is leased; False when it never was within `timeout`."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    ends = time.monotonic() + timeout
+    while time.monotonic() < ends:
+        try:
+            if _lock_blob(stack, snapshots).get_blob_properties().lease.state == "leased":
+                return True
+        except ResourceNotFoundError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+def _skipped(caplog) -> list[dict]:
+    prefix = "snapshot.skipped "
+    return [
+        {"level": r.levelname, **json.loads(r.getMessage().removeprefix(prefix))}
+        for r in caplog.records
+        if r.getMessage().startswith(prefix)
+    ]
+
+
+def test_overlapping_runs_never_compare_with_the_same_previous_snapshot(make_stack, caplog):
+    """The issue's story: a manual run and the timer overlap; C, added by the first and gone by the second,
+    must be announced as added and then removed, and C's history must say so."""
+    population = make_customers(101, seed=16)
+    base, newcomer = population[:100], population[100]
+    stack, snapshots = make_stack(customers=0, env_overrides={"PARTNER_CENTER_PAGE_SIZE": "50"})
+    stack.partner_center.customers = base
+    assert invoke_timer().error is None
+    baseline = snapshots.latest()["snapshot"]
+    caplog.set_level(logging.INFO)
+    next_second()
+    stack.partner_center.customers = [*base, newcomer]
+    gate = stack.partner_center.gate = Gate()
+    try:
+        first = InThread()
+        assert gate.wait_for(1), "the first run never asked Partner Center"
+        _leased(stack, snapshots)  # the first run holds the lock (today's code takes none)
+        next_second()
+        second = InThread()
+        ends = time.monotonic() + 10  # the second run ends (skipped) or waits for its first page
+        while second.thread.is_alive() and len(gate.arrived) < 2 and time.monotonic() < ends:
+            time.sleep(0.05)
+        gate.release(0)
+        assert first.join().error is None
+        stack.partner_center.customers = base  # C is gone by the time the second run reads its pages
+        gate.release_all()
+        second_outcome = second.join()
+    finally:
+        gate.release_all()
+        stack.partner_center.gate = None
+    next_second()
+    assert invoke_timer().error is None  # the next night: C is gone
+
+    history = history_call(newcomer["id"])
+    assert history.status_code == 200, f"C's history: {history.status_code} {history.get_body()[:200]!r}"
+    answer = json.loads(history.get_body())
+    assert [e["type"] for e in answer["events"]] == ["added", "removed"]
+    assert answer["present"] is False
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    changes = json.loads(call("changes", {"since": today}).get_body())["changes"]
+    assert [(c["type"], c["id"]) for c in changes] == [("added", newcomer["id"]), ("removed", newcomer["id"])]
+    # The second run ended at once, published nothing, and said which run holds the lock.
+    assert second_outcome.raised is None
+    assert second_outcome.failed is None
+    (skipped,) = _skipped(caplog)
+    assert skipped["level"] == "WARNING"
+    assert skipped["heldBy"] == gate.arrived[0]
+    assert skipped["correlationId"] != gate.arrived[0]
+    assert len(snapshots.snapshot_names()) == 3  # the baseline, the first run, the next night
+    assert baseline in snapshots.snapshot_names()
+
+
+def test_a_lease_left_by_a_dead_run_is_named_then_expires_on_its_own(make_stack, caplog):
+    from azure.storage.blob import BlobLeaseClient
+
+    stack, snapshots, latest_before, names_before = _published(make_stack)
+    caplog.set_level(logging.INFO)
+    lock = _lock_blob(stack, snapshots)
+    lock.upload_blob(b"", overwrite=True)
+    # "Another run" took the lock and died: its lease is never renewed nor released.
+    lease = BlobLeaseClient(lock)
+    lease.acquire(lease_duration=15)
+    lock.set_blob_metadata(
+        {"correlationid": "dead-run-0001", "startedat": "2026-11-24T02:00:00Z"}, lease=lease
+    )
+    expires = time.monotonic() + 15
+
+    skipped = invoke_timer()
+
+    assert skipped.raised is None and skipped.failed is None  # not a failure: nothing to alert, no retry
+    assert snapshots.raw("latest.json")[0] == latest_before
+    assert snapshots.names() == names_before  # nothing written
+    (line,) = _skipped(caplog)
+    assert line["heldBy"] == "dead-run-0001"
+    assert line["heldSince"] == "2026-11-24T02:00:00Z"
+    assert line["lock"] == "locks/run.lock"
+    time.sleep(max(0.0, expires - time.monotonic()) + 1)
+
+    assert invoke_timer().error is None
+
+    assert snapshots.latest()["snapshot"] not in names_before
+    assert_complete(stack, snapshots)
+    assert len(_skipped(caplog)) == 1
+
+
+def test_the_lock_is_renewed_while_the_run_lives_and_released_at_its_end(make_stack, monkeypatch, caplog):
+    import shared.run_lock as run_lock
+
+    monkeypatch.setattr(run_lock, "LEASE_SECONDS", 15)  # Blob Storage's shortest lease
+    monkeypatch.setattr(run_lock, "RENEW_SECONDS", 3)
+    stack, snapshots, latest_before, names_before = _published(make_stack)
+    caplog.set_level(logging.INFO)
+    gate = stack.partner_center.gate = Gate()
+    try:
+        first = InThread()
+        assert gate.wait_for(1)
+        assert _leased(stack, snapshots)
+        lease = _lock_blob(stack, snapshots).get_blob_properties().lease
+        assert lease.duration == "fixed"  # finite: a dead run's lease expires on its own
+        time.sleep(17)  # past the lease's 15 s: only renewals keep it
+
+        skipped = invoke_timer()
+
+        assert skipped.raised is None and skipped.failed is None
+        assert _skipped(caplog)[0]["heldBy"] == gate.arrived[0]
+        assert snapshots.raw("latest.json")[0] == latest_before
+    finally:
+        gate.release_all()
+        stack.partner_center.gate = None
+    assert first.join().error is None
+    assert snapshots.latest()["snapshot"] not in names_before
+    assert _lock_blob(stack, snapshots).get_blob_properties().lease.state == "available"  # released
+    next_second()
+    assert invoke_timer().error is None  # the next run takes it at once
+
+
+def test_a_run_that_lost_its_lock_publishes_nothing(make_stack, caplog):
+    from azure.storage.blob import BlobLeaseClient
+
+    stack, snapshots, latest_before, _names = _published(make_stack)
+    caplog.set_level(logging.INFO)
+    gate = stack.partner_center.gate = Gate()
+    try:
+        first = InThread()
+        assert gate.wait_for(1)
+        assert _leased(stack, snapshots), "the run took no lock"
+        lock = _lock_blob(stack, snapshots)
+        BlobLeaseClient(lock).break_lease(lease_break_period=0)  # e.g. the run stalled past its lease...
+        BlobLeaseClient(lock).acquire(lease_duration=60)  # ...and another run took the lock
+    finally:
+        gate.release_all()
+        stack.partner_center.gate = None
+    outcome = first.join()
+
+    assert snapshots.raw("latest.json")[0] == latest_before
+    assert outcome.raised is None  # the other run is on it: no retry
+    assert outcome.failed is not None
+    assert outcome.failed["error"] == "RunLockLost"
+    assert "locks/run.lock" in outcome.failed["message"]
+    assert outcome.failed["willRetry"] is False
