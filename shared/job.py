@@ -10,6 +10,7 @@ was. The run raises after logging `snapshot.failed`, so the Functions host recor
       _Run.open_store            the snapshot container
       hold_run_lock              one run at a time (shared/run_lock.py): held, or snapshot.skipped and done
       _Run.previous_manifest     latest.json as it was (unreadable: no diff, the run goes on)
+      DeadlineWatch              its customer count and the pace of the first pages: deadline_at_risk
       _Run.write_snapshot        every page into a new blob, committed whole or not at all
       store.commit_index         the lookup index beside it (snapshots/index.py), for the API
       _Run.record_changes        the change record against the previous snapshot (shared/changes); when
@@ -36,6 +37,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from shared import events
+from shared.deadline import DeadlineWatch
 from shared.events import log_event
 from shared.gc_pause import cyclic_gc_paused
 from shared.redact import scrub
@@ -191,6 +193,7 @@ class _Run:
     started: datetime
     clock: float
     context: dict[str, Any]
+    watch: DeadlineWatch | None = None
 
     @property
     def generated_at(self) -> str:
@@ -211,6 +214,7 @@ class _Run:
             return {"skipped": True, **self.context}  # another run holds it: snapshot.skipped names it
         cleanup.callback(lock.release)
         previous = self.previous_manifest(store)  # read under the lock: no other run publishes meanwhile
+        self.watch = DeadlineWatch.of(self.settings, previous, self.clock, self.context)
         sender = self.event_sender(cleanup, store)
         if sender is not None and previous is not None:
             sender.send_pending(previous)  # an earlier run's leftovers go first
@@ -399,6 +403,8 @@ class _Run:
                 total=total,
                 elapsedSeconds=_elapsed(self.clock),
             )
+            if self.watch is not None:
+                self.watch.page(page.number)  # at the second page: snapshot.deadline_at_risk, if so
             tracker.catch_up(total)  # while the next page is on the wire
         return total
 

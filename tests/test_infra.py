@@ -438,6 +438,18 @@ def test_settings_defaults_agree_with_the_code():
     assert settings["SNAPSHOT_CONTAINER"] == "snapshotContainerName"
 
 
+def test_the_function_timeout_is_a_parameter_set_as_an_app_setting():
+    """The run's deadline follows the host's timeout (shared/settings.py), so infra sets it in one place."""
+    host = json.loads((ROOT / "host.json").read_text())
+    main = bicep("main.bicep")
+    assert _string(main.params["functionTimeout"].default or "") == host["functionTimeout"]
+    function = next(m for m in main.modules if m.symbol == "functionApp")
+    assert function.body.child("params").keys()["functionTimeout"] == "functionTimeout"
+    assert _app_settings()["AzureFunctionsJobHost__functionTimeout"] == "functionTimeout"
+    azd = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert azd["functionTimeout"]["value"] == "${FUNCTION_TIMEOUT=" + host["functionTimeout"] + "}"
+
+
 def test_identity_settings_name_the_user_assigned_identity():
     settings = _app_settings()
     client_id = "identity.properties.clientId"

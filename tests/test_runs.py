@@ -468,3 +468,60 @@ def test_a_run_that_lost_its_lock_publishes_nothing(make_stack, caplog):
     assert outcome.failed["error"] == "RunLockLost"
     assert "locks/run.lock" in outcome.failed["message"]
     assert outcome.failed["willRetry"] is False
+
+
+# -- 17. the deadline follows the host's timeout ----------------------------------------------------------
+def test_the_run_ends_by_itself_before_the_host_timeout_it_runs_under(make_stack, monkeypatch):
+    stack, snapshots, latest_before, _names = _published(make_stack)
+    # The host's timeout as infra sets it (the app setting overrides host.json): 4 s, so the deadline is 2 s.
+    monkeypatch.setenv("AzureFunctionsJobHost__functionTimeout", "00:00:04")
+    stack.partner_center.inject("slow", at=1, seconds=2.5)
+    started = time.monotonic()
+
+    outcome = invoke_timer()
+
+    assert outcome.failed is not None, "the run went on past the host's timeout"
+    assert outcome.failed["error"] == "DeadlineExceeded"
+    assert time.monotonic() - started < 4  # it ended with snapshot.failed, not killed by the host
+    assert snapshots.raw("latest.json")[0] == latest_before
+
+
+def _at_risk(caplog) -> list[tuple[int, str, dict]]:
+    prefix = "snapshot.deadline_at_risk "
+    return [
+        (index, r.levelname, json.loads(r.getMessage().removeprefix(prefix)))
+        for index, r in enumerate(caplog.records)
+        if r.getMessage().startswith(prefix)
+    ]
+
+
+def test_a_run_that_cannot_finish_in_time_says_so_early(make_stack, monkeypatch, caplog):
+    stack, _snapshots = make_stack(customers=1000, env_overrides={"PARTNER_CENTER_PAGE_SIZE": "50"})
+    caplog.set_level(logging.INFO)
+    assert invoke_timer().error is None  # 20 pages, no latency: no warning
+    assert _at_risk(caplog) == []
+    next_second()
+    stack.partner_center.latency = 0.25  # every request: 20 pages take about 5 s
+    monkeypatch.setenv("SNAPSHOT_RUN_DEADLINE_SECONDS", "3")
+
+    outcome = invoke_timer()
+
+    assert outcome.failed is not None and outcome.failed["error"] == "DeadlineExceeded"
+    (index, level, warning), *more = _at_risk(caplog)
+    assert not more
+    assert level == "WARNING"
+    assert warning["expectedPages"] == 20  # the previous snapshot's 1000 customers at 50 a page
+    assert warning["deadlineSeconds"] == 3
+    assert 0.2 <= warning["pageSeconds"] < 1
+    assert warning["estimatedSeconds"] > 3
+    assert "SNAPSHOT_RUN_DEADLINE_SECONDS" in warning["advice"]
+    assert "AzureFunctionsJobHost__functionTimeout" in warning["advice"]
+    pages = [i for i, r in enumerate(caplog.records) if r.getMessage().startswith("snapshot.page ")]
+    pages_before = [i for i in pages if i < index]
+    assert len(pages_before) - 20 <= 2, "the warning came late"  # the first run's 20, then at most 2 more
+    # With the time it needs, the next run publishes and says nothing.
+    stack.partner_center.latency = 0
+    monkeypatch.delenv("SNAPSHOT_RUN_DEADLINE_SECONDS")
+    next_second()
+    assert invoke_timer().error is None
+    assert len(_at_risk(caplog)) == 1
