@@ -303,7 +303,7 @@ class Settings:
             timeout_seconds=reader.number("PARTNER_CENTER_TIMEOUT_SECONDS", 0.1, 600),
             max_retry_after_seconds=reader.number("PARTNER_CENTER_MAX_RETRY_AFTER_SECONDS", 0, 3600),
             max_page_bytes=reader.integer("PARTNER_CENTER_MAX_PAGE_BYTES", 64 * 1024, 1024**3),
-            run_deadline_seconds=reader.deadline(timeout),
+            run_deadline_seconds=reader.deadline(timeout, below_timeout=not api),
             function_timeout_seconds=timeout,
             max_drop_percent=reader.number("SNAPSHOT_MAX_DROP_PERCENT", 0, 100),
             container=reader.container("SNAPSHOT_CONTAINER"),
@@ -401,15 +401,17 @@ class _Reader:
             return DEFAULT_FUNCTION_TIMEOUT_SECONDS
         return None if seconds < 0 else seconds
 
-    def deadline(self, timeout: float | None) -> float:
-        """SNAPSHOT_RUN_DEADLINE_SECONDS, or the timeout less a margin for the work after the last page."""
+    def deadline(self, timeout: float | None, *, below_timeout: bool) -> float:
+        """SNAPSHOT_RUN_DEADLINE_SECONDS, or the timeout less a margin for the work after the last page.
+        `below_timeout`: a deadline the host's timeout would cut short is a problem (for the job; the API
+        only reads it for its cache window, and a job-only mistake must not take the API down)."""
         name = "SNAPSHOT_RUN_DEADLINE_SECONDS"
         if self.raw(name) is None:
             if timeout is None:
                 return MAX_DEADLINE_SECONDS
             return max(1.0, timeout - min(max(300.0, timeout / 10), timeout / 2))
         deadline = self.number(name, 1, MAX_DEADLINE_SECONDS)
-        if timeout is not None and deadline >= timeout:
+        if below_timeout and timeout is not None and deadline >= timeout:
             self.problems.append(
                 f"{name} ({deadline:g}) must be less than the function timeout ({timeout:g} s, "
                 "AzureFunctionsJobHost__functionTimeout or host.json): the host would stop the run first"

@@ -150,6 +150,11 @@ def test_the_function_timeout_comes_from_host_json_unless_the_app_setting_overri
     assert Settings.from_env({**MINIMAL, "SNAPSHOT_RUN_DEADLINE_SECONDS": "600"}).run_deadline_seconds == 600
     with pytest.raises(SettingsError, match=r"SNAPSHOT_RUN_DEADLINE_SECONDS .* less than the function"):
         Settings.from_env({**MINIMAL, "SNAPSHOT_RUN_DEADLINE_SECONDS": "1800"})
+    # The API reads the deadline only for its cache window: a job-only mistake never takes it down.
+    assert (
+        Settings.from_env({**MINIMAL, "SNAPSHOT_RUN_DEADLINE_SECONDS": "1800"}, api=True).run_deadline_seconds
+        == 1800
+    )
 
 
 @pytest.mark.parametrize("value", ["soon", "30", "00:61:00", "0:00:00", "00:00:00", "-2"])
