@@ -245,6 +245,19 @@ def test_failures_are_classified_in_one_place():
     assert not is_transient(StorageError("x"))  # no Blob Storage error under it: the blob is not as written
     assert is_transient(ConnectionError("x"))  # not ours: an outage
     assert not is_transient(TypeError("x"))  # not ours: a bug fails the same way an hour later
+    # Key Vault's and Blob Storage's errors are judged by the SDK error they were raised from.
+    from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError
+
+    def raised_from(error: Exception, cause: Exception) -> Exception:
+        error.__context__ = cause
+        return error
+
+    assert is_transient(raised_from(SecretsError("x"), ServiceRequestError("no answer")))
+    assert not is_transient(raised_from(SecretsError("x"), ClientAuthenticationError("no token")))
+    busy, forbidden = HttpResponseError("busy"), HttpResponseError("forbidden")
+    busy.status_code, forbidden.status_code = 503, 403
+    assert is_transient(raised_from(StorageError("x"), busy))
+    assert not is_transient(raised_from(StorageError("x"), forbidden))
 
 
 # -- 6. one run at a time per container -------------------------------------------------------------------
@@ -444,9 +457,16 @@ def test_the_lock_is_renewed_while_the_run_lives_and_released_at_its_end(make_st
     assert invoke_timer().error is None  # the next run takes it at once
 
 
-def test_a_run_that_lost_its_lock_publishes_nothing(make_stack, caplog):
+def _lock_lost(caplog) -> list[str]:
+    return [r.levelname for r in caplog.records if r.getMessage().startswith("snapshot.lock_lost ")]
+
+
+def test_a_run_that_lost_its_lock_publishes_nothing(make_stack, monkeypatch, caplog):
     from azure.storage.blob import BlobLeaseClient
 
+    import shared.run_lock as run_lock
+
+    monkeypatch.setattr(run_lock, "RENEW_SECONDS", 0.5)  # its renewer notices while the run waits
     stack, snapshots, latest_before, _names = _published(make_stack)
     caplog.set_level(logging.INFO)
     gate = stack.partner_center.gate = Gate()
@@ -457,6 +477,10 @@ def test_a_run_that_lost_its_lock_publishes_nothing(make_stack, caplog):
         lock = _lock_blob(stack, snapshots)
         BlobLeaseClient(lock).break_lease(lease_break_period=0)  # e.g. the run stalled past its lease...
         BlobLeaseClient(lock).acquire(lease_duration=60)  # ...and another run took the lock
+        ends = time.monotonic() + 10
+        while not _lock_lost(caplog) and time.monotonic() < ends:
+            time.sleep(0.1)
+        assert _lock_lost(caplog), "the renewals did not notice that the lock was taken"
     finally:
         gate.release_all()
         stack.partner_center.gate = None

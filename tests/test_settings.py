@@ -146,6 +146,10 @@ def test_the_function_timeout_comes_from_host_json_unless_the_app_setting_overri
     assert Settings.from_env(overridden, host_json=other).function_timeout_seconds == 2400
     other.write_text(json.dumps({"version": "2.0"}))  # no functionTimeout: Flex Consumption's 30 minutes
     assert Settings.from_env(MINIMAL, host_json=other).run_deadline_seconds == 1500
+    assert Settings.from_env(MINIMAL, host_json=tmp_path / "missing.json").run_deadline_seconds == 1500
+    other.write_text(json.dumps({"version": "2.0", "functionTimeout": None}))  # null: no timeout
+    assert Settings.from_env(MINIMAL, host_json=other).function_timeout_seconds is None
+    assert Settings.from_env(MINIMAL, host_json=other).run_deadline_seconds == 86400
     # An explicit deadline wins, but only below the timeout: past it the host would stop the run first.
     assert Settings.from_env({**MINIMAL, "SNAPSHOT_RUN_DEADLINE_SECONDS": "600"}).run_deadline_seconds == 600
     with pytest.raises(SettingsError, match=r"SNAPSHOT_RUN_DEADLINE_SECONDS .* less than the function"):
@@ -157,7 +161,7 @@ def test_the_function_timeout_comes_from_host_json_unless_the_app_setting_overri
     )
 
 
-@pytest.mark.parametrize("value", ["soon", "30", "00:61:00", "0:00:00", "00:00:00", "-2"])
+@pytest.mark.parametrize("value", ["soon", "30", "00:61:00", "24:00:00", "0:00:00", "00:00:00", "-2"])
 def test_a_function_timeout_that_is_not_a_timespan_is_named(value):
     with pytest.raises(SettingsError, match="AzureFunctionsJobHost__functionTimeout"):
         Settings.from_env({**MINIMAL, "AzureFunctionsJobHost__functionTimeout": value})
