@@ -1,7 +1,8 @@
 """One snapshot run: settings → credentials → token → every page → committed blob → latest.json.
 
 Any failure before the commit leaves no blob; any failure before publishing leaves latest.json as it
-was. The run raises after logging `snapshot.failed`, so the Functions host records a failed run.
+was. The run raises after logging `snapshot.failed`; the timer's entry (run_scheduled) passes on only a
+transient failure, so the Functions host records it as failed and its retry policy runs the job again.
 
     run_scheduled                the timer's entry: raises only transient failures (the host retries them)
     run_snapshot                 settings, then the steps below; logs snapshot.failed on any error
