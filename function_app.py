@@ -9,12 +9,15 @@ import azure.functions as func
 app = func.FunctionApp()
 
 
+# A failed invocation is run again 15 minutes later, three times at most (the host's retry policy): only a
+# transient failure fails the invocation (shared.job.run_scheduled), one that needs an operator does not.
 @app.timer_trigger(schedule="%SNAPSHOT_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
+@app.retry(strategy="fixed_delay", max_retry_count="3", delay_interval="00:15:00")
 def snapshot_customers(timer: func.TimerRequest) -> None:
     """Nightly: every Partner Center customer into a dated snapshot blob, then latest.json."""
-    from shared.job import run_snapshot
+    from shared.job import run_scheduled
 
-    run_snapshot(past_due=timer.past_due)
+    run_scheduled(past_due=timer.past_due)
 
 
 # HTTP lookup API over the published snapshots (logic in shared/api/handlers.py). methods=None lets every

@@ -76,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
             return 1
 
         container = stack.blob_service_client().get_container_client(os.environ["SNAPSHOT_CONTAINER"])
+        if not container.exists() or not container.get_blob_client("latest.json").exists():
+            # A failure that needs an operator is not raised to the host (it would retry it): logged only.
+            print("\nThe run failed (see snapshot.failed above); nothing was published.")
+            return 1
         latest = json.loads(container.download_blob("latest.json").readall())
         print("\nlatest.json:")
         print(json.dumps(latest, indent=2))

@@ -41,6 +41,10 @@ param enableSnapshotSas bool = true
 @description('NCRONTAB (six fields, seconds first, UTC) of the nightly snapshot; the app setting SNAPSHOT_SCHEDULE.')
 param snapshotSchedule string = '0 0 2 * * *'
 
+@description('Longest one invocation may run (hh:mm:ss; -1: no limit, which Flex Consumption allows): the app setting AzureFunctionsJobHost__functionTimeout, overriding host.json. The nightly run ends itself before it (SNAPSHOT_RUN_DEADLINE_SECONDS follows it); raise it for large partners (README, Operations).')
+@minLength(2)
+param functionTimeout string = '00:30:00'
+
 @description('Blob container for snapshots and latest.json; the app setting SNAPSHOT_CONTAINER.')
 @minLength(3)
 @maxLength(63)
@@ -238,6 +242,7 @@ module functionApp 'app/function.bicep' = {
     snapshotContainerName: snapshotContainerName
     snapshotEventsQueueName: snapshotEventsQueueName
     snapshotSchedule: snapshotSchedule
+    functionTimeout: functionTimeout
     keyVaultName: keyVault.outputs.name
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     maximumInstanceCount: maximumInstanceCount

@@ -9,6 +9,7 @@
     │   ├── ManifestError            latest.json exists but is not a manifest we wrote
     │   ├── SnapshotExistsError      the run's snapshot name is taken: snapshots are never overwritten
     │   ├── PublishConflictError     latest.json kept changing under a publish
+    │   ├── RunLockLost              the run lost its lock (locks/run.lock) before publishing
     │   ├── SnapshotFormatError      a stored snapshot is not a complete document in our layout
     │   └── StorageError             Blob Storage refused or did not answer a step of the run (named)
     ├── SnapshotWithheldError        too many customers gone since the last snapshot: not published
@@ -18,9 +19,17 @@
 Anything else that escapes (an SDK's AzureError, OSError, a bug) is not ours and is reported as such; the
 job wraps Blob Storage's errors in StorageError to say which step failed.
 Messages name settings, secrets, blobs and service codes: never a secret's value, a token or customer data.
+
+`is_transient` says which failures are worth running again within the hour (the timer's retry policy):
+an outage is, what needs an operator (or would fail the same way) is not.
 """
 
 from __future__ import annotations
+
+# HTTP statuses that say "not now" rather than "no": a retry later may well succeed.
+_RETRYABLE_STATUSES = frozenset({408, 429})
+# OAuth 2.0 (RFC 6749 5.2 / 4.1.2.1) error codes of an authorization server that is down or overloaded.
+_RETRYABLE_TOKEN_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
 
 
 class SnapshotAppError(Exception):
@@ -38,16 +47,27 @@ class SecretsError(SnapshotAppError):
 class PartnerCenterError(SnapshotAppError):
     """Partner Center or Entra ID refused a request, or answered something we cannot trust.
 
-    `status` is the HTTP status and `code` the service's error code, when there was an answer."""
+    `status` is the HTTP status and `code` the service's error code, when there was an answer; `transient`
+    marks an outage without a telling status (no answer, an answer cut short, Entra ID out of reach)."""
 
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, code: str | None = None, transient: bool = False
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
+        self.transient = (
+            transient
+            or (status is not None and (status in _RETRYABLE_STATUSES or 500 <= status <= 599))
+            or code in _RETRYABLE_TOKEN_ERRORS
+        )
 
 
 class DeadlineExceeded(PartnerCenterError):
     """The run ran out of time before the last page."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, transient=True)  # a slow night; the next attempt may be quicker
 
 
 class SnapshotStoreError(SnapshotAppError):
@@ -68,6 +88,11 @@ class PublishConflictError(SnapshotStoreError):
     """latest.json changed under every attempt to publish; the committed snapshot stays unpublished."""
 
 
+class RunLockLost(SnapshotStoreError):
+    """The run's lease on locks/run.lock was lost (it stalled past the lease, and another run took it): it
+    publishes nothing, and is not retried, since the run holding the lock is doing the work."""
+
+
 class SnapshotWithheldError(SnapshotAppError):
     """The run found fewer customers than the previous published snapshot by more than
     SNAPSHOT_MAX_DROP_PERCENT: its snapshot and change record are kept as evidence, latest.json is not
@@ -82,3 +107,37 @@ class SnapshotFormatError(SnapshotStoreError):
 class StorageError(SnapshotStoreError):
     """Blob Storage refused or did not answer; the message names the step (reading latest.json, storing
     page N, committing, publishing) and the service's status and error code, on one line."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when running the job again within the hour may well succeed: Partner Center, Entra ID, Key Vault
+    or Blob Storage did not answer or answered 408/429/5xx (temporarily_unavailable), the run ran out of
+    time, or latest.json kept changing. False for what an operator must fix or what would fail the same
+    way: settings, a secret missing, empty, forbidden or not authenticated, a refusal (MFA enforcement, an
+    expired refresh token, a wrong client secret, another 4xx), a withheld snapshot, a customer that is not
+    storable, an answer that cannot be trusted, a blob that is not as written, and a bug."""
+    if isinstance(exc, PartnerCenterError):
+        return exc.transient
+    if isinstance(exc, PublishConflictError):
+        return True
+    if isinstance(exc, SnapshotAppError) and not isinstance(exc, SecretsError | StorageError):
+        return False
+    # Key Vault's and Blob Storage's errors are raised from the SDK's error (the message names the step);
+    # anything not ours is judged by itself.
+    cause = exc if not isinstance(exc, SnapshotAppError) else exc.__cause__ or exc.__context__
+    return cause is not None and _outage(cause)
+
+
+def _outage(exc: BaseException) -> bool:
+    from azure.core.exceptions import AzureError, HttpResponseError, ServiceRequestError, ServiceResponseError
+
+    if isinstance(exc, HttpResponseError) and exc.status_code is not None:
+        status = int(exc.status_code)
+        return status in _RETRYABLE_STATUSES or 500 <= status <= 599
+    if isinstance(exc, ServiceRequestError | ServiceResponseError):
+        return True  # no answer: refused, reset, timed out
+    if isinstance(exc, AzureError):
+        return False  # e.g. a credential that cannot get a token: configuration
+    import requests
+
+    return isinstance(exc, OSError | requests.RequestException)

@@ -1,18 +1,23 @@
 """One snapshot run: settings → credentials → token → every page → committed blob → latest.json.
 
 Any failure before the commit leaves no blob; any failure before publishing leaves latest.json as it
-was. The run raises after logging `snapshot.failed`, so the Functions host records a failed run.
+was. The run raises after logging `snapshot.failed`; the timer's entry (run_scheduled) passes on only a
+transient failure, so the Functions host records it as failed and its retry policy runs the job again.
 
+    run_scheduled                the timer's entry: raises only transient failures (the host retries them)
     run_snapshot                 settings, then the steps below; logs snapshot.failed on any error
       _Run.credentials           Key Vault's secrets (or the environment's), the token source
       CustomerPager.start        the first page on the wire while storage opens
       _Run.open_store            the snapshot container
+      hold_run_lock              one run at a time (shared/run_lock.py): held, or snapshot.skipped and done
       _Run.previous_manifest     latest.json as it was (unreadable: no diff, the run goes on)
+      DeadlineWatch              its customer count and the pace of the first pages: deadline_at_risk
       _Run.write_snapshot        every page into a new blob, committed whole or not at all
       store.commit_index         the lookup index beside it (snapshots/index.py), for the API
       _Run.record_changes        the change record against the previous snapshot (shared/changes); when
                                  that cannot be read, a record saying the comparison is unavailable
       _Run.guard                 too many customers gone: latest.json stays, the run fails
+      RunLock.confirm            the lock is still this run's, or nothing is published
       _Run.stage_events          the outbox record of this run's change events (SNAPSHOT_EVENTS_QUEUE)
       store.publish              latest.json moves to the new snapshot (never back in time)
       EventSender.send_pending   change events to the queue, an earlier run's leftovers first
@@ -33,9 +38,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from shared import events
+from shared.deadline import DeadlineWatch
 from shared.events import log_event
 from shared.gc_pause import cyclic_gc_paused
 from shared.redact import scrub
+from shared.run_lock import hold_run_lock
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -52,13 +59,33 @@ if TYPE_CHECKING:
 log = logging.getLogger("shared.job")
 
 
+def run_scheduled(*, past_due: bool = False) -> None:
+    """The timer's run. Raises only a failure worth another attempt within the hour (shared.errors.
+    is_transient), which the timer's retry policy then runs again as a fresh run; any other failure is
+    logged as snapshot.failed with "willRetry": false (the failure alert watches it) and ends here, since
+    a retry would fail the same way until an operator acts."""
+    from shared.errors import is_transient
+
+    try:
+        run_snapshot(past_due=past_due, host_retries=True)
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+
+
 def run_snapshot(
-    *, past_due: bool = False, now: datetime | None = None, environ: Mapping[str, str] | None = None
+    *,
+    past_due: bool = False,
+    now: datetime | None = None,
+    environ: Mapping[str, str] | None = None,
+    host_retries: bool = False,
 ) -> dict[str, Any]:
     """Runs the job once and returns the summary it logged.
 
     Raises whatever stopped the run (SnapshotAppError for the conditions the app names: settings,
-    secrets, Partner Center, the snapshot store; an SDK's error otherwise), after logging it."""
+    secrets, Partner Center, the snapshot store; an SDK's error otherwise), after logging it with
+    `transient` and `willRetry` (transient, and the caller hands such failures to the host's retry
+    policy: `host_retries`)."""
     started = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
     clock = time.monotonic()
     context: dict[str, Any] = {"correlationId": str(uuid.uuid4()), "pastDue": past_due}
@@ -69,6 +96,9 @@ def run_snapshot(
         with ExitStack() as cleanup:
             return run.execute(cleanup)
     except Exception as exc:
+        from shared.errors import is_transient
+
+        transient = is_transient(exc)
         log_event(
             log,
             logging.ERROR,
@@ -77,6 +107,8 @@ def run_snapshot(
             # scrubbed before it is cut: no prefix of a secret survives
             message=scrub(str(exc)).replace("\n", " ")[:1000],
             elapsedSeconds=_elapsed(clock),
+            transient=transient,
+            willRetry=transient and host_retries,
             **context,
         )
         raise
@@ -162,6 +194,7 @@ class _Run:
     started: datetime
     clock: float
     context: dict[str, Any]
+    watch: DeadlineWatch | None = None
 
     @property
     def generated_at(self) -> str:
@@ -178,7 +211,11 @@ class _Run:
         pager = cleanup.enter_context(self.pager(tokens))
         pager.start()  # the first page is on the wire while storage opens: overlapped, not added
         store = self.open_store(cleanup, credential)
-        previous = self.previous_manifest(store)
+        if (lock := hold_run_lock(store, self.context, self.generated_at)) is None:
+            return {"skipped": True, **self.context}  # another run holds it: snapshot.skipped names it
+        cleanup.callback(lock.release)
+        previous = self.previous_manifest(store)  # read under the lock: no other run publishes meanwhile
+        self.watch = DeadlineWatch.of(self.settings, previous, self.clock, self.context)
         sender = self.event_sender(cleanup, store)
         if sender is not None and previous is not None:
             sender.send_pending(previous)  # an earlier run's leftovers go first
@@ -188,6 +225,7 @@ class _Run:
         committed = store.commit_index(committed, writer.index)  # before latest.json names it
         changes = self.record_changes(store, committed, previous, tracker)
         self.guard(store, committed, previous)
+        lock.confirm()  # the lock is still this run's, renewed: latest.json moves now
         manifest, pending = self.publish(store, committed, changes, sender)
         stats = pager.stats
         summary = RunSummary(
@@ -366,6 +404,8 @@ class _Run:
                 total=total,
                 elapsedSeconds=_elapsed(self.clock),
             )
+            if self.watch is not None:
+                self.watch.page(page.number)  # at the second page: snapshot.deadline_at_risk, if so
             tracker.catch_up(total)  # while the next page is on the wire
         return total
 

@@ -9,10 +9,12 @@ cannot take it down.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from shared.errors import SettingsError as SettingsError  # re-exported: callers catch it here
@@ -112,8 +114,19 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "SNAPSHOT_RUN_DEADLINE_SECONDS",
-        "1500",
-        "A run that has not finished paging by then fails (Flex Consumption default timeout is 30 min).",
+        None,
+        "A run that has not finished paging by then fails, with snapshot.failed, before the host stops it. "
+        "Unset: the function timeout in force less a margin for what follows the last page (5 minutes, "
+        "10 % past 50 minutes, at most half): 1500 with the default 30 minutes. Set: below the timeout.",
+        api=True,
+    ),
+    Setting(
+        "AzureFunctionsJobHost__functionTimeout",
+        None,
+        "The Functions host's timeout of one invocation (hh:mm:ss or d.hh:mm:ss; -1: none), read by the host "
+        "and by the job for its deadline; overrides host.json's functionTimeout (00:30:00). infra/ sets it "
+        "from the functionTimeout parameter.",
+        deployed=True,
         api=True,
     ),
     Setting(
@@ -213,6 +226,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
 )
 
+# The app's host.json, beside the shared package (/home/site/wwwroot in Azure).
+HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
+DEFAULT_FUNCTION_TIMEOUT_SECONDS = 30 * 60  # Flex Consumption's default when host.json names none
+MAX_DEADLINE_SECONDS = 24 * 3600
+_TIMESPAN_RE = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):([0-5]\d):([0-5]\d)(?:\.\d+)?$")
+
 _BY_NAME = {s.name: s for s in SETTINGS}
 _API_NAMES = frozenset(s.name for s in SETTINGS if s.api)
 _CONTAINER_RE = re.compile(r"^(?=.{3,63}$)[a-z0-9](?:[a-z0-9]|-(?!-))*[a-z0-9]$")
@@ -240,6 +259,7 @@ class Settings:
     max_retry_after_seconds: float
     max_page_bytes: int
     run_deadline_seconds: float
+    function_timeout_seconds: float | None  # None: the host has no timeout
     max_drop_percent: float
     container: str
     storage: StorageTarget
@@ -255,15 +275,19 @@ class Settings:
     stale_serve_seconds: float
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, *, api: bool = False) -> Settings:
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, api: bool = False, host_json: Path = HOST_JSON
+    ) -> Settings:
         """All settings, validated; `api=True`: only those marked `api` are read, the others keep their
         defaults (the HTTP API never uses them) and no Partner Center credentials are required.
+        `host_json`: where the function timeout comes from unless the app setting overrides it.
         Raises SettingsError listing every problem at once."""
         env = os.environ if environ is None else environ
         if api:
             env = {name: value for name, value in env.items() if name in _API_NAMES}
         problems: list[str] = []
         reader = _Reader(env, problems)
+        timeout = reader.function_timeout(host_json)
 
         key_vault_url = reader.https_url("KEY_VAULT_URL", required=False)
         if key_vault_url is None and not api:
@@ -279,7 +303,8 @@ class Settings:
             timeout_seconds=reader.number("PARTNER_CENTER_TIMEOUT_SECONDS", 0.1, 600),
             max_retry_after_seconds=reader.number("PARTNER_CENTER_MAX_RETRY_AFTER_SECONDS", 0, 3600),
             max_page_bytes=reader.integer("PARTNER_CENTER_MAX_PAGE_BYTES", 64 * 1024, 1024**3),
-            run_deadline_seconds=reader.number("SNAPSHOT_RUN_DEADLINE_SECONDS", 1, 24 * 3600),
+            run_deadline_seconds=reader.deadline(timeout, below_timeout=not api),
+            function_timeout_seconds=timeout,
             max_drop_percent=reader.number("SNAPSHOT_MAX_DROP_PERCENT", 0, 100),
             container=reader.container("SNAPSHOT_CONTAINER"),
             storage=reader.storage(),
@@ -357,6 +382,42 @@ class _Reader:
             return low
         return number
 
+    def function_timeout(self, host_json: Path) -> float | None:
+        """The host's timeout in seconds (None: none): the app setting, else host.json's functionTimeout,
+        else Flex Consumption's default."""
+        name = "AzureFunctionsJobHost__functionTimeout"
+        value = self.raw(name)
+        source = name
+        if value is None:
+            value, source = _host_json_timeout(host_json), f"functionTimeout in {host_json.name}"
+        if value is None:
+            return DEFAULT_FUNCTION_TIMEOUT_SECONDS
+        seconds = _timespan_seconds(value)
+        if seconds is None or seconds == 0:
+            self.problems.append(
+                f"{source} must be a duration above zero (hh:mm:ss or d.hh:mm:ss) or -1 for none, "
+                f"got {value!r}"
+            )
+            return DEFAULT_FUNCTION_TIMEOUT_SECONDS
+        return None if seconds < 0 else seconds
+
+    def deadline(self, timeout: float | None, *, below_timeout: bool) -> float:
+        """SNAPSHOT_RUN_DEADLINE_SECONDS, or the timeout less a margin for the work after the last page.
+        `below_timeout`: a deadline the host's timeout would cut short is a problem (for the job; the API
+        only reads it for its cache window, and a job-only mistake must not take the API down)."""
+        name = "SNAPSHOT_RUN_DEADLINE_SECONDS"
+        if self.raw(name) is None:
+            if timeout is None:
+                return MAX_DEADLINE_SECONDS
+            return max(1.0, timeout - min(max(300.0, timeout / 10), timeout / 2))
+        deadline = self.number(name, 1, MAX_DEADLINE_SECONDS)
+        if below_timeout and timeout is not None and deadline >= timeout:
+            self.problems.append(
+                f"{name} ({deadline:g}) must be less than the function timeout ({timeout:g} s, "
+                "AzureFunctionsJobHost__functionTimeout or host.json): the host would stop the run first"
+            )
+        return deadline
+
     def container(self, name: str) -> str:
         value = self.raw(name) or ""
         if not _CONTAINER_RE.match(value):
@@ -394,3 +455,30 @@ class _Reader:
             "SNAPSHOT_STORAGE_CONNECTION_STRING, or AzureWebJobsStorage"
         )
         return StorageTarget()
+
+
+def _host_json_timeout(path: Path) -> str | None:
+    """host.json's functionTimeout as written ("-1" for null); None when it names none or cannot be read
+    (the host would not start with a host.json it cannot read)."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(document, dict) or "functionTimeout" not in document:
+        return None
+    value = document["functionTimeout"]
+    return "-1" if value is None else str(value)
+
+
+def _timespan_seconds(value: str) -> float | None:
+    """Seconds of a .NET TimeSpan in the forms host.json uses ([d.]hh:mm:ss[.fff]); -1 for "-1" (none);
+    None when it is not one."""
+    if value.strip() == "-1":
+        return -1
+    match = _TIMESPAN_RE.match(value.strip())
+    if match is None:
+        return None
+    days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    if hours > 23:
+        return None
+    return float(((days * 24 + hours) * 60 + minutes) * 60 + seconds)

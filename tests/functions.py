@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import sys
+import threading
+from dataclasses import dataclass
 from typing import Any
 
 import azure.functions as func
@@ -9,14 +14,69 @@ from azure.functions.timer import TimerRequest
 
 from devstack.host import registered_functions
 
+_FAILED = "snapshot.failed "
+
 
 def registered() -> dict[str, Any]:
     # FunctionApp.get_functions() may be called only once per app object: the local host shares this cache.
     return registered_functions()
 
 
+@dataclass
+class TimerOutcome:
+    """One invocation of the timer function, as the host sees it and as the run logged it."""
+
+    raised: Exception | None  # what the function raised: the host records a failure and retries it
+    failed: dict[str, Any] | None  # the fields of the snapshot.failed line the run logged, if it failed
+    error: BaseException | None  # the exception that stopped the run, raised to the host or not
+
+
+class _FailureCatcher(logging.Handler):
+    """Keeps the exception being handled when the run logs snapshot.failed (it logs inside its except)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.thread = threading.get_ident()  # the run logs on the thread that invoked it
+        self.failed: dict[str, Any] | None = None
+        self.error: BaseException | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if record.thread == self.thread and message.startswith(_FAILED):
+            self.failed = json.loads(message.removeprefix(_FAILED))
+            self.error = sys.exc_info()[1]
+
+
+def invoke_timer(past_due: bool = False) -> TimerOutcome:
+    """Calls the registered timer function once, as the host does, and says how it ended."""
+    catcher = _FailureCatcher()
+    logger = logging.getLogger("shared.job")
+    logger.addHandler(catcher)
+    raised: Exception | None = None
+    try:
+        registered()["snapshot_customers"].get_user_function()(TimerRequest(past_due=past_due))
+    except Exception as exc:
+        raised = exc
+    finally:
+        logger.removeHandler(catcher)
+    return TimerOutcome(raised, catcher.failed, raised if raised is not None else catcher.error)
+
+
 def run_timer(past_due: bool = False) -> None:
-    registered()["snapshot_customers"].get_user_function()(TimerRequest(past_due=past_due))
+    """Runs the timer function and raises what stopped a failed run, whether or not the function raised it.
+
+    The function raises only a failure the host should retry (the timer's retry policy); one that needs an
+    operator is logged as snapshot.failed with "willRetry": false and the function returns, so that the host
+    does not run it again. Tests about the failure itself get it here either way; test_runs.py looks at the
+    difference (invoke_timer)."""
+    outcome = invoke_timer(past_due)
+    if outcome.failed is not None:
+        assert outcome.failed["willRetry"] is (outcome.raised is not None), (
+            f"snapshot.failed says willRetry={outcome.failed['willRetry']}, but the function "
+            + ("raised" if outcome.raised is not None else "returned")
+        )
+    if outcome.error is not None:
+        raise outcome.error
 
 
 def http_get(name: str, url: str, **kwargs: Any) -> func.HttpResponse:

@@ -250,6 +250,7 @@ class Block:
 class Resource:
     symbol: str
     type: str  # without the api version
+    api_version: str
     existing: bool
     condition: str | None
     body: Block
@@ -305,6 +306,7 @@ class _Bicep:
                 Resource(
                     symbol=match.group(1),
                     type=self._original(match, 2).split("@")[0],
+                    api_version=self._original(match, 2).partition("@")[2],
                     existing=bool(match.group(3)),
                     condition=match.group(4).strip() if match.group(4) else None,
                     body=body,
@@ -434,6 +436,18 @@ def test_settings_defaults_agree_with_the_code():
     settings = _app_settings()
     assert settings["SNAPSHOT_SCHEDULE"] == "snapshotSchedule"
     assert settings["SNAPSHOT_CONTAINER"] == "snapshotContainerName"
+
+
+def test_the_function_timeout_is_a_parameter_set_as_an_app_setting():
+    """The run's deadline follows the host's timeout (shared/settings.py), so infra sets it in one place."""
+    host = json.loads((ROOT / "host.json").read_text())
+    main = bicep("main.bicep")
+    assert _string(main.params["functionTimeout"].default or "") == host["functionTimeout"]
+    function = next(m for m in main.modules if m.symbol == "functionApp")
+    assert function.body.child("params").keys()["functionTimeout"] == "functionTimeout"
+    assert _app_settings()["AzureFunctionsJobHost__functionTimeout"] == "functionTimeout"
+    azd = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert azd["functionTimeout"]["value"] == "${FUNCTION_TIMEOUT=" + host["functionTimeout"] + "}"
 
 
 def test_identity_settings_name_the_user_assigned_identity():
@@ -726,6 +740,51 @@ def test_alerts_watch_the_events_the_code_logs():
     function_app = (ROOT / "function_app.py").read_text()
     job_function = _string(bicep("main.bicep").params["jobFunctionName"].default or "")
     assert re.search(rf"^def {job_function}\(", function_app, re.M), f"function_app.py has no {job_function}"
+
+
+# The writable properties of Microsoft.Insights/scheduledQueryRules in its GA API version 2023-12-01, from
+# Azure/azure-rest-api-specs specification/monitor/resource-manager/Microsoft.Insights/stable/2023-12-01/
+# scheduledQueryRule_API.json (ScheduledQueryRuleResource, ScheduledQueryRuleProperties, Actions, Condition;
+# read-only ones left out). A property used in alerts.bicep must be one of these.
+ALERT_RULE_API_VERSION = "2023-12-01"
+ALERT_RULE_KEYS = {"name", "location", "tags", "kind", "identity", "properties"}
+ALERT_RULE_PROPERTIES = {
+    "description", "displayName", "severity", "enabled", "scopes", "evaluationFrequency", "windowSize",
+    "overrideQueryTimeRange", "targetResourceTypes", "criteria", "muteActionsDuration", "actions",
+    "checkWorkspaceAlertsStorageConfigured", "skipQueryValidation", "autoMitigate",
+    "ruleResolveConfiguration",
+}  # fmt: skip
+ALERT_RULE_ACTIONS = {"actionGroups", "customProperties", "actionProperties"}
+ALERT_RULE_CONDITION = {
+    "query", "timeAggregation", "metricMeasureColumn", "resourceIdColumn", "dimensions", "operator",
+    "threshold", "failingPeriods", "metricName",
+}  # fmt: skip
+
+
+def test_alert_rules_use_the_ga_api_version_and_only_its_properties():
+    rules = [
+        r for r in bicep("app/alerts.bicep").resources if r.type == "Microsoft.Insights/scheduledQueryRules"
+    ]
+    assert len(rules) == 2
+    for rule in rules:
+        assert rule.api_version == ALERT_RULE_API_VERSION, f"{rule.symbol}: {rule.api_version} is not GA"
+        assert set(rule.body.keys()) <= ALERT_RULE_KEYS, rule.symbol
+        assert _string(rule.body.keys()["kind"]) == "LogAlert"
+        properties = rule.body.child("properties")
+        unknown = sorted(set(properties.keys()) - ALERT_RULE_PROPERTIES)
+        assert not unknown, f"{rule.symbol}: not properties of {ALERT_RULE_API_VERSION}: {unknown}"
+        assert set(properties.child("actions").keys()) <= ALERT_RULE_ACTIONS, rule.symbol
+        for condition in properties.child("criteria").child("allOf").items():
+            assert set(condition.keys()) <= ALERT_RULE_CONDITION, rule.symbol
+            assert _string(condition.keys()["operator"]) in {"GreaterThan", "LessThan"}
+            assert set(condition.child("failingPeriods").keys()) == {
+                "numberOfEvaluationPeriods",
+                "minFailingPeriodsToAlert",
+            }
+    # Nothing in infra/ stays on a preview version of the alert rules.
+    for file in all_bicep():
+        versions = set(re.findall(r"scheduledQueryRules@([\w-]+)'", file.code))
+        assert versions <= {ALERT_RULE_API_VERSION}, f"{file.path.name}: {sorted(versions)}"
 
 
 @pytest.mark.parametrize(

@@ -107,3 +107,61 @@ def test_is_loopback(url, expected):
 )
 def test_is_known_authority(url, expected):
     assert is_known_authority(url) is expected
+
+
+# -- the run's deadline follows the host's timeout (issue 16, item 17) ------------------------------------
+@pytest.mark.parametrize(
+    ("timeout", "deadline"),
+    [
+        (None, 1500),  # host.json: 00:30:00, less 5 minutes
+        ("00:30:00", 1500),
+        ("01:00:00", 3240),  # past 50 minutes the margin is 10 %
+        ("02:00:00", 6480),
+        ("00:10:00", 300),
+        ("00:05:00", 150),  # the margin is never more than half the timeout
+        ("00:00:04", 2),
+        ("1.00:00:00", 77760),  # d.hh:mm:ss
+        ("-1", 86400),  # no timeout: the longest deadline allowed
+    ],
+)
+def test_the_deadline_defaults_to_the_function_timeout_less_a_margin(timeout, deadline):
+    env = dict(MINIMAL)
+    if timeout is not None:
+        env["AzureFunctionsJobHost__functionTimeout"] = timeout
+    for api in (False, True):  # the API's cache window reads it too
+        settings = Settings.from_env(env, api=api)
+        assert settings.run_deadline_seconds == deadline
+
+
+def test_the_function_timeout_comes_from_host_json_unless_the_app_setting_overrides_it(tmp_path):
+    import json
+
+    host = json.loads((ROOT / "host.json").read_text())
+    assert host["functionTimeout"] == "00:30:00"
+    other = tmp_path / "host.json"
+    other.write_text(json.dumps({**host, "functionTimeout": "00:20:00"}))
+    assert Settings.from_env(MINIMAL, host_json=other).run_deadline_seconds == 900
+    assert Settings.from_env(MINIMAL, host_json=other).function_timeout_seconds == 1200
+    overridden = {**MINIMAL, "AzureFunctionsJobHost__functionTimeout": "00:40:00"}
+    assert Settings.from_env(overridden, host_json=other).function_timeout_seconds == 2400
+    other.write_text(json.dumps({"version": "2.0"}))  # no functionTimeout: Flex Consumption's 30 minutes
+    assert Settings.from_env(MINIMAL, host_json=other).run_deadline_seconds == 1500
+    assert Settings.from_env(MINIMAL, host_json=tmp_path / "missing.json").run_deadline_seconds == 1500
+    other.write_text(json.dumps({"version": "2.0", "functionTimeout": None}))  # null: no timeout
+    assert Settings.from_env(MINIMAL, host_json=other).function_timeout_seconds is None
+    assert Settings.from_env(MINIMAL, host_json=other).run_deadline_seconds == 86400
+    # An explicit deadline wins, but only below the timeout: past it the host would stop the run first.
+    assert Settings.from_env({**MINIMAL, "SNAPSHOT_RUN_DEADLINE_SECONDS": "600"}).run_deadline_seconds == 600
+    with pytest.raises(SettingsError, match=r"SNAPSHOT_RUN_DEADLINE_SECONDS .* less than the function"):
+        Settings.from_env({**MINIMAL, "SNAPSHOT_RUN_DEADLINE_SECONDS": "1800"})
+    # The API reads the deadline only for its cache window: a job-only mistake never takes it down.
+    assert (
+        Settings.from_env({**MINIMAL, "SNAPSHOT_RUN_DEADLINE_SECONDS": "1800"}, api=True).run_deadline_seconds
+        == 1800
+    )
+
+
+@pytest.mark.parametrize("value", ["soon", "30", "00:61:00", "24:00:00", "0:00:00", "00:00:00", "-2"])
+def test_a_function_timeout_that_is_not_a_timespan_is_named(value):
+    with pytest.raises(SettingsError, match="AzureFunctionsJobHost__functionTimeout"):
+        Settings.from_env({**MINIMAL, "AzureFunctionsJobHost__functionTimeout": value})

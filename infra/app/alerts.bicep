@@ -49,7 +49,7 @@ var actionGroups = empty(alertEmail) ? [] : [
   actionGroup.id
 ]
 
-resource runFailed 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' = {
+resource runFailed 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   name: 'alert-snapshot-run-failed-${namePrefix}'
   location: location
   tags: tags
@@ -87,7 +87,7 @@ resource runFailed 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' =
 
 // The query's own time filter sets the staleness threshold; the query time range is widened beyond
 // windowSize so that filter can see far enough back.
-resource snapshotStale 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' = {
+resource snapshotStale 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   name: 'alert-snapshot-stale-${namePrefix}'
   location: location
   tags: tags

@@ -23,6 +23,7 @@ param snapshotStorageAccountName string
 param snapshotContainerName string
 param snapshotEventsQueueName string
 param snapshotSchedule string
+param functionTimeout string
 param keyVaultName string
 param applicationInsightsName string
 
@@ -104,6 +105,10 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'SNAPSHOT_SCHEDULE'
           value: snapshotSchedule
+        }
+        {
+          name: 'AzureFunctionsJobHost__functionTimeout'
+          value: functionTimeout
         }
         {
           name: 'KEY_VAULT_URL'

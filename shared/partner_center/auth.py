@@ -97,7 +97,9 @@ class PartnerCenterTokens:
                 f"token: Entra ID authority {self._authority} is unusable: {scrubbed(str(exc), 300)}"
             ) from None
         except OSError as exc:
-            raise PartnerCenterError(f"token: Entra ID token request failed: {type(exc).__name__}") from None
+            raise PartnerCenterError(
+                f"token: Entra ID token request failed: {type(exc).__name__}", transient=True
+            ) from None
         remember(result.get("access_token"), result.get("refresh_token"), result.get("id_token"))
         if "access_token" not in result:
             error = scrubbed(str(result.get("error", "unknown_error")), 100)

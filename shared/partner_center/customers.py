@@ -425,7 +425,8 @@ class CustomerPager:
             exhausted = isinstance(exc.args[0] if exc.args else None, urllib3.exceptions.MaxRetryError)
             used = self.max_retries if exhausted else self.max_retries - retries_left
             raise PartnerCenterError(
-                f"page {number}: no answer from Partner Center after {used} retries ({_cause(exc)})"
+                f"page {number}: no answer from Partner Center after {used} retries ({_cause(exc)})",
+                transient=True,
             ) from None
         retries = getattr(response.raw, "retries", None)
         used = len(retries.history) if retries is not None else 0
@@ -439,7 +440,8 @@ class CustomerPager:
         except _BodyBroken as exc:
             if retries_left <= 0:
                 raise PartnerCenterError(
-                    f"page {number}: the answer broke off after {self.max_retries} retries ({exc})"
+                    f"page {number}: the answer broke off after {self.max_retries} retries ({exc})",
+                    transient=True,
                 ) from None
             self.stats.retries += 1
             attempt = self.max_retries - retries_left + 1
