@@ -14,6 +14,12 @@ from __future__ import annotations
 
 import copy
 import gzip
+import json
+import logging
+import ssl
+import time
+import tracemalloc
+import zlib
 from typing import Any
 
 import pytest
@@ -22,6 +28,7 @@ from azure.storage.blob import ContentSettings
 from tests.functions import run_timer
 from tests.test_api import body, call
 from tests.test_changes_api import Nights, history_call, since, snapshot_at
+from tests.test_openapi import assert_documented
 from tests.test_snapshot_job import next_second
 
 RECORD_UNREADABLE = "the change record of this step cannot be read"
@@ -62,6 +69,183 @@ def step(nights: Nights, n: int, reason: str) -> dict[str, Any]:
 @pytest.fixture
 def nights(make_stack) -> Nights:
     return Nights(make_stack)
+
+
+# -- 7: an unreadable change record is a step with unknown changes, never a 500 -------------------------
+def _damaged_record(document: bytes, kind: str) -> tuple[bytes, ContentSettings | None]:
+    head, rest = document.split(b"\n", 1)
+    damaged = {
+        "not-gzip": (document, GZIP),  # labelled gzip, stored plain
+        "gzip-not-labelled": (gzip.compress(document), None),
+        "truncated-gzip": (gzip.compress(document)[: len(gzip.compress(document)) // 2], GZIP),
+        "entry-not-json": (gzip.compress(head + b"\n{not json,\n" + rest), GZIP),
+        "entry-not-an-object": (gzip.compress(head + b"\n[1,2],\n" + rest), GZIP),
+        "entry-nested-100000-deep": (
+            gzip.compress(head + b'\n{"id":"x","d":' + b"[" * 100_000 + b"]" * 100_000 + b"},\n" + rest),
+            GZIP,
+        ),
+        "header-not-json": (gzip.compress(b'{"schemaVersion":2,oops,"added":[\n' + rest), GZIP),
+        "a-future-schema-version": (
+            gzip.compress(head.replace(b'"schemaVersion":2', b'"schemaVersion":3', 1) + b"\n" + rest),
+            GZIP,
+        ),
+    }
+    return damaged[kind]
+
+
+RECORD_DAMAGE = [
+    "not-gzip",
+    "gzip-not-labelled",
+    "truncated-gzip",
+    "entry-not-json",
+    "entry-not-an-object",
+    "entry-nested-100000-deep",
+    "header-not-json",
+    "a-future-schema-version",
+]
+
+
+@pytest.mark.parametrize("kind", RECORD_DAMAGE)
+def test_an_unreadable_change_record_is_a_step_with_unknown_changes(nights, kind):
+    g = nights.generated
+    name = record_at(nights, 1)
+    data, settings = _damaged_record(nights.snapshots.document_bytes(name), kind)
+    replace_blob(_container(nights), name, data, settings)
+
+    changes = call("changes", {"since": since(10)})
+    assert changes.status_code == 200, changes.get_body()[:300]
+    payload = body(changes)
+    assert [(c["type"], c["id"], c["generatedAt"]) for c in payload["changes"]] == [
+        ("added", nights.leaver["id"], g[2]),
+        ("added", nights.newcomer["id"], g[2]),
+        ("removed", nights.gone["id"], g[2]),
+    ]
+    assert payload["incomplete"] == [step(nights, 1, RECORD_UNREADABLE)]
+    assert_documented(payload, "ChangeList")
+    paged = body(call("changes", {"since": since(10), "top": "1", "type": "removed"}))
+    assert paged["incomplete"] == payload["incomplete"]  # on every page, whatever the type
+
+    leaver = history_call(nights.leaver["id"])
+    assert leaver.status_code == 200
+    history = body(leaver)
+    # B is unknown: the leaver's absence there is read from B's own snapshot
+    assert (history["firstSeen"], history["lastSeen"], history["present"]) == (g[0], g[3], True)
+    assert [(e["type"], e["generatedAt"]) for e in history["events"]] == [("added", g[2])]
+    assert history["incomplete"] == [step(nights, 1, RECORD_UNREADABLE)]
+    renamed = body(history_call(nights.renamed["id"]))
+    assert (renamed["events"], renamed["incomplete"]) == ([], [step(nights, 1, RECORD_UNREADABLE)])
+
+
+def _counting_proxy(stack: Any, monkeypatch: pytest.MonkeyPatch, pattern: str) -> tuple[Any, list[str]]:
+    from devstack.storage_proxy import StorageProxy
+
+    client = ssl.create_default_context(cafile=str(stack.tls.bundle))
+    proxy = StorageProxy(stack.tls.ssl_server_context(), stack.azurite.account_url, client)
+    proxy.start()
+    seen: list[str] = []
+    proxy.on("GET", pattern, seen.append)
+    monkeypatch.setenv("SNAPSHOT_STORAGE_ACCOUNT_URL", proxy.account_url)  # a new API context
+    return proxy, seen
+
+
+def test_an_unreadable_change_record_is_read_and_logged_once_until_it_changes(nights, monkeypatch, caplog):
+    name = record_at(nights, 1)
+    container = _container(nights)
+    good = nights.snapshots.raw(name)[0]
+    replace_blob(container, name, b"\x1f\x8b\x08\x00 not deflate")
+    proxy, reads = _counting_proxy(nights.stack, monkeypatch, name.rsplit("/", 1)[1].replace(".", r"\."))
+    caplog.set_level(logging.INFO)
+    try:
+        for query in ({"since": since(10)}, {"since": since(10), "top": "1"}, {"since": since(3)}) * 3:
+            assert body(call("changes", query))["incomplete"] == [step(nights, 1, RECORD_UNREADABLE)]
+        for customer in (nights.leaver, nights.renamed, nights.newcomer):
+            assert body(history_call(customer["id"]))["incomplete"] == [step(nights, 1, RECORD_UNREADABLE)]
+        assert len(reads) == 1, reads  # remembered by its ETag
+        logged = [r for r in caplog.records if r.getMessage().startswith("api.change_record_unreadable ")]
+        assert len(logged) == 1 and logged[0].levelname == "ERROR"
+        assert name in logged[0].getMessage()
+
+        replace_blob(container, name, good)  # a new ETag: read again
+        payload = body(call("changes", {"since": since(10)}))
+        assert payload["incomplete"] == []
+        assert [c["generatedAt"] for c in payload["changes"]][:2] == [nights.generated[1]] * 2
+        assert len(reads) == 2
+    finally:
+        proxy.stop()
+
+
+# -- 8: records are read with bounds ---------------------------------------------------------------------
+def _bomb_record(head: bytes, megabytes: int, line: bytes = b"") -> bytes:
+    """The record's header line, then `megabytes` MB of one line without end (or of `line` repeated): about
+    1/1000 of that as gzip."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    parts = [compressor.compress(head + (b"\n" if line else b'\n{"id":"'))]
+    block = line * ((1 << 20) // len(line)) if line else b"0" * (1 << 20)
+    parts += [compressor.compress(block) for _ in range(megabytes)]
+    return b"".join(parts) + compressor.flush()
+
+
+ENTRY_10_KB = b'{"id":"x","companyName":"' + b"0" * 10_000 + b'"},\n'
+
+
+@pytest.mark.parametrize(
+    ("megabytes", "line"),
+    [(96, b""), (80, ENTRY_10_KB)],
+    ids=["96-mb-without-a-newline", "80-mb-of-entries-from-100-kb"],
+)
+def test_a_record_that_inflates_without_bound_is_refused_within_bounded_memory(nights, megabytes, line):
+    name = record_at(nights, 1)
+    head = nights.snapshots.document_bytes(name).split(b"\n", 1)[0]
+    bomb = _bomb_record(head, megabytes, line)
+    assert len(bomb) < 200_000
+    replace_blob(_container(nights), name, bomb)
+
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        started = time.monotonic()
+        response = call("changes", {"since": since(10)})
+        seconds = time.monotonic() - started
+        growth_mb = (tracemalloc.get_traced_memory()[1] - before) / 1e6
+    finally:
+        tracemalloc.stop()
+    print(
+        json.dumps({"growthMB": round(growth_mb, 1), "seconds": round(seconds, 2), "storedBytes": len(bomb)})
+    )
+    assert response.status_code == 200
+    assert body(response)["incomplete"] == [step(nights, 1, RECORD_UNREADABLE)]
+    assert growth_mb < 60, growth_mb
+    assert body(history_call(nights.leaver["id"]))["incomplete"] == [step(nights, 1, RECORD_UNREADABLE)]
+
+
+# -- 9: a damaged oldest retained snapshot never ends history in a 500 ----------------------------------
+@pytest.mark.parametrize("kind", ["truncated-gzip", "not-the-layout", "a-line-over-8-mib"])
+def test_a_damaged_oldest_retained_snapshot_never_ends_history_in_a_500(nights, kind):
+    g = nights.generated
+    oldest = snapshot_at(nights, g[0])
+    stored = nights.snapshots.raw(oldest)[0]
+    damaged = {
+        "truncated-gzip": stored[: len(stored) // 2],
+        "not-the-layout": gzip.compress(b'{"customers": []}'),
+        "a-line-over-8-mib": gzip.compress(b'{"customers":[\n{"id":"' + b"a" * (9 << 20) + b'"}\n]}'),
+    }[kind]
+    replace_blob(_container(nights), oldest, damaged)
+
+    response = history_call(nights.leaver["id"])
+    assert response.status_code == 200, response.get_body()[:300]
+    history = body(response)
+    # history starts at B, the oldest snapshot that can be read; the step A→B is named
+    assert history["retainedSince"] == g[1]
+    assert (history["firstSeen"], history["lastSeen"], history["present"]) == (g[2], g[3], True)
+    assert [(e["type"], e["generatedAt"]) for e in history["events"]] == [("added", g[2])]
+    assert history["incomplete"] == [step(nights, 1, BASE_UNREADABLE)]
+    assert_documented(history, "CustomerHistory")
+    quiet = body(history_call(nights.stack.partner_center.customers[0]["id"]))
+    assert (quiet["firstSeen"], quiet["present"], quiet["incomplete"]) == (
+        g[1],
+        True,
+        [step(nights, 1, BASE_UNREADABLE)],
+    )
 
 
 # -- 12: field paths in change records are unambiguous ---------------------------------------------------

@@ -36,6 +36,9 @@ class ApiContext:
     sas: SasIssuer
     # (snapshot name, ETag) → whether its bytes verified against what was published: checked once.
     verified: dict[tuple[str, str], bool] = field(default_factory=dict)
+    # (blob name, ETag) → whether that version of a change record, or of a snapshot history reads, read
+    # whole: one that did not is not read again until it changes (shared/api/changes.py).
+    readable: dict[tuple[str, str], bool] = field(default_factory=dict)
 
     @property
     def store(self) -> SnapshotStore:
