@@ -25,11 +25,12 @@ from typing import Any
 import pytest
 from azure.storage.blob import ContentSettings
 
+from shared.errors import SnapshotWithheldError
 from tests.functions import run_timer
 from tests.test_api import body, call
 from tests.test_changes_api import Nights, history_call, since, snapshot_at
 from tests.test_openapi import assert_documented
-from tests.test_snapshot_job import next_second
+from tests.test_snapshot_job import last_summary, next_second
 
 RECORD_UNREADABLE = "the change record of this step cannot be read"
 BASE_UNREADABLE = "the snapshot before this step, the oldest retained, cannot be read"
@@ -246,6 +247,110 @@ def test_a_damaged_oldest_retained_snapshot_never_ends_history_in_a_500(nights, 
         True,
         [step(nights, 1, BASE_UNREADABLE)],
     )
+
+
+# -- 10: the guard fails closed -------------------------------------------------------------------------
+def _damage_latest(container: Any, kind: str) -> None:
+    if kind == "absent":
+        container.delete_blob("latest.json")
+        return
+    data = {
+        "not-json": b"{not json",
+        "not-a-manifest": b'{"snapshot": "latest.json"}',
+        "gzip-bomb": _bomb_record(b"{", 64),
+    }[kind]
+    settings = GZIP if kind == "gzip-bomb" else None
+    container.upload_blob("latest.json", data, overwrite=True, content_settings=settings)
+
+
+@pytest.mark.parametrize("kind", ["not-json", "not-a-manifest", "gzip-bomb", "absent"])
+def test_without_a_readable_latest_json_the_guard_compares_with_the_newest_marker(make_stack, kind):
+    stack, snapshots = make_stack(customers=100)
+    run_timer()
+    first = snapshots.latest()
+    container = _container(stack, snapshots)
+    _damage_latest(container, kind)
+    latest_before = snapshots.raw("latest.json")[0] if kind != "absent" else None
+    stack.partner_center.customers = []  # Partner Center answers 0 customers
+    next_second()
+
+    with pytest.raises(
+        SnapshotWithheldError, match="0 customers where the latest published snapshot has 100"
+    ):
+        run_timer()
+
+    assert (snapshots.raw("latest.json")[0] if kind != "absent" else None) == latest_before
+    withheld = [n for n in snapshots.snapshot_names() if n != first["snapshot"]]
+    assert len(withheld) == 1
+    evidence = snapshots.record(withheld[0].replace("/customers-", "/changes-"))
+    assert evidence["previousSnapshot"] == first["snapshot"]
+    assert evidence["counts"] == {"added": 0, "removed": 100, "changed": 0}
+    assert "comparison" not in evidence
+
+
+def test_a_run_after_latest_json_was_damaged_records_a_real_comparison(make_stack, caplog):
+    stack, snapshots = make_stack(customers=40)
+    run_timer()
+    next_second()
+    run_timer()
+    second = snapshots.latest()
+    _damage_latest(_container(stack, snapshots), "not-json")
+    customers = copy.deepcopy(stack.partner_center.customers)
+    customers[3]["companyProfile"]["companyName"] = "After The Damage Ltd"
+    stack.partner_center.customers = customers
+    caplog.set_level(logging.INFO)
+    next_second()
+
+    run_timer()
+
+    latest = snapshots.latest()  # healed by the publish
+    record = snapshots.record(latest["changes"]["name"])
+    assert record["previousSnapshot"] == second["snapshot"]
+    assert record["counts"] == {"added": 0, "removed": 0, "changed": 1}
+    assert "comparison" not in record
+    assert last_summary(caplog)["previousSnapshot"] == second["snapshot"]
+    payload = body(call("changes", {"since": since(0)}))
+    assert [(c["type"], c["id"]) for c in payload["changes"]] == [("changed", customers[3]["id"])]
+    assert payload["incomplete"] == []
+
+
+def test_without_latest_json_or_a_readable_marker_the_run_fails_closed(make_stack):
+    stack, snapshots = make_stack(customers=100)
+    run_timer()
+    container = _container(stack, snapshots)
+    _damage_latest(container, "not-json")
+    markers = [n for n in snapshots.names() if n.endswith(".published")]
+    assert len(markers) == 1
+    for marker in markers:
+        container.upload_blob(marker, b"[" * 100_000, overwrite=True)
+    names_before = snapshots.names()
+    stack.partner_center.customers = []
+    next_second()
+
+    with pytest.raises(SnapshotWithheldError, match=r"latest\.json .*\.published marker"):
+        run_timer()
+
+    assert snapshots.raw("latest.json")[0] == b"{not json"
+    assert snapshots.names() == names_before  # nothing written: it stopped before paging
+
+
+def test_with_the_guard_off_a_run_without_anything_to_compare_says_so(make_stack):
+    stack, snapshots = make_stack(customers=30, env_overrides={"SNAPSHOT_MAX_DROP_PERCENT": "100"})
+    run_timer()
+    container = _container(stack, snapshots)
+    _damage_latest(container, "not-json")
+    for marker in [n for n in snapshots.names() if n.endswith(".published")]:
+        container.upload_blob(marker, b"{}", overwrite=True)
+    next_second()
+
+    run_timer()
+
+    record = snapshots.record(snapshots.latest()["changes"]["name"])
+    assert record["counts"] is None and record["previousSnapshot"] is None
+    assert record["comparison"] == {
+        "available": False,
+        "reason": "latest.json and the .published markers cannot be read: nothing to compare with",
+    }
 
 
 # -- 12: field paths in change records are unambiguous ---------------------------------------------------

@@ -6,6 +6,10 @@ below the previous published snapshot's by more than SNAPSHOT_MAX_DROP_PERCENT, 
 change record stay as evidence, latest.json stays where it was, `withheld.json` names the withheld snapshot
 (GET /api/health reports it) and the run fails (snapshot.withheld, then snapshot.failed: the failure alert
 fires). An operator who knows the drop is real runs the job again with the setting raised.
+
+The guard fails closed: without a readable latest.json the previous published snapshot is the one the
+newest readable `.published` marker names (a marker holds the manifest latest.json had; previous_published);
+with markers but none readable, nothing is published (NothingToCompareError) unless the guard is off.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shared import events
-from shared.errors import SnapshotWithheldError
+from shared.errors import NothingToCompareError, SnapshotWithheldError
 from shared.events import log_event
 
 if TYPE_CHECKING:
@@ -27,6 +31,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("shared.job")
 
 WITHHELD = "withheld.json"
+MARKERS_TRIED = 5  # the newest .published markers read, at most, when latest.json cannot be
+GUARD_OFF = 100.0  # SNAPSHOT_MAX_DROP_PERCENT: no drop is over it
 
 
 def drop_percent(previous_count: int, count: int) -> float:
@@ -104,3 +110,37 @@ def read_withheld(store: SnapshotStore, **request_options: Any) -> dict[str, Any
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
+
+
+def previous_published(store: SnapshotStore) -> Manifest | None:
+    """What this run compares with when latest.json is absent or cannot be read: the manifest of the newest
+    `.published` marker that reads (of the newest MARKERS_TRIED; names sort by time) and names the snapshot
+    it sits beside. None when there is no marker (the container's first run). Markers, but none that
+    reads: NothingToCompareError (the guard fails closed unless it is off, GUARD_OFF)."""
+    from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+    from shared.errors import ManifestError, StorageError
+    from shared.snapshots.store import MARKER_NAME, PREFIX, Manifest, marker_name
+    from shared.snapshots.writer import storage_problem
+    from shared.storage.reader import StoredDocumentError, read_json
+
+    step = "reading the .published markers"
+    try:
+        listed = store.container.list_blobs(name_starts_with=PREFIX)
+        markers = sorted((b.name for b in listed if MARKER_NAME.fullmatch(b.name)), reverse=True)
+        for name in markers[:MARKERS_TRIED]:
+            try:
+                manifest = Manifest.from_json(read_json(store.blob(name))[0])
+            except (StoredDocumentError, ManifestError, ResourceNotFoundError):
+                continue
+            if marker_name(manifest.snapshot) == name:
+                return manifest
+    except AzureError as exc:
+        raise StorageError(f"{step}: {storage_problem(exc)}") from None
+    if not markers:
+        return None
+    raise NothingToCompareError(
+        f"latest.json cannot be read and none of the {min(len(markers), MARKERS_TRIED)} newest .published "
+        "markers can: the completeness guard has nothing to compare with, so nothing is published. Copy a "
+        "good marker over latest.json, or run once with SNAPSHOT_MAX_DROP_PERCENT=100"
+    )
