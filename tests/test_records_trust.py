@@ -353,6 +353,93 @@ def test_with_the_guard_off_a_run_without_anything_to_compare_says_so(make_stack
     }
 
 
+# -- 11: /api/health reads withheld.json with bounds and echoes only typed values -----------------------
+def _withheld(generated_at: str = "2999-01-01T00:00:00Z", **fields: Any) -> dict[str, Any]:
+    return {
+        "snapshot": "snapshots/2999/01/01/customers-29990101T000000Z.json",
+        "generatedAt": generated_at,
+        "customerCount": 10,
+        "latestSnapshot": "snapshots/2998/01/01/customers-29980101T000000Z.json",
+        "latestCustomerCount": 100,
+        "dropPercent": 90.0,
+        "maxDropPercent": 10.0,
+    } | fields
+
+
+def _bomb_generated_at() -> bytes:
+    """withheld.json as a 0.2 MB gzip whose generatedAt is a 200 MB string."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    parts = [compressor.compress(b'{"generatedAt":"2999-01-01T00:00:00Z')]
+    parts += [compressor.compress(b" " * (1 << 20)) for _ in range(200)]
+    parts.append(compressor.compress(b'","customerCount":1}'))
+    return b"".join(parts) + compressor.flush()
+
+
+WITHHELD_DAMAGE: dict[str, tuple[bytes, bool]] = {
+    "nested-100000-deep": (b'{"generatedAt":' + b"[" * 100_000 + b"]" * 100_000 + b"}", False),
+    "gzip-bomb-200-mb-generated-at": (_bomb_generated_at(), True),
+    "generated-at-not-a-time": (json.dumps(_withheld("2999-01-01T00:00:00Z<script>")).encode(), False),
+    "generated-at-a-number": (json.dumps(_withheld(29990101)).encode(), False),  # type: ignore[arg-type]
+    "count-a-string": (json.dumps(_withheld(customerCount="10")).encode(), False),
+    "count-negative": (json.dumps(_withheld(customerCount=-1)).encode(), False),
+    "count-a-bool": (json.dumps(_withheld(latestCustomerCount=True)).encode(), False),
+    "percent-nan": (json.dumps(_withheld(dropPercent=float("nan"))).encode(), False),
+    "percent-an-object": (json.dumps(_withheld(maxDropPercent={"x": "<b>"})).encode(), False),
+    "snapshot-outside-the-layout": (json.dumps(_withheld(snapshot="../x/latest.json")).encode(), False),
+    "not-an-object": (b'["2999-01-01T00:00:00Z"]', False),
+    "not-json": (b"{not json", False),
+}
+
+
+@pytest.mark.parametrize("kind", WITHHELD_DAMAGE)
+def test_health_reads_withheld_json_with_bounds_and_echoes_only_typed_values(make_stack, kind):
+    stack, snapshots = make_stack(customers=5)
+    run_timer()
+    data, gzipped = WITHHELD_DAMAGE[kind]
+    _container(stack, snapshots).upload_blob(
+        "withheld.json", data, overwrite=True, content_settings=GZIP if gzipped else None
+    )
+
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        response = call("health")
+        growth_mb = (tracemalloc.get_traced_memory()[1] - before) / 1e6
+    finally:
+        tracemalloc.stop()
+
+    print(json.dumps({"kind": kind, "growthMB": round(growth_mb, 2), "bodyBytes": len(response.get_body())}))
+    assert response.status_code == 200, response.get_body()[:300]
+    assert len(response.get_body()) < 1000
+    payload = json.loads(response.get_body())
+    assert payload["status"] == "ok"
+    assert payload["withheld"] == "unreadable"
+    assert_documented(payload, "Health")
+    assert growth_mb < 20, growth_mb
+
+
+def test_health_echoes_a_withheld_snapshot_it_has_validated(make_stack):
+    stack, snapshots = make_stack(customers=5)
+    run_timer()
+    container = _container(stack, snapshots)
+    container.upload_blob("withheld.json", json.dumps(_withheld()).encode(), overwrite=True)
+    payload = body(call("health"))
+    assert payload["withheld"] == {
+        "snapshot": "snapshots/2999/01/01/customers-29990101T000000Z.json",
+        "generatedAt": "2999-01-01T00:00:00Z",
+        "customerCount": 10,
+        "latestCustomerCount": 100,
+        "dropPercent": 90.0,
+        "maxDropPercent": 10.0,
+    }
+    assert_documented(payload, "Health")
+    older = _withheld("2000-01-01T00:00:00Z")  # older than the latest: nothing to report
+    container.upload_blob("withheld.json", json.dumps(older).encode(), overwrite=True)
+    next_second()
+    run_timer()  # a new latest.json: health looks at withheld.json again
+    assert "withheld" not in body(call("health"))
+
+
 # -- 12: field paths in change records are unambiguous ---------------------------------------------------
 def test_field_paths_are_json_pointers_and_never_collide(make_stack):
     stack, snapshots = make_stack(customers=20)

@@ -34,6 +34,7 @@ from shared.events import log_event
 
 if TYPE_CHECKING:
     from shared.api.context import ApiContext
+    from shared.changes.guard import Withheld
     from shared.changes.store import RecordInfo
     from shared.snapshots.store import Manifest, SnapshotStore
 
@@ -43,13 +44,15 @@ _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # not \d: it matches every sc
 
 
 _WITHHELD_TTL = 30.0  # seconds a health answer reuses its look at withheld.json (per latest.json)
-_withheld_seen: dict[tuple[int, str], tuple[float, dict[str, Any] | None]] = {}
+_withheld_seen: dict[tuple[int, str], tuple[float, dict[str, Any] | str | None]] = {}
 
 
-def withheld_since(store: SnapshotStore, manifest: Manifest) -> dict[str, Any] | None:
+def withheld_since(store: SnapshotStore, manifest: Manifest) -> dict[str, Any] | str | None:
     """For /api/health: the snapshot the completeness guard withheld, when it is newer than the latest
-    (counts and times only: health is anonymous). One short read of withheld.json (no retries, the check
-    timeouts of latest.json) at most every _WITHHELD_TTL seconds per latest.json; None when it fails."""
+    (numbers, RFC 3339 times and a snapshot name, each checked: health is anonymous), or "unreadable" when
+    withheld.json cannot be read or holds anything else. One short read of withheld.json (bounded, no
+    retries, the check timeouts of latest.json) at most every _WITHHELD_TTL seconds per latest.json; None
+    when there is none or the read fails."""
     key = (id(store), manifest.etag)
     now = time.monotonic()
     seen = _withheld_seen.get(key)
@@ -62,24 +65,33 @@ def withheld_since(store: SnapshotStore, manifest: Manifest) -> dict[str, Any] |
     return found
 
 
-def _withheld(store: SnapshotStore, manifest: Manifest) -> dict[str, Any] | None:
+def _withheld(store: SnapshotStore, manifest: Manifest) -> dict[str, Any] | str | None:
     from azure.core.exceptions import AzureError
 
     from shared.api.latest import LATEST_CHECK_OPTIONS
-    from shared.changes.guard import read_withheld
+    from shared.changes.guard import read_withheld, rfc3339
 
     try:
         withheld = read_withheld(store, retry_total=0, **LATEST_CHECK_OPTIONS)
     except AzureError:  # health answers without it rather than fail on it
         return None
-    if withheld is None or str(withheld.get("generatedAt", "")) <= manifest.generated_at:
+    if withheld is None or isinstance(withheld, str):
+        return withheld
+    latest = rfc3339(manifest.generated_at)
+    generated = rfc3339(withheld.generated_at)
+    if latest is not None and generated is not None and generated <= latest:
         return None
+    return _typed(withheld)
+
+
+def _typed(withheld: Withheld) -> dict[str, Any]:
     return {
-        "generatedAt": withheld.get("generatedAt"),
-        "customerCount": withheld.get("customerCount"),
-        "latestCustomerCount": withheld.get("latestCustomerCount"),
-        "dropPercent": withheld.get("dropPercent"),
-        "maxDropPercent": withheld.get("maxDropPercent"),
+        "snapshot": withheld.snapshot,
+        "generatedAt": withheld.generated_at,
+        "customerCount": withheld.customer_count,
+        "latestCustomerCount": withheld.latest_customer_count,
+        "dropPercent": withheld.drop_percent,
+        "maxDropPercent": withheld.max_drop_percent,
     }
 
 

@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from shared import events
@@ -31,8 +34,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("shared.job")
 
 WITHHELD = "withheld.json"
+UNREADABLE = "unreadable"  # read_withheld: withheld.json is there but is not what check_drop writes
 MARKERS_TRIED = 5  # the newest .published markers read, at most, when latest.json cannot be
 GUARD_OFF = 100.0  # SNAPSHOT_MAX_DROP_PERCENT: no drop is over it
+# RFC 3339 date-time ([0-9], not \d: that matches every script's digits)
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})"
+)
 
 
 def drop_percent(previous_count: int, count: int) -> float:
@@ -97,19 +105,59 @@ class Withheld:
             "maxDropPercent": self.max_drop_percent,
         }
 
+    @classmethod
+    def from_json(cls, value: Any) -> Withheld | None:
+        """The Withheld of withheld.json's value; None unless every field is what check_drop writes."""
+        from shared.snapshots.store import SNAPSHOT_NAME
 
-def read_withheld(store: SnapshotStore, **request_options: Any) -> dict[str, Any] | None:
-    """withheld.json as written, or None when there is none (or it is not an object).
-    `request_options`: per-request SDK options (retry_total, timeouts)."""
-    from azure.core.exceptions import ResourceNotFoundError
+        if not isinstance(value, dict):
+            return None
+        names: list[Any] = [value.get("snapshot"), value.get("latestSnapshot")]
+        counts: list[Any] = [value.get("customerCount"), value.get("latestCustomerCount")]
+        percents: list[Any] = [value.get("dropPercent"), value.get("maxDropPercent")]
+        if not (
+            all(isinstance(name, str) and SNAPSHOT_NAME.fullmatch(name) for name in names)
+            and all(type(count) is int and count >= 0 for count in counts)
+            and all(type(p) in (int, float) and math.isfinite(p) and 0 <= p <= 100 for p in percents)
+            and rfc3339(value.get("generatedAt")) is not None
+        ):
+            return None
+        return cls(
+            snapshot=value["snapshot"],
+            generated_at=value["generatedAt"],
+            customer_count=value["customerCount"],
+            latest_snapshot=value["latestSnapshot"],
+            latest_customer_count=value["latestCustomerCount"],
+            drop_percent=value["dropPercent"],
+            max_drop_percent=value["maxDropPercent"],
+        )
 
-    try:
-        value = json.loads(store.blob(WITHHELD).download_blob(**request_options).readall())
-    except ResourceNotFoundError:
+
+def rfc3339(value: Any) -> datetime | None:
+    """The time of an RFC 3339 date-time string (with its offset), or None for anything else."""
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
         return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return value if isinstance(value, dict) else None
+
+
+def read_withheld(store: SnapshotStore, **request_options: Any) -> Withheld | str | None:
+    """withheld.json through the bounded reader: None when there is none, UNREADABLE when it cannot be read
+    or holds anything but what check_drop writes (each value checked for its type and range), else its
+    Withheld. `request_options`: per-request SDK options (retry_total, timeouts); AzureError as it is."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    from shared.storage.reader import StoredDocumentError, read_json
+
+    try:
+        value, _ = read_json(store.blob(WITHHELD), **request_options)
+    except ResourceNotFoundError:
+        return None
+    except StoredDocumentError:
+        return UNREADABLE
+    return Withheld.from_json(value) or UNREADABLE
 
 
 def previous_published(store: SnapshotStore) -> Manifest | None:
