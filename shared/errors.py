@@ -11,8 +11,10 @@
     │   ├── PublishConflictError     latest.json kept changing under a publish
     │   ├── RunLockLost              the run lost its lock (locks/run.lock) before publishing
     │   ├── SnapshotFormatError      a stored snapshot is not a complete document in our layout
+    │   │   └── StoredDocumentError  (shared.storage.reader) a stored document that cannot be read, named
     │   └── StorageError             Blob Storage refused or did not answer a step of the run (named)
     ├── SnapshotWithheldError        too many customers gone since the last snapshot: not published
+    │   └── NothingToCompareError    latest.json and the .published markers unreadable: not published
     ├── NotStorable                  (shared.customer_rule) a customer the API could not serve
     └── ApiError                     (shared.api.errors) an HTTP answer: status, stable code, message
 
@@ -97,6 +99,12 @@ class SnapshotWithheldError(SnapshotAppError):
     """The run found fewer customers than the previous published snapshot by more than
     SNAPSHOT_MAX_DROP_PERCENT: its snapshot and change record are kept as evidence, latest.json is not
     moved, and the run fails so that the failure alert fires."""
+
+
+class NothingToCompareError(SnapshotWithheldError):
+    """latest.json cannot be read and neither can any `.published` marker (which hold the manifests
+    latest.json had): the completeness guard has no count to compare with, so the run publishes nothing
+    (it fails closed) until an operator repairs latest.json or turns the guard off."""
 
 
 class SnapshotFormatError(SnapshotStoreError):

@@ -47,6 +47,7 @@ API_INDEX_UNUSABLE = "api.index_unusable"  # latest.json names an index that doe
 API_STORAGE_UNREACHABLE = "api.storage_unreachable"  # once per outage; answers come from memory meanwhile
 API_STORAGE_REACHABLE = "api.storage_reachable"  # the outage is over
 API_SNAPSHOT_UNVERIFIED = "api.snapshot_unverified"  # a snapshot asked for by date does not verify
+API_CHANGE_RECORD_UNREADABLE = "api.change_record_unreadable"  # once per version of a record
 
 # Watched by the alert rules: renaming one of these silences an alert.
 ALERTED = frozenset({SNAPSHOT_FAILED, REFRESH_TOKEN_NOT_SAVED, SNAPSHOT_SUMMARY, SNAPSHOT_EVENTS_PENDING})

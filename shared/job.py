@@ -10,7 +10,8 @@ transient failure, so the Functions host records it as failed and its retry poli
       CustomerPager.start        the first page on the wire while storage opens
       _Run.open_store            the snapshot container
       hold_run_lock              one run at a time (shared/run_lock.py): held, or snapshot.skipped and done
-      _Run.previous_manifest     latest.json as it was (unreadable: no diff, the run goes on)
+      _Run.previous_manifest     latest.json as it was (unreadable: the newest readable .published
+                                 marker's manifest; none readable: the guard fails closed)
       DeadlineWatch              its customer count and the pace of the first pages: deadline_at_risk
       _Run.write_snapshot        every page into a new blob, committed whole or not at all
       store.commit_index         the lookup index beside it (snapshots/index.py), for the API
@@ -195,6 +196,7 @@ class _Run:
     clock: float
     context: dict[str, Any]
     watch: DeadlineWatch | None = None
+    nothing_to_compare: Exception | None = None  # latest.json and the markers unreadable, the guard off
 
     @property
     def generated_at(self) -> str:
@@ -323,16 +325,36 @@ class _Run:
         return store
 
     def previous_manifest(self, store: SnapshotStore) -> Manifest | None:
-        """latest.json before this run; None before the first run or when it is not a manifest."""
+        """latest.json before this run. Absent or not a manifest: the newest readable `.published` marker's
+        manifest, so that the guard and the change record still compare with the last published snapshot;
+        None before the first publish. Markers but none readable: the guard fails closed
+        (NothingToCompareError); with the guard off the run's record says there was nothing to compare."""
+        from shared.changes.guard import GUARD_OFF, previous_published
+        from shared.errors import NothingToCompareError
         from shared.snapshots.store import ManifestError
 
+        damaged = None
         try:
             previous, _ = store.read_latest()
         except ManifestError as exc:
+            previous, damaged = None, str(exc)
+        if previous is not None:
+            return previous
+        try:
+            previous = previous_published(store)
+        except NothingToCompareError as exc:
+            if self.settings.max_drop_percent < GUARD_OFF:
+                raise
+            self.nothing_to_compare = exc
+        if damaged is not None or previous is not None:
             log_event(
-                log, logging.WARNING, events.SNAPSHOT_LATEST_UNREADABLE, reason=str(exc), **self.context
+                log,
+                logging.WARNING,
+                events.SNAPSHOT_LATEST_UNREADABLE,
+                reason=damaged or "latest.json is missing",
+                comparedWith=previous.snapshot if previous else None,
+                **self.context,
             )
-            return None
         return previous
 
     def pager(self, tokens: PartnerCenterTokens) -> CustomerPager:
@@ -415,7 +437,9 @@ class _Run:
         from shared.snapshots.document import customer_lines
 
         lines = None if previous is None else customer_lines(store.iter_document(previous.snapshot))
-        return ChangeTracker(lines)
+        tracker = ChangeTracker(lines)
+        tracker.error = self.nothing_to_compare  # no previous, yet not a baseline: the comparison unavailable
+        return tracker
 
     def record_changes(
         self,

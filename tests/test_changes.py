@@ -51,20 +51,20 @@ def night_two(before: list[dict]) -> tuple[list[dict], dict]:
     after.append(new[1])
 
     def change(old: dict, path: str, new_value) -> dict:
-        if path.startswith("companyProfile."):
-            previous = old["companyProfile"][path.split(".", 1)[1]]
+        if path.startswith("/companyProfile/"):
+            previous = old["companyProfile"][path.split("/")[2]]
         else:
-            previous = old.get(path)
+            previous = old.get(path[1:])
         return {"id": old["id"], "fields": {path: {"before": previous, "after": new_value}}}
 
     expected = {
         "added": [entry(new[0]), entry(new[1])],
         "removed": [entry(r) for r in removed],
         "changed": [
-            change(before[10], "companyProfile.companyName", "Renamed & Co. Zürich"),
-            change(before[20], "companyProfile.domain", "moved.onmicrosoft.com"),
-            change(before[30], "relationshipToPartner", demoted["relationshipToPartner"]),
-            change(before[40], "tags", ["new-tag"]),
+            change(before[10], "/companyProfile/companyName", "Renamed & Co. Zürich"),
+            change(before[20], "/companyProfile/domain", "moved.onmicrosoft.com"),
+            change(before[30], "/relationshipToPartner", demoted["relationshipToPartner"]),
+            change(before[40], "/tags", ["new-tag"]),
         ],
     }
     return after, expected
@@ -79,7 +79,7 @@ def test_the_first_snapshot_is_a_baseline(make_stack):
     record = record_of(snapshots, latest)
     assert latest["changes"]["counts"] == {"added": 0, "removed": 0, "changed": 0}
     assert record == {
-        "schemaVersion": 1,
+        "schemaVersion": 2,
         "snapshot": latest["snapshot"],
         "previousSnapshot": None,
         "generatedAt": latest["generatedAt"],
@@ -172,7 +172,7 @@ def test_an_id_in_another_case_is_the_same_customer(make_stack):
 
     record = record_of(snapshots, snapshots.latest())
     assert record["counts"] == {"added": 0, "removed": 0, "changed": 1}
-    assert list(record["changed"][0]["fields"]) == ["id"]
+    assert list(record["changed"][0]["fields"]) == ["/id"]
 
 
 def test_a_change_record_is_never_overwritten(make_stack):
@@ -276,25 +276,48 @@ def test_change_key(customer_id, key):
     ("before", "after", "fields"),
     [
         ({"a": 1}, {"a": 1}, {}),
-        ({"a": 1}, {"a": 2}, {"a": {"before": 1, "after": 2}}),
-        ({"a": 1}, {}, {"a": {"before": 1, "after": None}}),
-        ({}, {"b": [1]}, {"b": {"before": None, "after": [1]}}),
+        ({"a": 1}, {"a": 2}, {"/a": {"before": 1, "after": 2}}),
+        ({"a": 1}, {}, {"/a": {"before": 1, "after": None}}),
+        ({}, {"b": [1]}, {"/b": {"before": None, "after": [1]}}),
         (
             {"companyProfile": {"domain": "x", "links": {"self": 1}}},
             {"companyProfile": {"domain": "y", "links": {"self": 2}}},
             {
-                "companyProfile.domain": {"before": "x", "after": "y"},
-                "companyProfile.links": {"before": {"self": 1}, "after": {"self": 2}},
+                "/companyProfile/domain": {"before": "x", "after": "y"},
+                "/companyProfile/links": {"before": {"self": 1}, "after": {"self": 2}},
             },
         ),
-        ({}, {"companyProfile": {"domain": "y"}}, {"companyProfile.domain": {"before": None, "after": "y"}}),
+        ({}, {"companyProfile": {"domain": "y"}}, {"/companyProfile/domain": {"before": None, "after": "y"}}),
         (
             {"companyProfile": "odd"},
             {"companyProfile": {}},
-            {"companyProfile": {"before": "odd", "after": {}}},
+            {"/companyProfile": {"before": "odd", "after": {}}},
+        ),
+        (
+            {"companyProfile": {"companyName": "A"}, "companyProfile.companyName": "x"},
+            {"companyProfile": {"companyName": "B"}, "companyProfile.companyName": "y"},
+            {
+                "/companyProfile/companyName": {"before": "A", "after": "B"},
+                "/companyProfile.companyName": {"before": "x", "after": "y"},
+            },
+        ),
+        (
+            {"a/b~c": 1, "": 1},
+            {"a/b~c": 2, "": 2},
+            {"/a~1b~0c": {"before": 1, "after": 2}, "/": {"before": 1, "after": 2}},
         ),
     ],
-    ids=["same", "differs", "gone", "new", "profile-fields", "profile-new", "profile-not-an-object"],
+    ids=[
+        "same",
+        "differs",
+        "gone",
+        "new",
+        "profile-fields",
+        "profile-new",
+        "profile-not-an-object",
+        "a-dot-in-a-name-never-collides",
+        "escaped-names",
+    ],
 )
 def test_changed_fields(before, after, fields):
     from shared.changes.record import changed_fields

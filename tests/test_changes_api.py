@@ -112,7 +112,7 @@ def test_history_of_a_rename_a_newcomer_and_one_gone(nights):
             "generatedAt": g[1],
             "snapshot": snapshot_at(nights, g[1]),
             "id": nights.renamed["id"],
-            "fields": {"companyProfile.companyName": {"before": before, "after": "Renamed Ltd"}},
+            "fields": {"/companyProfile/companyName": {"before": before, "after": "Renamed Ltd"}},
         }
     ]
     newcomer = body(history_call(nights.newcomer["id"]))

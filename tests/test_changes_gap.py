@@ -107,7 +107,7 @@ def test_a_run_that_cannot_compare_still_writes_a_record_saying_so(make_stack, c
     record_c = nights.snapshots.record(c["changes"])
 
     assert record_c == {
-        "schemaVersion": 1,
+        "schemaVersion": 2,
         "snapshot": c["snapshot"],
         "previousSnapshot": b["snapshot"],
         "generatedAt": c["generatedAt"],

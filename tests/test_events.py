@@ -51,7 +51,7 @@ def change_night(stack) -> dict:
         "removed": (gone["id"], gone["companyProfile"]["companyName"]),
         "changed": (
             renamed["id"],
-            {"companyProfile.companyName": {"before": old_name, "after": "Renamed GmbH"}},
+            {"/companyProfile/companyName": {"before": old_name, "after": "Renamed GmbH"}},
         ),
     }
 

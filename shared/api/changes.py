@@ -6,12 +6,15 @@ published history; a withheld snapshot's record is on no chain. One listing call
 
 A run that could not read the previous snapshot wrote a record saying so (comparison unavailable): the chain
 goes on through it, and answers list such steps in `incomplete` (their changes are unknown), never as a
-step where nothing changed.
+step where nothing changed. So is a step whose record cannot be read (not gzip, entries that are not JSON,
+past the reader's bounds): each version of a record (and of a snapshot history reads) is read whole once per
+instance, and one that failed is remembered by its ETag and not read again until it changes.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import Iterator
@@ -21,26 +24,35 @@ from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
 
+from shared import events
 from shared.api import params as p
-from shared.api.errors import ApiError
+from shared.api.errors import ApiError, snapshot_unavailable
 from shared.api.handlers import NO_PARAMETERS, _context, _latest, _max_age, _next_link, endpoint
 from shared.api.http import answer, cache_control, json_bytes, make_etag, utc_now
+from shared.errors import SnapshotFormatError
+from shared.events import log_event
 
 if TYPE_CHECKING:
+    from shared.api.context import ApiContext
+    from shared.changes.guard import Withheld
     from shared.changes.store import RecordInfo
     from shared.snapshots.store import Manifest, SnapshotStore
+
+log = logging.getLogger("shared.api")
 
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # not \d: it matches every script's digits
 
 
 _WITHHELD_TTL = 30.0  # seconds a health answer reuses its look at withheld.json (per latest.json)
-_withheld_seen: dict[tuple[int, str], tuple[float, dict[str, Any] | None]] = {}
+_withheld_seen: dict[tuple[int, str], tuple[float, dict[str, Any] | str | None]] = {}
 
 
-def withheld_since(store: SnapshotStore, manifest: Manifest) -> dict[str, Any] | None:
+def withheld_since(store: SnapshotStore, manifest: Manifest) -> dict[str, Any] | str | None:
     """For /api/health: the snapshot the completeness guard withheld, when it is newer than the latest
-    (counts and times only: health is anonymous). One short read of withheld.json (no retries, the check
-    timeouts of latest.json) at most every _WITHHELD_TTL seconds per latest.json; None when it fails."""
+    (numbers, RFC 3339 times and a snapshot name, each checked: health is anonymous), or "unreadable" when
+    withheld.json cannot be read or holds anything else. One short read of withheld.json (bounded, no
+    retries, the check timeouts of latest.json) at most every _WITHHELD_TTL seconds per latest.json; None
+    when there is none or the read fails."""
     key = (id(store), manifest.etag)
     now = time.monotonic()
     seen = _withheld_seen.get(key)
@@ -53,24 +65,33 @@ def withheld_since(store: SnapshotStore, manifest: Manifest) -> dict[str, Any] |
     return found
 
 
-def _withheld(store: SnapshotStore, manifest: Manifest) -> dict[str, Any] | None:
+def _withheld(store: SnapshotStore, manifest: Manifest) -> dict[str, Any] | str | None:
     from azure.core.exceptions import AzureError
 
     from shared.api.latest import LATEST_CHECK_OPTIONS
-    from shared.changes.guard import read_withheld
+    from shared.changes.guard import read_withheld, rfc3339
 
     try:
         withheld = read_withheld(store, retry_total=0, **LATEST_CHECK_OPTIONS)
     except AzureError:  # health answers without it rather than fail on it
         return None
-    if withheld is None or str(withheld.get("generatedAt", "")) <= manifest.generated_at:
+    if withheld is None or isinstance(withheld, str):
+        return withheld
+    latest = rfc3339(manifest.generated_at)
+    generated = rfc3339(withheld.generated_at)
+    if latest is not None and generated is not None and generated <= latest:
         return None
+    return _typed(withheld)
+
+
+def _typed(withheld: Withheld) -> dict[str, Any]:
     return {
-        "generatedAt": withheld.get("generatedAt"),
-        "customerCount": withheld.get("customerCount"),
-        "latestCustomerCount": withheld.get("latestCustomerCount"),
-        "dropPercent": withheld.get("dropPercent"),
-        "maxDropPercent": withheld.get("maxDropPercent"),
+        "snapshot": withheld.snapshot,
+        "generatedAt": withheld.generated_at,
+        "customerCount": withheld.customer_count,
+        "latestCustomerCount": withheld.latest_customer_count,
+        "dropPercent": withheld.drop_percent,
+        "maxDropPercent": withheld.max_drop_percent,
     }
 
 
@@ -96,13 +117,53 @@ def published_chain(store: SnapshotStore, manifest: Manifest) -> list[RecordInfo
     return chain
 
 
-def record_entries(store: SnapshotStore, record: RecordInfo) -> Iterator[tuple[str, bytes]]:
-    """(section, entry JSON) of a change record, streamed from storage."""
-    from shared.changes.store import iter_entries
+# -- reading records (and the snapshots history reads), each version read whole once --------------------
+RECORD_UNREADABLE = "the change record of this step cannot be read"
+BASE_UNREADABLE = "the snapshot before this step, the oldest retained, cannot be read"
+_REMEMBERED = 5000  # (name, ETag) verdicts kept: years of daily records and snapshots; never unbounded
 
-    download = store.blob(record.name).download_blob(decompress=False, max_concurrency=1)
-    gzipped = (download.properties.content_settings.content_encoding or "").lower() == "gzip"
-    return iter_entries(download.chunks(), gzipped)
+
+class RecordUnreadable(Exception):
+    """A change record that cannot be read (now, or remembered from an earlier read of its version)."""
+
+
+def record_entries(ctx: ApiContext, record: RecordInfo) -> Iterator[tuple[str, bytes]]:
+    """(section, entry JSON) of a change record, streamed from storage (that version only). The first read
+    of a version checks every entry; one that cannot be read is logged once (api.change_record_unreadable,
+    the record's name and the kind of damage, never its content), remembered by its ETag and raises
+    RecordUnreadable, now and on every later read until it changes."""
+    from shared.changes.store import read_record
+    from shared.storage.reader import StoredDocumentError
+
+    key = (record.name, record.etag or "")
+    verdict = ctx.readable.get(key)
+    if verdict is False:
+        raise RecordUnreadable(record.name)
+    try:
+        yield from read_record(ctx.store.blob(record.name), etag=record.etag, verify=verdict is None)
+    except StoredDocumentError as exc:
+        _remember(ctx, key, False)
+        log_event(
+            log, logging.ERROR, events.API_CHANGE_RECORD_UNREADABLE, record=record.name, problem=str(exc)
+        )
+        raise RecordUnreadable(record.name) from None
+    _remember(ctx, key, True)
+
+
+def _remember(ctx: ApiContext, key: tuple[str, str], readable: bool) -> None:
+    if len(ctx.readable) >= _REMEMBERED:
+        ctx.readable.clear()
+    ctx.readable[key] = readable
+
+
+def _unknown(ctx: ApiContext, record: RecordInfo) -> dict[str, Any] | None:
+    """The record's step as `incomplete` lists it, when its changes are unknown (its run could not compare,
+    or it cannot be read); None when they are known (or not yet read)."""
+    if record.unavailable is not None:
+        return record.unknown_step()
+    if ctx.readable.get((record.name, record.etag or "")) is False:
+        return record.unknown_step(RECORD_UNREADABLE)
+    return None
 
 
 def _date_of(name: str) -> date:
@@ -182,13 +243,14 @@ def changes(req: func.HttpRequest) -> func.HttpResponse:
             for record in published_chain(ctx.store, manifest)
             if query.since <= _date_of(record.snapshot) <= query.until
         ]
-        found, after = _collect(ctx.store, chain, query)
+        found, after = _collect(ctx, chain, query)
+        _read_all(ctx, chain)  # so that every page knows every step of the range that cannot be read
         token = p.encode_continuation({"r": after[0], "i": after[1]}) if after else None
         body = {
             "query": query.criteria,
             "changes": found,
             # the whole range's, on every page: steps whose changes are unknown (not "nothing changed")
-            "incomplete": [record.unknown_step() for record in chain if record.unavailable is not None],
+            "incomplete": [step for record in chain if (step := _unknown(ctx, record)) is not None],
             "nextLink": _next_link(req, params, token),
         }
         return json_bytes(body), False
@@ -197,9 +259,10 @@ def changes(req: func.HttpRequest) -> func.HttpResponse:
 
 
 def _collect(
-    store: SnapshotStore, chain: list[RecordInfo], query: ChangesQuery
+    ctx: ApiContext, chain: list[RecordInfo], query: ChangesQuery
 ) -> tuple[list[dict[str, Any]], tuple[str, int] | None]:
-    """Up to `top` entries from where the query starts; the position of the next one, if any."""
+    """Up to `top` entries from where the query starts; the position of the next one, if any. A record that
+    cannot be read gives none (its step is in `incomplete`)."""
     found: list[dict[str, Any]] = []
     for record in chain:
         if query.after is not None and record.snapshot < query.after[0]:
@@ -207,13 +270,46 @@ def _collect(
         start = query.after[1] if query.after is not None and record.snapshot == query.after[0] else 0
         if not _may_hold(record, query.type):
             continue
-        for index, (section, entry) in enumerate(record_entries(store, record)):
-            if index < start or (query.type is not None and section != query.type):
-                continue
-            if len(found) == query.top:
-                return found, (record.snapshot, index)
-            found.append(_event(section, record, entry))
+        try:
+            taken, following = _take(ctx, record, start, query.type, query.top - len(found))
+        except RecordUnreadable:
+            continue
+        found += taken
+        if following is not None:
+            return found, (record.snapshot, following)
     return found, None
+
+
+def _take(
+    ctx: ApiContext, record: RecordInfo, start: int, kind: str | None, room: int
+) -> tuple[list[dict[str, Any]], int | None]:
+    """Up to `room` entries of one record from entry `start`, and the index of the next one, if any. A
+    version not read whole before is read to its end first (RecordUnreadable: none of its entries count)."""
+    taken: list[dict[str, Any]] = []
+    following = None
+    for index, (section, entry) in enumerate(record_entries(ctx, record)):
+        if following is not None:
+            continue  # reading on: a record is served whole or not at all
+        if index < start or (kind is not None and section != kind):
+            continue
+        if len(taken) == room:
+            following = index
+            if ctx.readable.get((record.name, record.etag or "")):
+                break  # read whole before: no need to go on
+            continue
+        taken.append(_event(section, record, entry))
+    return taken, following
+
+
+def _read_all(ctx: ApiContext, chain: list[RecordInfo]) -> None:
+    """Reads each record of the chain with entries that was never read whole (once per version)."""
+    for record in chain:
+        if _may_hold(record, None) and (record.name, record.etag or "") not in ctx.readable:
+            try:
+                for _entry in record_entries(ctx, record):
+                    pass
+            except RecordUnreadable:
+                continue
 
 
 def _may_hold(record: RecordInfo, kind: str | None) -> bool:
@@ -247,7 +343,7 @@ def history(req: func.HttpRequest) -> func.HttpResponse:
     cache = cache_control(_max_age(ctx.settings, manifest.generated_at))
 
     def produce() -> tuple[bytes, bool]:
-        found = History.of(ctx.store, manifest, customer_id)
+        found = History.of(ctx, manifest, customer_id)
         if found.first_seen is None:
             raise ApiError(
                 404,
@@ -271,30 +367,45 @@ class History:
     incomplete: list[dict[str, Any]] = field(default_factory=list)  # steps whose changes are unknown
 
     @classmethod
-    def of(cls, store: SnapshotStore, manifest: Manifest, customer_id: str) -> History:
-        """Replays the chain: membership in its oldest snapshot, then each record's entries for this id."""
+    def of(cls, ctx: ApiContext, manifest: Manifest, customer_id: str) -> History:
+        """Replays the chain: membership in its oldest snapshot that can be read, then each record's entries
+        for this id. A retained snapshot that cannot be read as the base is passed over: the history starts
+        at the next one, and the step after it is named in `incomplete`."""
+        from azure.core.exceptions import ResourceNotFoundError
+
         from shared.changes.record import change_key
 
         key = change_key(customer_id)
-        chain = published_chain(store, manifest)
-        base, base_time, replay = _base(store, manifest, chain)
-        found = cls(customer_id, base_time)
-        if _holds(store, base, key):
-            found.present, found.first_seen, found.last_seen = True, base_time, base_time
-        for record in replay:
-            found._apply(store, record, key)
-        return found
+        passed: list[dict[str, Any]] = []
+        for base, base_time, replay in _bases(ctx.store, manifest, published_chain(ctx.store, manifest)):
+            try:
+                held = _holds(ctx, base, key)
+            except (ResourceNotFoundError, SnapshotFormatError):
+                if not replay:  # not even the latest snapshot reads: nothing to tell
+                    raise snapshot_unavailable("the retained snapshots cannot be read") from None
+                passed.append(replay[0].unknown_step(BASE_UNREADABLE))
+                continue
+            found = cls(customer_id, base_time, incomplete=passed)
+            if held:
+                found.present, found.first_seen, found.last_seen = True, base_time, base_time
+            for record in replay:
+                found._apply(ctx, record, key)
+            return found
+        raise AssertionError("_bases ends with the latest snapshot")  # pragma: no cover
 
-    def _apply(self, store: SnapshotStore, record: RecordInfo, key: str) -> None:
+    def _apply(self, ctx: ApiContext, record: RecordInfo, key: str) -> None:
         from shared.changes.record import change_key
         from shared.snapshots.document import line_id
 
         if record.unavailable is not None:
-            self._cross(store, record, key)
+            self._cross(ctx, record, key, record.unknown_step())
         elif _may_hold(record, None):
-            for section, entry in record_entries(store, record):
-                if change_key(line_id(entry)) != key:
-                    continue
+            try:  # a record is taken whole or not at all
+                mine = [item for item in record_entries(ctx, record) if change_key(line_id(item[1])) == key]
+            except RecordUnreadable:
+                self._cross(ctx, record, key, record.unknown_step(RECORD_UNREADABLE))
+                mine = []
+            for section, entry in mine:
                 self.events.append(_event(section, record, entry))
                 if section == "added":
                     self.present = True
@@ -304,16 +415,14 @@ class History:
         if self.present:
             self.last_seen = record.generated_at
 
-    def _cross(self, store: SnapshotStore, record: RecordInfo, key: str) -> None:
+    def _cross(self, ctx: ApiContext, record: RecordInfo, key: str, step: dict[str, Any]) -> None:
         """A step whose changes are unknown: listed in `incomplete`; whether the customer is there after it
         is read from the step's own snapshot (unknown when that cannot be read either: as before)."""
         from azure.core.exceptions import ResourceNotFoundError
 
-        from shared.errors import SnapshotFormatError
-
-        self.incomplete.append(record.unknown_step())
+        self.incomplete.append(step)
         try:
-            present = _holds(store, record.snapshot, key)
+            present = _holds(ctx, record.snapshot, key)
         except (ResourceNotFoundError, SnapshotFormatError):
             return
         if present and not self.present:
@@ -332,22 +441,45 @@ class History:
         }
 
 
-def _base(
+def _bases(
     store: SnapshotStore, manifest: Manifest, chain: list[RecordInfo]
-) -> tuple[str, str | None, list[RecordInfo]]:
-    """(oldest retained published snapshot, its generatedAt, the records after it). A first record whose
-    comparison was unavailable is no step to replay: its own snapshot is the base."""
+) -> Iterator[tuple[str, str | None, list[RecordInfo]]]:
+    """Where history may start, oldest first: (a retained published snapshot, its generatedAt, the records
+    after it). The snapshot the oldest record was compared with, when it is still there (retention takes
+    the oldest first), unless that record's comparison was unavailable (no step to replay); then each
+    record's own snapshot, the latest last."""
     if not chain:
-        return manifest.snapshot, manifest.generated_at, []
+        yield manifest.snapshot, manifest.generated_at, []
+        return
     first = chain[0]
     if first.unavailable is None and first.previous_snapshot and store.blob(first.previous_snapshot).exists():
-        return first.previous_snapshot, first.previous_generated_at, chain
-    return first.snapshot, first.generated_at, chain[1:]
+        yield first.previous_snapshot, first.previous_generated_at, chain
+    for position, record in enumerate(chain):
+        yield record.snapshot, record.generated_at, chain[position + 1 :]
 
 
-def _holds(store: SnapshotStore, snapshot: str, key: str) -> bool:
-    """Whether a stored snapshot holds the customer, read one line at a time."""
+def _holds(ctx: ApiContext, snapshot: str, key: str) -> bool:
+    """Whether a stored snapshot holds the customer, read one line at a time through the bounded reader.
+    A version not read whole before is read to its end, so that a damaged one is refused whichever customer
+    is asked for (SnapshotFormatError, remembered by its ETag); after that the read stops at the customer."""
     from shared.changes.record import change_key
     from shared.snapshots.document import customer_lines, line_id
+    from shared.storage.reader import inflate_limit, inflated, stream
 
-    return any(change_key(line_id(line)) == key for line in customer_lines(store.iter_document(snapshot)))
+    chunks, gzipped, properties = stream(ctx.store.blob(snapshot))
+    verdict_key = (snapshot, str(properties.etag))
+    verdict = ctx.readable.get(verdict_key)
+    if verdict is False:
+        raise SnapshotFormatError(f"{snapshot}: could not be read before")
+    found = False
+    try:
+        for line in customer_lines(inflated(chunks, gzipped, inflate_limit(properties.size))):
+            if change_key(line_id(line)) == key:
+                found = True
+                if verdict:
+                    return True
+    except SnapshotFormatError:
+        _remember(ctx, verdict_key, False)
+        raise
+    _remember(ctx, verdict_key, True)
+    return found

@@ -38,6 +38,9 @@ class ApiContext:
     verified: dict[tuple[str, str], bool] = field(default_factory=dict)
     # (snapshot name, ETag) of snapshots whose CSV rendition failed for what they hold: tried once.
     failed_renditions: set[tuple[str, str]] = field(default_factory=set)
+    # (blob name, ETag) → whether that version of a change record, or of a snapshot history reads, read
+    # whole: one that did not is not read again until it changes (shared/api/changes.py).
+    readable: dict[tuple[str, str], bool] = field(default_factory=dict)
 
     @property
     def store(self) -> SnapshotStore:

@@ -69,9 +69,22 @@ def summary(customer: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def pointer(*names: str) -> str:
+    """The RFC 6901 JSON Pointer of a field (`/companyProfile/companyName`): `~` and `/` in a name are
+    escaped (`~0`, `~1`), so no two fields share a path, whatever their names hold."""
+    return "".join("/" + name.replace("~", "~0").replace("/", "~1") for name in names)
+
+
+def pointer_of_dotted(path: str) -> str:
+    """A schemaVersion 1 record's dotted path as a JSON Pointer: `companyProfile.x` was the profile's field
+    x, any other path a top-level field (a top-level name holding a dot was ambiguous there already)."""
+    head, dot, rest = path.partition(".")
+    return pointer(PROFILE, rest) if head == PROFILE and dot else pointer(path)
+
+
 def changed_fields(before: dict[str, Any], after: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Every top-level and `companyProfile.*` field whose value differs: {path: {before, after}} (a field
-    that is absent on one side is null there)."""
+    """Every top-level and `companyProfile` field whose value differs: {JSON Pointer: {before, after}} (a
+    field that is absent on one side is null there)."""
     fields: dict[str, dict[str, Any]] = {}
     for name in dict.fromkeys(itertools.chain(after, before)):
         old, new = before.get(name), after.get(name)
@@ -79,9 +92,9 @@ def changed_fields(before: dict[str, Any], after: dict[str, Any]) -> dict[str, d
             for sub in dict.fromkeys(itertools.chain(new or {}, old or {})):
                 sub_old, sub_new = (old or {}).get(sub), (new or {}).get(sub)
                 if sub_old != sub_new:
-                    fields[f"{PROFILE}.{sub}"] = {"before": sub_old, "after": sub_new}
+                    fields[pointer(PROFILE, sub)] = {"before": sub_old, "after": sub_new}
         elif old != new:
-            fields[name] = {"before": old, "after": new}
+            fields[pointer(name)] = {"before": old, "after": new}
     return fields
 
 

@@ -5,14 +5,18 @@
 A gzip-encoded JSON document (Content-Encoding: gzip, so any HTTP client or `gunzip` reads it), laid out
 one entry per line like the snapshot, so that a reader streams it without holding it:
 
-    {"schemaVersion":1,"snapshot":"...","previousSnapshot":"...","generatedAt":"...",...,"counts":{...},"added":[
+    {"schemaVersion":2,"snapshot":"...","previousSnapshot":"...","generatedAt":"...",...,"counts":{...},"added":[
     {"id":"...","companyName":"...","domain":"...","relationshipToPartner":"..."},
     ...
     ],"removed":[
     ...
     ],"changed":[
-    {"id":"...","fields":{"companyProfile.companyName":{"before":"...","after":"..."}}}
+    {"id":"...","fields":{"/companyProfile/companyName":{"before":"...","after":"..."}}}
     ]}
+
+Field paths are RFC 6901 JSON Pointers (schemaVersion 2). Records of schemaVersion 1 wrote dotted paths
+(`companyProfile.companyName`), where a top-level field named with a dot collided with a profile field;
+they are still read, their paths handed on as JSON Pointers.
 
 Its blob metadata repeats the previous snapshot's name and the counts, so one listing call shows the chain
 of published snapshots (each record names the published snapshot it was compared with).
@@ -20,7 +24,11 @@ of published snapshots (each record names the published snapshot it was compared
 A run that cannot read the previous snapshot still writes its record, so that the chain goes on: the lists
 are empty, `counts` is null and `"comparison":{"available":false,"reason":"..."}` says why in one line (a
 fixed sentence and the error's type: never customer data). Its metadata has `comparison=unavailable` and
-`comparisonreason` instead of the counts. A record that compared has no `comparison` (schemaVersion 1 both).
+`comparisonreason` instead of the counts. A record that compared has no `comparison`.
+
+Reading goes through the one bounded reader (shared/storage/reader.py): no entry longer than
+MAX_ENTRY_BYTES, inflated no further than the reader's inflate_limit() of its stored size, every entry a
+JSON object with an id; anything else is a StoredDocumentError naming the record, never its content.
 """
 
 from __future__ import annotations
@@ -33,14 +41,25 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
-from shared.changes.record import Changes, Counts, dumps
-from shared.errors import SnapshotFormatError
-from shared.snapshots.document import inflated
+from shared.changes.record import Changes, Counts, dumps, pointer_of_dotted
+from shared.errors import NothingToCompareError, SnapshotFormatError
+from shared.storage.reader import (
+    MAX_LINE_BYTES,
+    StoredDocumentError,
+    inflate_limit,
+    inflated,
+    lines,
+    parse_json,
+)
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobClient, ContainerClient
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: field paths are JSON Pointers; 1: dotted paths (still read)
+READABLE_VERSIONS = (1, 2)
+# A changed entry holds a customer's differing values twice (before, after); a customer line is within
+# MAX_LINE_BYTES wherever the app reads one.
+MAX_ENTRY_BYTES = 2 * MAX_LINE_BYTES
 SECTIONS = ("added", "removed", "changed")
 UNAVAILABLE = "unavailable"  # metadata `comparison` of a record whose run could not compare
 RECORD_NAME = re.compile(r"^snapshots/\d{4}/\d{2}/\d{2}/changes-\d{8}T\d{6}Z\.json$")
@@ -58,11 +77,16 @@ def snapshot_of(record: str) -> str:
     return f"{folder}/{file.replace('changes-', 'customers-', 1)}"
 
 
+NOTHING_TO_COMPARE = "latest.json and the .published markers cannot be read: nothing to compare with"
+
+
 def unreadable_reason(error: BaseException | None) -> str:
     """Why the previous snapshot could not be compared, in one line: a fixed sentence and the error's type
     (an error's message may quote the snapshot, so it is never used)."""
     from azure.core.exceptions import AzureError, ResourceNotFoundError
 
+    if isinstance(error, NothingToCompareError):
+        return NOTHING_TO_COMPARE
     if isinstance(error, ResourceNotFoundError):
         why = "the previous snapshot is missing from storage"
     elif isinstance(error, SnapshotFormatError):
@@ -173,6 +197,7 @@ class RecordInfo:
     previous_generated_at: str | None
     counts: Counts | None
     unavailable: str | None = None  # why its run could not compare: its changes are unknown
+    etag: str | None = None  # of the version listed
 
     @classmethod
     def of(cls, props: Any) -> RecordInfo:
@@ -190,17 +215,18 @@ class RecordInfo:
             previous_generated_at=metadata.get("previousgeneratedat") or None,
             counts=counts,
             unavailable=unavailable,
+            etag=props.etag,
         )
 
-    def unknown_step(self) -> dict[str, Any]:
+    def unknown_step(self, reason: str | None = None) -> dict[str, Any]:
         """The step of the chain this record stands for, for an answer that must say its changes are
-        unknown (/api/changes and history: `incomplete`)."""
+        unknown (/api/changes and history: `incomplete`): why its run could not compare, or `reason`."""
         return {
             "snapshot": self.snapshot,
             "generatedAt": self.generated_at,
             "previousSnapshot": self.previous_snapshot,
             "previousGeneratedAt": self.previous_generated_at,
-            "reason": self.unavailable,
+            "reason": self.unavailable if reason is None else reason,
         }
 
 
@@ -219,27 +245,74 @@ def list_records(container: ContainerClient, prefix: str = "snapshots/") -> dict
     return {info.snapshot: info for info in listed}
 
 
-def iter_entries(chunks: Iterable[bytes], gzipped: bool) -> Iterator[tuple[str, bytes]]:
-    """(section, entry JSON) of a stored record, in stored order, streaming.
-    Raises SnapshotFormatError when the document is not a complete record in this layout."""
-    lines = _lines(inflated(chunks, gzipped))
-    header = next(lines, b"")
-    if not header.endswith(b',"added":['):
-        raise SnapshotFormatError("not a change record")
+def read_record(
+    blob: BlobClient, *, etag: str | None = None, verify: bool = True
+) -> Iterator[tuple[str, bytes]]:
+    """(section, entry JSON) of a stored record, streamed through the bounded reader; with `etag`, only that
+    version (ResourceModifiedError otherwise). Raises StoredDocumentError (with the ETag read) when it is
+    not a complete record this code reads; the SDK's errors as they are (absent: ResourceNotFoundError).
+    `verify` False: for a version read whole before, the entries are not parsed again."""
+    from azure.core import MatchConditions
+
+    from shared.storage.reader import stream
+
+    conditions: dict[str, Any] = (
+        {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}
+    )
+    chunks, gzipped, properties = stream(blob, **conditions)
+    try:
+        yield from iter_entries(chunks, gzipped, limit=inflate_limit(properties.size), verify=verify)
+    except SnapshotFormatError as exc:
+        raise StoredDocumentError(f"{blob.blob_name}: {exc}", etag=str(properties.etag)) from None
+
+
+def iter_entries(
+    chunks: Iterable[bytes], gzipped: bool, *, limit: int | None = None, verify: bool = True
+) -> Iterator[tuple[str, bytes]]:
+    """(section, entry JSON) of a stored record, in stored order, streaming: inflated no further than
+    `limit`, no line longer than MAX_ENTRY_BYTES. Raises SnapshotFormatError when the document is not a
+    complete record in this layout of a schemaVersion this code reads, or (`verify`) an entry is not a JSON
+    object with a string id. Changed entries of a schemaVersion 1 record come with JSON Pointer paths."""
+    source = lines(inflated(chunks, gzipped, limit), max_line_bytes=MAX_ENTRY_BYTES)
+    version = _version(next(source, b""))
     for section, closing in zip(SECTIONS, (b'],"removed":[', b'],"changed":[', b"]}"), strict=True):
-        for line in lines:
+        for line in source:
             if line == closing:
                 break
-            yield section, line[:-1] if line.endswith(b",") else line
+            entry = line[:-1] if line.endswith(b",") else line
+            if verify or (version == 1 and section == "changed"):
+                entry = _entry(entry, section, version)
+            yield section, entry
         else:
             raise SnapshotFormatError("not a complete change record")
+    if next(source, None) is not None:
+        raise SnapshotFormatError("data after the change record")
 
 
-def _lines(document: Iterable[bytes]) -> Iterator[bytes]:
-    buffer = b""
-    for data in document:
-        buffer += data
-        *lines, buffer = buffer.split(b"\n")
-        yield from lines
-    if buffer:
-        yield buffer
+def _version(header: bytes) -> int:
+    """The schemaVersion of a record's first line, once that line holds together as JSON."""
+    opening = b',"added":['
+    if not header.endswith(opening):
+        raise SnapshotFormatError("not a change record")
+    head = parse_json(header[: -len(opening)] + b"}", "the change record's header")
+    version = head.get("schemaVersion") if isinstance(head, dict) else None
+    if type(version) is not int or version not in READABLE_VERSIONS:
+        raise SnapshotFormatError("not a change record of a schemaVersion this code reads")
+    return version
+
+
+def _entry(entry: bytes, section: str, version: int) -> bytes:
+    """The entry once checked: a JSON object with a string id (a changed one: `fields` an object of
+    objects); a version 1 changed entry re-serialised with JSON Pointer paths."""
+    value = parse_json(entry, f"an entry of {section}")
+    if not isinstance(value, dict) or not isinstance(value.get("id"), str):
+        raise SnapshotFormatError(f"an entry of {section} is not an object with an id")
+    if section != "changed":
+        return entry
+    fields = value.get("fields")
+    if not isinstance(fields, dict) or not all(isinstance(change, dict) for change in fields.values()):
+        raise SnapshotFormatError("a changed entry has no fields")
+    if version != 1:
+        return entry
+    value["fields"] = {pointer_of_dotted(path): change for path, change in fields.items()}
+    return dumps(value).encode()

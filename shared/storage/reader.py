@@ -11,6 +11,7 @@ failure its AzureError, so "not there", "storage failed" and "damaged" are never
     parse_json(data, what)               the same checks on bytes already in hand
     stream(blob)                         (chunks, gzip-encoded?) of a large document, for the two below
     inflated(chunks, gzipped, limit)     gunzipped at most a megabyte per step, never past `limit`
+    inflate_limit(stored_bytes)          a `limit` for a document whose inflated size nobody published
     lines(document, max_line_bytes)      complete lines, none longer than the bound
 """
 
@@ -29,6 +30,11 @@ if TYPE_CHECKING:
 SMALL_DOCUMENT_BYTES = 256 * 1024  # latest.json, markers, outbox records, withheld.json: about a kilobyte
 MAX_LINE_BYTES = 8 * 1024 * 1024  # one customer or change entry (Partner Center's are about a kilobyte)
 MAX_JSON_DEPTH = 64  # our documents nest 3 deep; a customer about 6
+# A document whose inflated size was not published (a change record, a snapshot history reads) inflates to
+# at most INFLATE_RATIO times its stored size, and INFLATE_FLOOR at least: JSON compresses about 5 to 10
+# times, a gzip bomb about a thousand.
+INFLATE_RATIO = 100
+INFLATE_FLOOR = 64 * 1024 * 1024
 _INFLATE_INPUT = 64 * 1024  # compressed bytes per decompress call
 _INFLATE_OUTPUT = 1024 * 1024  # at most this much out of one call, however well it compresses
 
@@ -124,6 +130,11 @@ def inflated(chunks: Iterable[bytes], gzipped: bool, limit: int | None = None) -
         if limit is not None and produced > limit:
             raise SnapshotFormatError(f"the document grows past {limit} bytes")
         yield data
+
+
+def inflate_limit(stored_bytes: int) -> int:
+    """How far a document of this stored size is inflated, when its inflated size was not published."""
+    return max(INFLATE_FLOOR, INFLATE_RATIO * stored_bytes)
 
 
 def _gunzipped(chunks: Iterable[bytes]) -> Iterator[bytes]:
