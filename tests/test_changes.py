@@ -12,6 +12,7 @@ from devstack.population import make_customers
 from shared import events
 from shared.errors import SnapshotWithheldError, StorageError
 from tests.functions import http_get, run_timer
+from tests.test_api import call
 from tests.test_snapshot_job import assert_complete, last_summary, next_second
 
 
@@ -339,3 +340,40 @@ def test_a_stored_line_has_the_key_of_its_id(line):
     from shared.changes.record import line_key
 
     assert line_key(line) == "0f1e2d3c-4b5a-4978-8796-a5b4c3d2e1f0"
+
+
+@pytest.mark.parametrize("window", [None, 5], ids=["in-memory", "spilled-to-disk"])
+def test_a_lone_surrogate_is_compared_and_recorded_as_the_json_escape_it_came_as(
+    make_stack, window, monkeypatch
+):
+    """Partner Center may send "\\ud800" (strict JSON, storable). UTF-8 has no form for it: the change record
+    keeps the JSON escape, so the night still compares and /api/changes serves the entries."""
+    if window is not None:
+        monkeypatch.setattr("shared.changes.record.WINDOW", window)
+    stack, snapshots = make_stack(customers=60)
+    run_timer()
+    after = copy.deepcopy(stack.partner_center.customers)
+    after[5]["companyProfile"]["companyName"] = "Lone \ud800 Renamed"
+    added = make_customers(1, seed=4242)[0]
+    added["companyProfile"]["companyName"] = "Lone \udfff Added"
+    after.append(added)
+    gone = after.pop(9)
+    gone_id = gone["id"]
+    stack.partner_center.customers = after
+    next_second()
+
+    run_timer()
+
+    latest = snapshots.latest()
+    assert latest["changes"]["counts"] == {"added": 1, "removed": 1, "changed": 1}
+    raw = snapshots.document_bytes(latest["changes"]["name"])
+    assert b'"Lone \\ud800 Renamed"' in raw and b'"Lone \\udfff Added"' in raw
+    record = snapshots.record(latest["changes"]["name"])
+    assert record["added"][0]["companyName"] == "Lone \udfff Added"
+    assert record["removed"][0]["id"] == gone_id
+    assert record["changed"][0]["fields"]["/companyProfile/companyName"]["after"] == "Lone \ud800 Renamed"
+    answer = call("changes", {"since": latest["generatedAt"][:10]})
+    assert answer.status_code == 200, answer.get_body()[:300]
+    listed = {(c["type"], c["id"]): c for c in json.loads(answer.get_body())["changes"]}
+    assert listed["added", added["id"]]["companyName"] == "Lone \udfff Added"
+    assert ("removed", gone_id) in listed and ("changed", after[5]["id"]) in listed

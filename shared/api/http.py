@@ -19,7 +19,9 @@ GZIP_LEVEL = 6
 
 
 def json_bytes(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    """Compact UTF-8 JSON; a lone surrogate (strict JSON, which UTF-8 cannot carry) as its JSON escape,
+    the form it was stored in (as change records write it: shared/changes/record.py `encoded`)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "backslashreplace")
 
 
 def make_etag(*parts: str) -> str:

@@ -102,6 +102,12 @@ def dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+def encoded(value: Any) -> bytes:
+    """`value` as compact UTF-8 JSON. A lone surrogate ("\ud800", strict JSON that Partner Center may send)
+    has no UTF-8 form: it is written as the JSON escape it came as, which reads back as the same string."""
+    return dumps(value).encode("utf-8", "backslashreplace")
+
+
 @dataclass(frozen=True)
 class Counts:
     added: int
@@ -268,7 +274,7 @@ class _ChangedFile:
             return
         if self._file is None:
             self._file = tempfile.TemporaryFile()  # noqa: SIM115 - kept open until close()
-        self._file.write(dumps({"id": after.get("id"), "fields": fields}).encode() + b"\n")
+        self._file.write(encoded({"id": after.get("id"), "fields": fields}) + b"\n")
         self.count += 1
 
     def lines(self) -> Iterator[bytes]:

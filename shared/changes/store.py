@@ -41,7 +41,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
-from shared.changes.record import Changes, Counts, dumps, pointer_of_dotted
+from shared.changes.record import Changes, Counts, encoded, pointer_of_dotted
 from shared.errors import NothingToCompareError, SnapshotFormatError
 from shared.storage.reader import (
     MAX_LINE_BYTES,
@@ -164,9 +164,9 @@ def _document(header: RecordHeader, changes: Changes | None) -> Iterator[bytes]:
         changed: Iterable[bytes] = ()
     else:
         added, removed, changed = changes.added(), changes.removed(), changes.changed_lines()
-    yield (dumps(header.to_json(None if changes is None else changes.counts))[:-1] + ',"added":[').encode()
-    yield from _section((dumps(entry).encode() for entry in added), b'],"removed":[')
-    yield from _section((dumps(entry).encode() for entry in removed), b'],"changed":[')
+    yield encoded(header.to_json(None if changes is None else changes.counts))[:-1] + b',"added":['
+    yield from _section((encoded(entry) for entry in added), b'],"removed":[')
+    yield from _section((encoded(entry) for entry in removed), b'],"changed":[')
     yield from _section(changed, b"]}")
 
 
@@ -315,4 +315,4 @@ def _entry(entry: bytes, section: str, version: int) -> bytes:
     if version != 1:
         return entry
     value["fields"] = {pointer_of_dotted(path): change for path, change in fields.items()}
-    return dumps(value).encode()
+    return encoded(value)
