@@ -13,9 +13,11 @@ was. The run raises after logging `snapshot.failed`, so the Functions host recor
       _Run.record_changes        the change record against the previous snapshot (shared/changes); when
                                  that cannot be read, a record saying the comparison is unavailable
       _Run.guard                 too many customers gone: latest.json stays, the run fails
-      _Run.stage_events          the outbox record of this run's change events (SNAPSHOT_EVENTS_QUEUE)
-      store.publish              latest.json moves to the new snapshot (never back in time)
-      EventSender.send_pending   change events to the queue, an earlier run's leftovers first
+      _Run.publish               the outbox record of this run's change events (SNAPSHOT_EVENTS_QUEUE),
+                                 then store.publish: latest.json moves to the new snapshot (never back
+                                 in time) and its .published marker is written
+      EventSender.drain          change events to the queue, an earlier run's leftovers first, bounded in
+                                 time; nothing in the outbox fails the run (shared/changes/events.py)
       RunSummary                 the snapshot.summary line and run_snapshot's answer
 """
 
@@ -41,7 +43,7 @@ from shared.settings import Settings
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
-    from shared.changes.events import EventSender
+    from shared.changes.events import Drained, EventSender
     from shared.changes.record import ChangeTracker
     from shared.partner_center.auth import PartnerCenterTokens
     from shared.partner_center.customers import CustomerPager
@@ -137,6 +139,8 @@ class RunSummary:
     published: bool
     events_sent: int | None  # None: SNAPSHOT_EVENTS_QUEUE is not set
     events_pending: int | None  # outbox records left for the next run
+    events_pending_messages: int | None  # their messages not sent yet
+    events_set_aside: int | None  # events and outbox records in outbox/failed/, for an operator
     sha256: str
     json_bytes: int
     stored_bytes: int
@@ -180,15 +184,13 @@ class _Run:
         store = self.open_store(cleanup, credential)
         previous = self.previous_manifest(store)
         sender = self.event_sender(cleanup, store)
-        if sender is not None and previous is not None:
-            sender.send_pending(previous)  # an earlier run's leftovers go first
         writer = store.new_snapshot(snapshot_name(self.started), self.generated_at)
         tracker = cleanup.enter_context(self.change_tracker(store, previous))
         committed = self.write_snapshot(writer, pager, tokens, tracker)
         committed = store.commit_index(committed, writer.index)  # before latest.json names it
         changes = self.record_changes(store, committed, previous, tracker)
         self.guard(store, committed, previous)
-        manifest, pending = self.publish(store, committed, changes, sender)
+        manifest, drained = self.publish(store, committed, changes, sender)
         stats = pager.stats
         summary = RunSummary(
             snapshot=committed.name,
@@ -208,8 +210,10 @@ class _Run:
             changed=changes.changed if previous else None,
             changes=changes.name,
             published=manifest is not None,
-            events_sent=sender.sent if sender else None,
-            events_pending=pending,
+            events_sent=drained.sent if drained else None,
+            events_pending=drained.pending if drained else None,
+            events_pending_messages=drained.pending_messages if drained else None,
+            events_set_aside=drained.set_aside if drained else None,
             sha256=committed.sha256,
             json_bytes=committed.json_bytes,
             stored_bytes=committed.stored_bytes,
@@ -238,9 +242,10 @@ class _Run:
         committed: CommittedSnapshot,
         changes: ChangeRef,
         sender: EventSender | None,
-    ) -> tuple[Manifest | None, int | None]:
+    ) -> tuple[Manifest | None, Drained | None]:
         """latest.json moves; then the change events go out (the outbox record written before, so that
-        events of a published snapshot are never lost). (manifest or None, outbox records pending)."""
+        events of a published snapshot are never lost), for at most SNAPSHOT_EVENTS_SEND_SECONDS and never
+        past the run's deadline. (manifest or None, what the drain of the outbox did)."""
         from shared.changes.events import Outbox
 
         outbox = None
@@ -253,7 +258,9 @@ class _Run:
             return manifest, None
         if manifest is None and outbox is not None:
             sender.drop(outbox)  # not published: no events
-        return manifest, sender.send_pending(manifest)
+        left = self.clock + self.settings.run_deadline_seconds - time.monotonic()
+        seconds = min(self.settings.events_send_seconds, left)
+        return manifest, sender.drain(manifest.snapshot if manifest else None, seconds)
 
     def credentials(self) -> tuple[PartnerCenterTokens, RefreshTokenWriteBack, Callable[[], TokenCredential]]:
         """The token source (from Key Vault's secrets, writing rotated refresh tokens back) and the Azure
