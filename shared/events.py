@@ -24,7 +24,11 @@ SNAPSHOT_LATEST_UNREADABLE = "snapshot.latest_unreadable"
 SNAPSHOT_DIFF_UNAVAILABLE = "snapshot.diff_unavailable"
 SNAPSHOT_NOT_PUBLISHED = "snapshot.not_published"
 SNAPSHOT_WITHHELD = "snapshot.withheld"  # too many customers gone: not published, the run fails
-SNAPSHOT_EVENTS_PENDING = "snapshot.events_pending"  # change events not sent yet: the next run retries
+# change events not sent yet, the next run goes on: ERROR when storage or the queue failed, WARNING when the
+# time for sending ran out (a backlog)
+SNAPSHOT_EVENTS_PENDING = "snapshot.events_pending"
+# a change event or outbox record that can never be sent, kept in outbox/failed/ for an operator
+SNAPSHOT_EVENTS_SET_ASIDE = "snapshot.events_set_aside"
 SNAPSHOT_SUMMARY = "snapshot.summary"  # one per successful run
 SNAPSHOT_FAILED = "snapshot.failed"  # one per failed run
 REFRESH_TOKEN_NOT_SAVED = "secrets.refresh_token_not_saved"  # noqa: S105 - an event name
@@ -50,7 +54,15 @@ API_SNAPSHOT_UNVERIFIED = "api.snapshot_unverified"  # a snapshot asked for by d
 API_CHANGE_RECORD_UNREADABLE = "api.change_record_unreadable"  # once per version of a record
 
 # Watched by the alert rules: renaming one of these silences an alert.
-ALERTED = frozenset({SNAPSHOT_FAILED, REFRESH_TOKEN_NOT_SAVED, SNAPSHOT_SUMMARY, SNAPSHOT_EVENTS_PENDING})
+ALERTED = frozenset(
+    {
+        SNAPSHOT_FAILED,
+        REFRESH_TOKEN_NOT_SAVED,
+        SNAPSHOT_SUMMARY,
+        SNAPSHOT_EVENTS_PENDING,
+        SNAPSHOT_EVENTS_SET_ASIDE,
+    }
+)
 
 
 def log_event(

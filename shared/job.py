@@ -19,9 +19,11 @@ transient failure, so the Functions host records it as failed and its retry poli
                                  that cannot be read, a record saying the comparison is unavailable
       _Run.guard                 too many customers gone: latest.json stays, the run fails
       RunLock.confirm            the lock is still this run's, or nothing is published
-      _Run.stage_events          the outbox record of this run's change events (SNAPSHOT_EVENTS_QUEUE)
-      store.publish              latest.json moves to the new snapshot (never back in time)
-      EventSender.send_pending   change events to the queue, an earlier run's leftovers first
+      _Run.publish               the outbox record of this run's change events (SNAPSHOT_EVENTS_QUEUE),
+                                 then store.publish: latest.json moves to the new snapshot (never back
+                                 in time) and its .published marker is written
+      EventSender.drain          change events to the queue, an earlier run's leftovers first, bounded in
+                                 time; nothing in the outbox fails the run (shared/changes/events.py)
       RunSummary                 the snapshot.summary line and run_snapshot's answer
 """
 
@@ -49,7 +51,7 @@ from shared.settings import Settings
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
-    from shared.changes.events import EventSender
+    from shared.changes.events import Drained, EventSender
     from shared.changes.record import ChangeTracker
     from shared.partner_center.auth import PartnerCenterTokens
     from shared.partner_center.customers import CustomerPager
@@ -170,6 +172,8 @@ class RunSummary:
     published: bool
     events_sent: int | None  # None: SNAPSHOT_EVENTS_QUEUE is not set
     events_pending: int | None  # outbox records left for the next run
+    events_pending_messages: int | None  # their messages not sent yet
+    events_set_aside: int | None  # events and outbox records in outbox/failed/, for an operator
     sha256: str
     json_bytes: int
     stored_bytes: int
@@ -219,8 +223,6 @@ class _Run:
         previous = self.previous_manifest(store)  # read under the lock: no other run publishes meanwhile
         self.watch = DeadlineWatch.of(self.settings, previous, self.clock, self.context)
         sender = self.event_sender(cleanup, store)
-        if sender is not None and previous is not None:
-            sender.send_pending(previous)  # an earlier run's leftovers go first
         writer = store.new_snapshot(snapshot_name(self.started), self.generated_at)
         tracker = cleanup.enter_context(self.change_tracker(store, previous))
         committed = self.write_snapshot(writer, pager, tokens, tracker)
@@ -228,7 +230,7 @@ class _Run:
         changes = self.record_changes(store, committed, previous, tracker)
         self.guard(store, committed, previous)
         lock.confirm()  # the lock is still this run's, renewed: latest.json moves now
-        manifest, pending = self.publish(store, committed, changes, sender)
+        manifest, drained = self.publish(store, committed, changes, sender)
         stats = pager.stats
         summary = RunSummary(
             snapshot=committed.name,
@@ -248,8 +250,10 @@ class _Run:
             changed=changes.changed if previous else None,
             changes=changes.name,
             published=manifest is not None,
-            events_sent=sender.sent if sender else None,
-            events_pending=pending,
+            events_sent=drained.sent if drained else None,
+            events_pending=drained.pending if drained else None,
+            events_pending_messages=drained.pending_messages if drained else None,
+            events_set_aside=drained.set_aside if drained else None,
             sha256=committed.sha256,
             json_bytes=committed.json_bytes,
             stored_bytes=committed.stored_bytes,
@@ -278,9 +282,10 @@ class _Run:
         committed: CommittedSnapshot,
         changes: ChangeRef,
         sender: EventSender | None,
-    ) -> tuple[Manifest | None, int | None]:
+    ) -> tuple[Manifest | None, Drained | None]:
         """latest.json moves; then the change events go out (the outbox record written before, so that
-        events of a published snapshot are never lost). (manifest or None, outbox records pending)."""
+        events of a published snapshot are never lost), for at most SNAPSHOT_EVENTS_SEND_SECONDS and never
+        past the run's deadline. (manifest or None, what the drain of the outbox did)."""
         from shared.changes.events import Outbox
 
         outbox = None
@@ -293,7 +298,9 @@ class _Run:
             return manifest, None
         if manifest is None and outbox is not None:
             sender.drop(outbox)  # not published: no events
-        return manifest, sender.send_pending(manifest)
+        left = self.clock + self.settings.run_deadline_seconds - time.monotonic()
+        seconds = min(self.settings.events_send_seconds, left)
+        return manifest, sender.drain(manifest.snapshot if manifest else None, seconds)
 
     def credentials(self) -> tuple[PartnerCenterTokens, RefreshTokenWriteBack, Callable[[], TokenCredential]]:
         """The token source (from Key Vault's secrets, writing rotated refresh tokens back) and the Azure

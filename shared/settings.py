@@ -175,6 +175,12 @@ SETTINGS: tuple[Setting, ...] = (
         deployed=True,
     ),
     Setting(
+        "SNAPSHOT_EVENTS_SEND_SECONDS",
+        "1500",
+        "Longest a run spends sending change events after publishing its snapshot (0..86400), and never past "
+        "SNAPSHOT_RUN_DEADLINE_SECONDS; what is left is sent by the next run, from where this one stopped.",
+    ),
+    Setting(
         "SNAPSHOT_QUEUE_ACCOUNT_URL",
         None,
         "Queue endpoint of the snapshot storage account, e.g. https://<account>.queue.core.windows.net "
@@ -265,6 +271,7 @@ class Settings:
     storage: StorageTarget
     storage_retries: int
     events_queue: str | None
+    events_send_seconds: float
     queue_account_url: str | None
     health_stale_after_hours: float
     schedule: str
@@ -310,6 +317,7 @@ class Settings:
             storage=reader.storage(),
             storage_retries=reader.integer("SNAPSHOT_STORAGE_RETRIES", 0, 10),
             events_queue=reader.queue("SNAPSHOT_EVENTS_QUEUE"),
+            events_send_seconds=reader.number("SNAPSHOT_EVENTS_SEND_SECONDS", 0, 24 * 3600),
             queue_account_url=reader.https_url("SNAPSHOT_QUEUE_ACCOUNT_URL", required=False),
             health_stale_after_hours=reader.number("HEALTH_STALE_AFTER_HOURS", 0.01, 24 * 365),
             schedule=reader.raw("SNAPSHOT_SCHEDULE") or "",

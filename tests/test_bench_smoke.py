@@ -21,6 +21,7 @@ FIGURES = (
     "lookup by id through the local host over HTTP",
     "first lookup after a new snapshot is published",
     "whole snapshot answer",
+    "change events sent per second",
     "import time of `function_app.py`",
 )
 SCALE_FIGURES = (

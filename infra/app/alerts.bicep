@@ -2,8 +2,9 @@
 //   run failed      a `snapshot.failed` line in traces, or a failed invocation of the timer function
 //                   in requests, or a rotated refresh token that could not be saved to Key Vault
 //                   (`secrets.refresh_token_not_saved`: App+User sign-in breaks once the old one
-//                   expires), or change events that could not be sent (`snapshot.events_pending`:
-//                   the next run retries them); evaluated hourly over the last two hours, stateful, so one failure
+//                   expires), or change events that could not be sent (`snapshot.events_pending` at
+//                   ERROR: the next run retries them) or were set aside for good (`snapshot.events_set_aside`:
+//                   in outbox/failed/); evaluated hourly over the last two hours, stateful, so one failure
 //                   notifies once and resolves by itself. Event names: shared/events.py, shared/job.py.
 //   snapshot stale  no `snapshot.summary` line (one per successful run) for staleAfterHours; also fires
 //                   during the first staleAfterHours after a fresh deployment, until the first night ran
@@ -56,7 +57,7 @@ resource runFailed 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   kind: 'LogAlert'
   properties: {
     displayName: 'Customer snapshot run failed'
-    description: 'A snapshot run logged snapshot.failed, secrets.refresh_token_not_saved or snapshot.events_pending, or the ${jobFunctionName} invocation failed. See traces and exceptions around that time.'
+    description: 'A snapshot run logged snapshot.failed, secrets.refresh_token_not_saved, snapshot.events_pending or snapshot.events_set_aside, or the ${jobFunctionName} invocation failed. See traces and exceptions around that time.'
     severity: 1
     enabled: true
     scopes: [
@@ -68,7 +69,7 @@ resource runFailed 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
     criteria: {
       allOf: [
         {
-          query: 'union isfuzzy=true (traces | where severityLevel >= 3 and (message startswith "snapshot.failed" or message startswith "secrets.refresh_token_not_saved" or message startswith "snapshot.events_pending")), (requests | where name == "${jobFunctionName}" and success == false)'
+          query: 'union isfuzzy=true (traces | where severityLevel >= 3 and (message startswith "snapshot.failed" or message startswith "secrets.refresh_token_not_saved" or message startswith "snapshot.events_pending" or message startswith "snapshot.events_set_aside")), (requests | where name == "${jobFunctionName}" and success == false)'
           timeAggregation: 'Count'
           operator: 'GreaterThan'
           threshold: 0

@@ -8,12 +8,23 @@ When SNAPSHOT_EVENTS_QUEUE is set, each published run sends, after latest.json h
                                                          could not read the previous snapshot: no
                                                          customer events then)
 
-Messages are base64-encoded text (what an Azure Functions queue trigger reads with default settings).
+Messages are base64-encoded text (what an Azure Functions queue trigger reads with default settings), at most
+64 KiB as sent. An event too large for that goes out in a form that fits: its `data` keeps the customer id
+and what fits (a changed customer keeps which fields changed), `dataref` points at its entry in the change
+record (`<record blob URL>#<section>/<id>`) and the extension attribute `datatruncated` is true. One that fits
+in no form, or that the queue refuses as too large in every form, is set aside in
+`outbox/failed/<record>/<n>.json` with an ERROR `snapshot.events_set_aside` naming it; the others go on.
 
-At least once: before publishing, the run writes an outbox blob (`outbox/changes-<stamp>.json`) naming
-the change record; it is deleted once every message is sent. Each run first sends what an earlier run left
-in the outbox (when that snapshot was published; otherwise it is dropped), then its own. A message sent twice
-has the same CloudEvents `id`, so a consumer can tell.
+At least once: before publishing, the run writes an outbox record (shared/changes/outbox.py) naming the change
+record; it is deleted once every message is out. After publishing, the run sends what the outbox holds, oldest
+record first, its own last: a record whose snapshot has a `.published` marker (or is this run's) is sent; one
+whose snapshot has none although a newer marker exists was committed and never published, and is dropped
+unsent; one newer than every marker is left for the run that may still publish it. Sending is concurrent
+(SEND_WORKERS messages in flight, a record's added, removed and changed events section by section, then its
+snapshot.published once they are all out), bounded in time (SNAPSHOT_EVENTS_SEND_SECONDS, never past the run's
+deadline), and resumable: the record's cursor says how many of its messages are out, so the next run goes on
+from there. An outbox record that cannot be read is set aside; nothing in the outbox fails the run. A message
+sent twice has the same CloudEvents `id`, so a consumer can tell.
 """
 
 from __future__ import annotations
@@ -21,41 +32,78 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from shared import events
+from shared.changes.outbox import (
+    FAILED,
+    OUTBOX,
+    RECORD_FILE,
+    Outbox,
+    ascii_metadata,
+    failed_message_name,
+    failed_name,
+)
 from shared.events import log_event
+from shared.snapshots.writer import storage_problem
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
+    from azure.storage.blob import BlobClient
     from azure.storage.queue import QueueClient
 
     from shared.settings import Settings
-    from shared.snapshots.store import ChangeRef, Manifest, SnapshotStore
+    from shared.snapshots.store import SnapshotStore
+
+__all__ = ["OUTBOX", "EventSender", "Outbox", "cloud_event", "queue_client"]
 
 log = logging.getLogger("shared.job")
 
-OUTBOX = "outbox/"
 EVENT_TYPE = "partnercenter.customer."
 PUBLISHED_TYPE = "partnercenter.snapshot.published"
 _NAMESPACE = uuid.UUID("5d0c3f5e-7f5b-4b0e-9a55-0c1f2e3d4c5b")  # CloudEvents ids: stable per change
+MESSAGE_LIMIT = 64 * 1024  # a Storage queue message as sent (base64 text)
+SEND_WORKERS = 16  # messages in flight (bench/events.py: Azurite's queue tops out near 8; Azure goes further)
+WINDOW = 8 * SEND_WORKERS  # messages handed to the workers at once; the budget is checked between windows
+SAVE_EVERY = 1000  # messages between two writes of a record's cursor (what a crash may send again)
+BIG_VALUE = 1024  # bytes of JSON above which a value is left out of an event sent by reference
+# The queue refuses this message for its size (413, or 400 MessageTooLarge): any other refusal is the queue's
+# (missing, forbidden, an API version it does not speak) and would refuse every message alike.
+_TOO_LARGE = frozenset({"RequestBodyTooLarge", "MessageTooLarge"})
 
 
-def queue_client(settings: Settings, credential_factory: Callable[[], TokenCredential]) -> QueueClient:
-    """The events queue in the snapshot storage account, messages base64-encoded."""
+def queue_client(
+    settings: Settings, credential_factory: Callable[[], TokenCredential], *, workers: int = SEND_WORKERS
+) -> QueueClient:
+    """The events queue in the snapshot storage account, messages base64-encoded, with a connection for
+    each of `workers` senders (requests keeps 10: more would be opened and dropped per message)."""
+    import requests
+    from azure.core.pipeline.transport import RequestsTransport
     from azure.storage.queue import QueueClient, TextBase64EncodePolicy
+    from urllib3.util.retry import Retry
 
     assert settings.events_queue is not None
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(
+        pool_connections=1,
+        pool_maxsize=workers,
+        max_retries=Retry(total=False, redirect=False, raise_on_status=False),  # the SDK retries
+    )
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
     options: dict[str, Any] = {
         "message_encode_policy": TextBase64EncodePolicy(),
         "retry_total": settings.storage_retries,
         "initial_backoff": 1,
         "increment_base": 2,
-        "connection_timeout": 20,
-        "read_timeout": 60,
+        "transport": RequestsTransport(session=session, connection_timeout=20, read_timeout=60),
     }
     target = settings.storage
     if target.connection_string:
@@ -64,64 +112,29 @@ def queue_client(settings: Settings, credential_factory: Callable[[], TokenCrede
     return QueueClient(url, settings.events_queue, credential=credential_factory(), **options)
 
 
-@dataclass(frozen=True)
-class Outbox:
-    """What is still to be sent for one published snapshot: its change record and counts (None, with
-    `unavailable` saying why, when the run could not read the previous snapshot)."""
-
-    snapshot: str
-    generated_at: str
-    customer_count: int
-    changes: str
-    counts: dict[str, int] | None
-    unavailable: str | None = None
-
-    @property
-    def name(self) -> str:
-        return OUTBOX + self.changes.rpartition("/")[2]
-
-    def to_json(self) -> dict[str, Any]:
-        found: dict[str, Any] = {
-            "snapshot": self.snapshot,
-            "generatedAt": self.generated_at,
-            "customerCount": self.customer_count,
-            "changes": self.changes,
-            "counts": self.counts,
-        }
-        if self.unavailable is None:
-            return found
-        return found | {"comparison": {"available": False, "reason": self.unavailable}}
-
-    @classmethod
-    def parse(cls, data: bytes) -> Outbox:
-        doc = json.loads(data)
-        counts = doc["counts"]
-        comparison = doc.get("comparison") or {}
-        return cls(
-            str(doc["snapshot"]),
-            str(doc["generatedAt"]),
-            int(doc["customerCount"]),
-            str(doc["changes"]),
-            None if counts is None else {k: int(v) for k, v in counts.items()},
-            None if counts is not None else str(comparison.get("reason", "")),
-        )
-
-    @classmethod
-    def of(cls, snapshot: str, generated_at: str, customer_count: int, changes: ChangeRef) -> Outbox:
-        return cls(snapshot, generated_at, customer_count, changes.name, changes.counts, changes.unavailable)
+def event_id(snapshot: str, kind: str, subject: str) -> str:
+    return str(uuid.uuid5(_NAMESPACE, f"{snapshot}\n{kind}\n{subject}"))
 
 
-def cloud_event(kind: str, subject: str, time: str, source: str, data: Any, snapshot: str) -> str:
-    event_id = uuid.uuid5(_NAMESPACE, f"{snapshot}\n{kind}\n{subject}")
+def cloud_event(
+    kind: str,
+    subject: str,
+    time: str,
+    source: str,
+    data: Any,
+    snapshot: str,
+    extensions: Mapping[str, Any] | None = None,
+) -> str:
     return json.dumps(
         {
             "specversion": "1.0",
-            "id": str(event_id),
+            "id": event_id(snapshot, kind, subject),
             "source": source,
             "type": kind,
             "subject": subject,
             "time": time,
             "datacontenttype": "application/json",
+            **(extensions or {}),
             "data": data,
         },
         ensure_ascii=False,
@@ -129,94 +142,568 @@ def cloud_event(kind: str, subject: str, time: str, source: str, data: Any, snap
     )
 
 
+def fits(text: str) -> bool:
+    """Whether `text` base64-encoded is within a queue message's size."""
+    return 4 * ((len(text.encode()) + 2) // 3) <= MESSAGE_LIMIT
+
+
+def _size(value: Any) -> int:
+    return len(json.dumps(value, ensure_ascii=False).encode())
+
+
+def reduced(section: str, data: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Smaller and smaller `data` of an event sent by reference: its large values left out; then only which
+    fields changed; then the id alone."""
+    customer = data["id"]
+    fields = data.get("fields")
+    if section == "changed" and isinstance(fields, dict):
+        yield {
+            "id": customer,
+            "fields": {
+                path: {k: v for k, v in change.items() if _size(v) <= BIG_VALUE}
+                if isinstance(change, dict)
+                else {}
+                for path, change in fields.items()
+            },
+        }
+        yield {"id": customer, "fields": {path: {} for path in fields}}
+    else:
+        yield {k: v for k, v in data.items() if k == "id" or _size(v) <= BIG_VALUE}
+    yield {"id": customer}
+
+
+@dataclass(frozen=True)
+class Message:
+    """Message `index` of an outbox record: an event's type, subject and data, or (`problem`) an entry of
+    the change record that cannot be an event (`raw`: the entry as stored)."""
+
+    index: int
+    kind: str
+    subject: str
+    data: Any
+    problem: str | None = None
+    raw: bytes = b""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    message: Message
+    set_aside: str | None = None  # the blob it was set aside in; None: sent
+    reason: str = ""
+
+
+@dataclass
+class Drained:
+    """What a drain of the outbox did and left (None: not known, the outbox could not be listed)."""
+
+    sent: int = 0
+    pending: int | None = 0  # outbox records left for the next run
+    pending_messages: int | None = 0  # their messages not sent yet (of the records that could be read)
+    set_aside: int | None = 0  # blobs in outbox/failed/, waiting for an operator
+
+
+class _Stop(Exception):
+    """Storage or the queue failed: the drain ends here, what is left stays for the next run."""
+
+    def __init__(self, step: str, error: BaseException) -> None:
+        super().__init__(step)
+        self.step = step
+        self.error = type(error).__name__
+
+
+class _SetAside(Exception):
+    """The record's messages cannot be produced (its change record is missing or damaged)."""
+
+
+@dataclass
+class _Item:
+    """One outbox record being drained."""
+
+    outbox: Outbox
+    etag: str
+    modified: datetime
+
+    @property
+    def name(self) -> str:
+        return self.outbox.name
+
+
+@dataclass
+class _State:
+    listed: list[str] = field(default_factory=list)
+    items: list[_Item] = field(default_factory=list)
+    finished: set[str] = field(default_factory=set)  # sent, set aside, dropped or gone
+    failed: int = 0  # in outbox/failed/ when listed
+
+
 class EventSender:
     """Writes outbox records and sends what they name to the queue."""
 
-    def __init__(self, store: SnapshotStore, queue: QueueClient, context: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        store: SnapshotStore,
+        queue: QueueClient,
+        context: Mapping[str, Any],
+        *,
+        workers: int = SEND_WORKERS,
+    ) -> None:
         self.store = store
         self.queue = queue
         self.context = context
+        self.workers = workers
         self.source = f"/partnercenter/customer-snapshots/{store.container.container_name}"
         self.sent = 0
+        self.set_aside = 0
+        self._probed = False
 
     def stage(self, outbox: Outbox) -> None:
         """The outbox record, written before latest.json moves (so that a crash after it is caught up)."""
-        self.store.blob(outbox.name).upload_blob(json.dumps(outbox.to_json()).encode(), overwrite=True)
+        self.store.blob(outbox.name).upload_blob(outbox.stored(), overwrite=True)
 
     def drop(self, outbox: Outbox) -> None:
-        """Forgets an outbox record whose snapshot was not published."""
+        """Forgets this run's outbox record: its snapshot was not published."""
         from azure.core.exceptions import ResourceNotFoundError
 
         with contextlib.suppress(ResourceNotFoundError):
             self.store.blob(outbox.name).delete_blob()
 
-    def send_pending(self, latest: Manifest | None) -> int:
-        """Sends every outbox record of a published snapshot, oldest first, deleting each once sent; drops
-        those whose snapshot was never published. Returns the records still pending (0 when all went out).
-        A send that fails is logged (snapshot.events_pending) and leaves its record for the next run."""
+    # -- the drain ----------------------------------------------------------------------------------------
+    def drain(self, published: str | None, seconds: float) -> Drained:
+        """Sends what the outbox holds, oldest record first, for at most `seconds`; `published`: this run's
+        snapshot, just published (None: it was not). Never raises for what the outbox or the queue hold:
+        what cannot be sent now stays for the next run (snapshot.events_pending: ERROR when storage or the
+        queue failed, WARNING when time ran out), what can never be sent is set aside
+        (snapshot.events_set_aside)."""
+        deadline = time.monotonic() + max(0.0, seconds)
+        state = _State()
+        stop: _Stop | None = None
+        out_of_time = False
+        try:
+            out_of_time = self._read_all(state, deadline) or self._send_all(
+                state, self._sendable(state, published), deadline
+            )
+        except _Stop as exc:
+            stop = exc
+        return self._report(state, stop, out_of_time)
+
+    def _read_all(self, state: _State, deadline: float) -> bool:
+        """Lists the outbox and reads its records, oldest first; True when time ran out first."""
         from azure.core.exceptions import AzureError
 
-        pending = self.pending()
-        if not pending:
-            return 0
-        published = self.published(latest)
-        for position, outbox in enumerate(pending):
-            if outbox.snapshot not in published:
-                self.drop(outbox)
-                continue
+        try:
+            listing = list(self.store.container.list_blobs(name_starts_with=OUTBOX))
+        except AzureError as exc:
+            raise _Stop(f"listing {OUTBOX}: {storage_problem(exc)}", exc) from None
+        state.failed = sum(1 for props in listing if props.name.startswith(FAILED))
+        listed = sorted((p for p in listing if not p.name.startswith(FAILED)), key=lambda p: p.name)
+        state.listed = [props.name for props in listed]
+        for props in listed:
+            if time.monotonic() >= deadline:
+                return True
+            item = self._read(props.name, str(props.etag), props.last_modified)
+            if item is None:
+                state.finished.add(props.name)
+            else:
+                state.items.append(item)
+        return False
+
+    def _read(self, name: str, etag: str, modified: datetime) -> _Item | None:
+        """The record `name` (None: gone since it was listed, or set aside)."""
+        from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+        from shared.storage.reader import StoredDocumentError, read_json
+
+        if not RECORD_FILE.fullmatch(name):
+            self._set_aside_record(name, etag, f"{name}: a name outside the outbox layout")
+            return None
+        try:
+            doc, etag = read_json(self.store.blob(name))
+            return _Item(Outbox.from_json(doc, name), etag, modified)
+        except ResourceNotFoundError:
+            return None  # sent and deleted by another run since the listing
+        except StoredDocumentError as exc:
+            self._set_aside_record(name, exc.etag or etag, str(exc))
+            return None
+        except AzureError as exc:
+            raise _Stop(f"reading {name}: {storage_problem(exc)}", exc) from None
+
+    def _sendable(self, state: _State, published: str | None) -> list[_Item]:
+        """The records of published snapshots: this run's, and those with a `.published` marker. A record of
+        a snapshot without one, staged before the newest marker was written, was committed and never
+        published (latest.json never moves back in time): dropped. Any other is left for its run."""
+        if all(item.outbox.snapshot == published for item in state.items):
+            return state.items
+        markers = self._markers()
+        newest = max(markers.values(), default=None)
+        sendable = []
+        for item in state.items:
+            if item.outbox.snapshot == published or item.outbox.snapshot in markers:
+                sendable.append(item)
+            elif newest is not None and item.modified < newest:
+                self._delete(item)
+                state.finished.add(item.name)
+        return sendable
+
+    def _markers(self) -> dict[str, datetime]:
+        """When each snapshot's `.published` marker was written, by snapshot name."""
+        from azure.core.exceptions import AzureError
+
+        from shared.snapshots.store import MARKER_NAME, PREFIX
+
+        try:
+            return {
+                props.name.removesuffix(".published") + ".json": props.last_modified
+                for props in self.store.container.list_blobs(name_starts_with=PREFIX)
+                if MARKER_NAME.fullmatch(props.name)
+            }
+        except AzureError as exc:
+            raise _Stop(f"listing the .published markers: {storage_problem(exc)}", exc) from None
+
+    def _send_all(self, state: _State, items: list[_Item], deadline: float) -> bool:
+        """Sends each record in turn; True when time ran out first."""
+        if not items:
+            return False
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="change-events") as pool:
+            for item in items:
+                outcome = self._send_record(pool, item, deadline)
+                if outcome != "sent":
+                    return outcome == "out of time"
+                state.finished.add(item.name)
+        return False
+
+    def _send_record(self, pool: ThreadPoolExecutor, item: _Item, deadline: float) -> str:
+        """The outcome: "sent" (the record deleted), "out of time" or "taken" (another run advanced it
+        meanwhile), the cursor saved in either case. Raises _Stop when storage or the queue failed."""
+        cursor = item.outbox.sent
+        try:
+            for window in self._windows(item.outbox):
+                if time.monotonic() >= deadline:
+                    return "out of time" if self._save(item, cursor) else "taken"
+                handled, stop = self._send_window(pool, item.outbox, window)
+                cursor += handled
+                if stop is not None:
+                    with contextlib.suppress(_Stop):
+                        self._save(item, cursor)
+                    raise stop
+                if cursor - item.outbox.sent >= SAVE_EVERY and not self._save(item, cursor):
+                    return "taken"
+        except _SetAside as aside:
+            self._set_aside_record(item.name, item.etag, str(aside), item.outbox.advanced(cursor).stored())
+            return "sent"
+        if not self._save(item, cursor):  # should the delete fail, the next run sends nothing again
+            return "taken"
+        self._delete(item)
+        return "sent"
+
+    def _send_window(
+        self, pool: ThreadPoolExecutor, outbox: Outbox, window: list[Message]
+    ) -> tuple[int, _Stop | None]:
+        """(how many of the window's first messages are out, the failure that stopped the rest)."""
+        futures = [pool.submit(self._deliver, outbox, message) for message in window]
+        handled, stop = 0, None
+        for future in futures:
             try:
-                self.send(outbox)
-            except AzureError as exc:
-                left = len(pending) - position
-                log_event(
-                    log,
-                    logging.ERROR,
-                    events.SNAPSHOT_EVENTS_PENDING,
-                    snapshot=outbox.snapshot,
-                    error=type(exc).__name__,
-                    pending=left,
-                    **self.context,
-                )
-                return left
-            self.drop(outbox)
-        return 0
+                delivery = future.result()
+            except _Stop as exc:
+                stop = stop or exc
+                continue
+            if delivery.set_aside is None:
+                self.sent += 1
+            else:
+                self._message_set_aside(outbox, delivery)
+            if stop is None:
+                handled += 1
+        return handled, stop
 
-    def pending(self) -> list[Outbox]:
-        container = self.store.container
-        names = sorted(b.name for b in container.list_blobs(name_starts_with=OUTBOX))
-        return [Outbox.parse(self.store.blob(name).download_blob().readall()) for name in names]
+    def _windows(self, outbox: Outbox) -> Iterator[list[Message]]:
+        """The record's messages not sent yet, a section at a time, at most WINDOW together. The first
+        message of a drain goes alone: it gets the token and finds out whether the queue is there."""
+        window: list[Message] = []
+        for message in self._messages(outbox):
+            limit = WINDOW if self._probed else 1
+            if window and (len(window) >= limit or window[-1].kind != message.kind):
+                yield window
+                window = []
+                self._probed = True
+            window.append(message)
+        if window:
+            yield window
 
-    def published(self, latest: Manifest | None) -> set[str]:
-        """Snapshots latest.json names or named: the latest and every record's previousSnapshot."""
-        from shared.changes.store import list_records
-
-        names = {info.previous_snapshot for info in list_records(self.store.container).values()}
-        if latest is not None:
-            names.add(latest.snapshot)
-        return {name for name in names if name}
-
-    def send(self, outbox: Outbox) -> None:
-        for message in self.messages(outbox):
-            self.queue.send_message(message)
-            self.sent += 1
-
-    def messages(self, outbox: Outbox) -> Iterator[str]:
-        """One CloudEvent per entry of the change record, then snapshot.published. A run that could not
-        compare has no entries: snapshot.published alone, its data saying why (`comparison`)."""
+    def _messages(self, outbox: Outbox) -> Iterator[Message]:
+        """Every message of the record from its cursor on: one per entry of its change record, in stored
+        order, then snapshot.published."""
+        index = 0
         if outbox.unavailable is None:
-            yield from self.change_messages(outbox)
-        data = outbox.to_json()
-        yield cloud_event(
-            PUBLISHED_TYPE, outbox.snapshot, outbox.generated_at, self.source, data, outbox.snapshot
+            for section, entry in self._entries(outbox):
+                if index >= outbox.sent:
+                    yield _message(index, EVENT_TYPE + section, entry)
+                index += 1
+        if index >= outbox.sent:
+            yield Message(index, PUBLISHED_TYPE, outbox.snapshot, outbox.to_json())
+
+    def _entries(self, outbox: Outbox) -> Iterator[tuple[str, bytes]]:
+        from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+        from shared.changes.store import iter_entries
+        from shared.errors import SnapshotFormatError
+        from shared.storage.reader import stream
+
+        try:
+            chunks, gzipped, _ = stream(self.store.blob(outbox.changes))
+            yield from iter_entries(chunks, gzipped)
+        except ResourceNotFoundError:
+            raise _SetAside(f"its change record {outbox.changes} is missing") from None
+        except SnapshotFormatError as exc:
+            raise _SetAside(f"its change record {outbox.changes} cannot be read ({exc})") from None
+        except AzureError as exc:
+            raise _Stop(f"reading {outbox.changes}: {storage_problem(exc)}", exc) from None
+
+    # -- in the workers -------------------------------------------------------------------------------
+    def _deliver(self, outbox: Outbox, message: Message) -> Delivery:
+        """Sends the message in the first form that fits and the queue takes; sets it aside when none does.
+        Raises _Stop when the queue (or storage, setting it aside) fails."""
+        from azure.core.exceptions import AzureError, HttpResponseError
+
+        reason = message.problem or "too large for a queue message, even by reference"
+        for text in self._texts(outbox, message) if message.problem is None else ():
+            try:
+                self.queue.send_message(text)
+            except HttpResponseError as exc:
+                if exc.status_code != 413 and _error_code(exc) not in _TOO_LARGE:
+                    raise _Stop(f"sending the events of {outbox.name}: {queue_problem(exc)}", exc) from None
+                reason = f"the queue refused it ({queue_problem(exc)})"
+                continue
+            except AzureError as exc:
+                raise _Stop(f"sending the events of {outbox.name}: {queue_problem(exc)}", exc) from None
+            return Delivery(message)
+        return Delivery(message, self._keep_message(outbox, message, reason), reason)
+
+    def _texts(self, outbox: Outbox, message: Message) -> Iterator[str]:
+        """The message's CloudEvent, then (too large) the same by reference, smaller and smaller, as fit."""
+
+        def event(data: Any, extensions: Mapping[str, Any] | None = None) -> str:
+            return cloud_event(
+                message.kind,
+                message.subject,
+                outbox.generated_at,
+                self.source,
+                data,
+                outbox.snapshot,
+                extensions,
+            )
+
+        full = event(message.data)
+        if fits(full):
+            yield full
+        if message.kind == PUBLISHED_TYPE:
+            return
+        section = message.kind.removeprefix(EVENT_TYPE)
+        ref = f"{self.store.blob(outbox.changes).url}#{section}/{quote(message.subject, safe='')}"
+        for data in reduced(section, message.data):
+            text = event(data, {"dataref": ref, "datatruncated": True})
+            if fits(text):
+                yield text
+
+    def _keep_message(self, outbox: Outbox, message: Message, reason: str) -> str:
+        """Writes the message (the full CloudEvent, or the entry as stored) to outbox/failed/."""
+        from azure.core.exceptions import AzureError
+
+        name = failed_message_name(outbox.name, message.index)
+        if message.problem is None:
+            full = cloud_event(
+                message.kind, message.subject, outbox.generated_at, self.source, message.data, outbox.snapshot
+            )
+            content = full.encode()
+        else:
+            content = message.raw
+        metadata = {"reason": ascii_metadata(reason), "outbox": outbox.name}
+        try:
+            self.store.blob(name).upload_blob(content, overwrite=True, metadata=metadata)
+        except AzureError as exc:
+            raise _Stop(f"setting aside {name}: {storage_problem(exc)}", exc) from None
+        return name
+
+    # -- outbox blobs -------------------------------------------------------------------------------------
+    def _save(self, item: _Item, cursor: int) -> bool:
+        """Writes the record's cursor, only over the version this run read or wrote (False: another run
+        changed or deleted it since, and goes on with it)."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import AzureError, ResourceModifiedError, ResourceNotFoundError
+
+        if cursor == item.outbox.sent:
+            return True
+        outbox = item.outbox.advanced(cursor)
+        try:
+            answer = self.store.blob(item.name).upload_blob(
+                outbox.stored(), overwrite=True, etag=item.etag, match_condition=MatchConditions.IfNotModified
+            )
+        except ResourceNotFoundError:
+            return False
+        except ResourceModifiedError:
+            return self._ours(item, outbox)
+        except AzureError as exc:
+            raise _Stop(f"saving the cursor of {item.name}: {storage_problem(exc)}", exc) from None
+        item.outbox, item.etag = outbox, str(answer["etag"])
+        return True
+
+    def _ours(self, item: _Item, outbox: Outbox) -> bool:
+        """Whether the record now holds `outbox`: a write whose answer was lost and that the SDK retried
+        meets its own change (412); then this run goes on with that version."""
+        from azure.core.exceptions import AzureError
+
+        from shared.storage.reader import StoredDocumentError, read_json
+
+        try:
+            doc, etag = read_json(self.store.blob(item.name))
+            if Outbox.from_json(doc, item.name) != outbox:
+                return False
+        except (AzureError, StoredDocumentError):
+            return False
+        item.outbox, item.etag = outbox, etag
+        return True
+
+    def _delete(self, item: _Item) -> None:
+        """Deletes the record, only the version this run read or wrote."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import AzureError, ResourceModifiedError, ResourceNotFoundError
+
+        try:
+            self.store.blob(item.name).delete_blob(
+                etag=item.etag, match_condition=MatchConditions.IfNotModified
+            )
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return
+        except AzureError as exc:
+            raise _Stop(f"deleting {item.name}: {storage_problem(exc)}", exc) from None
+
+    def _set_aside_record(self, name: str, etag: str, reason: str, content: bytes | None = None) -> None:
+        """Moves an outbox blob that cannot be sent to outbox/failed/ (`content`, or its first 256 KiB as
+        stored), only the version judged; logs snapshot.events_set_aside."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import AzureError, ResourceModifiedError, ResourceNotFoundError
+
+        target = failed_name(name)
+        blob = self.store.blob(name)
+        try:
+            data = _head(blob, etag) if content is None else content
+            metadata = {"reason": ascii_metadata(reason), "outbox": ascii_metadata(name)}
+            self.store.blob(target).upload_blob(data, overwrite=True, metadata=metadata)
+            blob.delete_blob(etag=etag, match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return  # changed or gone since it was judged: looked at again by the next run
+        except AzureError as exc:
+            raise _Stop(f"setting aside {name}: {storage_problem(exc)}", exc) from None
+        self.set_aside += 1
+        log_event(
+            log,
+            logging.ERROR,
+            events.SNAPSHOT_EVENTS_SET_ASIDE,
+            outbox=name,
+            setAside=target,
+            reason=reason,
+            **self.context,
         )
 
-    def change_messages(self, outbox: Outbox) -> Iterator[str]:
-        """One CloudEvent per entry of the change record, in stored order."""
-        from shared.changes.store import iter_entries
+    def _message_set_aside(self, outbox: Outbox, delivery: Delivery) -> None:
+        message = delivery.message
+        self.set_aside += 1
+        log_event(
+            log,
+            logging.ERROR,
+            events.SNAPSHOT_EVENTS_SET_ASIDE,
+            outbox=outbox.name,
+            setAside=delivery.set_aside,
+            eventId=None if message.problem else event_id(outbox.snapshot, message.kind, message.subject),
+            type=message.kind,
+            reason=delivery.reason,
+            **self.context,
+        )
 
-        download = self.store.blob(outbox.changes).download_blob(decompress=False, max_concurrency=1)
-        gzipped = (download.properties.content_settings.content_encoding or "").lower() == "gzip"
-        for section, entry in iter_entries(download.chunks(), gzipped):
-            data = json.loads(entry)
-            kind = EVENT_TYPE + section
-            yield cloud_event(kind, str(data["id"]), outbox.generated_at, self.source, data, outbox.snapshot)
+    def _report(self, state: _State, stop: _Stop | None, out_of_time: bool) -> Drained:
+        if stop is not None and not state.listed:
+            log_event(
+                log,
+                logging.ERROR,
+                events.SNAPSHOT_EVENTS_PENDING,
+                step=stop.step,
+                error=stop.error,
+                **self.context,
+            )
+            return Drained(self.sent, None, None, None)
+        left = [item for item in state.items if item.name not in state.finished]
+        drained = Drained(
+            sent=self.sent,
+            pending=len([name for name in state.listed if name not in state.finished]),
+            pending_messages=sum(item.outbox.unsent for item in left),
+            set_aside=state.failed + self.set_aside,
+        )
+        counts: dict[str, Any] = {"pending": drained.pending, "pendingMessages": drained.pending_messages}
+        if stop is not None:
+            log_event(
+                log,
+                logging.ERROR,
+                events.SNAPSHOT_EVENTS_PENDING,
+                step=stop.step,
+                error=stop.error,
+                **counts,
+                **self.context,
+            )
+        elif out_of_time:
+            reason = "the time for sending ran out (SNAPSHOT_EVENTS_SEND_SECONDS, or the run's deadline)"
+            log_event(
+                log, logging.WARNING, events.SNAPSHOT_EVENTS_PENDING, reason=reason, **counts, **self.context
+            )
+        return drained
+
+
+def _message(index: int, kind: str, entry: bytes) -> Message:
+    """The message of a change record's entry: the entry is its data, the customer id its subject."""
+    from shared.storage.reader import StoredDocumentError, parse_json
+
+    try:
+        data = parse_json(entry, "an entry of the change record")
+    except StoredDocumentError:
+        data = None
+    if not (isinstance(data, dict) and isinstance(data.get("id"), str) and data["id"]):
+        return Message(
+            index, kind, "", None, "its entry in the change record is not an object with an id", entry
+        )
+    return Message(index, kind, data["id"], data)
+
+
+def _head(blob: BlobClient, etag: str) -> bytes:
+    """The first bytes of that version of a blob, as stored (at most a small document's bound)."""
+    from azure.core import MatchConditions
+    from azure.core.exceptions import HttpResponseError
+
+    from shared.storage.reader import SMALL_DOCUMENT_BYTES
+
+    try:
+        download = blob.download_blob(
+            offset=0,
+            length=SMALL_DOCUMENT_BYTES,
+            decompress=False,
+            max_concurrency=1,
+            etag=etag,
+            match_condition=MatchConditions.IfNotModified,
+        )
+    except HttpResponseError as exc:
+        if exc.status_code == 416:  # an empty blob
+            return b""
+        raise
+    return download.readall()
+
+
+def _error_code(exc: BaseException) -> str | None:
+    """The service's error code of an SDK error (the storage SDKs' StorageErrorCode, or the header's text)."""
+    code = getattr(exc, "error_code", None)
+    return None if code is None else str(getattr(code, "value", code))
+
+
+def queue_problem(exc: BaseException) -> str:
+    """One line about a failed queue request: its status and error code, never the SDK's dump."""
+    status = getattr(exc, "status_code", None)
+    code = _error_code(exc)
+    if status:
+        return f"the queue answered HTTP {status}" + (f" {str(code)[:100]}" if code else "")
+    return f"no answer from the queue ({type(exc).__name__})"
