@@ -51,7 +51,7 @@ class _AllChanged:
     def changed_lines(self) -> Iterator[bytes]:
         for n in range(self.counts.changed):
             before, after = f"Contoso {n} AG", f"Contoso {n} Holding AG"
-            fields = {"companyProfile.companyName": {"before": before, "after": after}}
+            fields = {"/companyProfile/companyName": {"before": before, "after": after}}
             yield json.dumps({"id": str(uuid.uuid4()), "fields": fields}).encode()
 
 

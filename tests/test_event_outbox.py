@@ -130,7 +130,7 @@ def test_an_event_too_large_for_the_queue_is_sent_by_reference_and_later_events_
         assert event["id"] == str(
             uuid.uuid5(NAMESPACE, f"{second['snapshot']}\n{event['type']}\n{event['subject']}")
         )
-    assert changed["data"]["fields"] == {"companyProfile.companyName": {"before": old_name}}  # what fits
+    assert changed["data"]["fields"] == {"/companyProfile/companyName": {"before": old_name}}  # what fits
     assert set(added["data"]) == {"id", "domain", "relationshipToPartner"}  # the 60,000 characters dropped
     assert "datatruncated" not in by_subject[gone["id"]]
     assert by_subject[gone["id"]]["data"]["companyName"] == gone["companyProfile"]["companyName"]

@@ -254,3 +254,57 @@ def test_a_run_without_a_comparison_sends_only_snapshot_published_saying_so(make
     assert sent[-1]["data"]["counts"] == {"added": 0, "removed": 1, "changed": 0}  # compared again
     assert sent[2]["subject"] == left["id"]
     assert outbox(snapshots) == []
+
+
+def test_a_lone_surrogate_reaches_the_queue_as_its_json_escape(make_stack, caplog):
+    """Partner Center may send "\\ud800" (strict JSON): its event goes out like any other, the text holding
+    the JSON escape (UTF-8 has no form for it), and reads back as the same string."""
+    stack, snapshots = events_stack(make_stack)
+    run_timer()
+    drain(stack)
+    after = copy.deepcopy(stack.partner_center.customers)
+    after[7]["companyProfile"]["companyName"] = "Lone \ud800 Renamed"
+    stack.partner_center.customers = after
+    caplog.set_level("INFO")
+    next_second()
+
+    run_timer()
+
+    sent = drain(stack)
+    assert [e["type"] for e in sent] == ["partnercenter.customer.changed", "partnercenter.snapshot.published"]
+    change = sent[0]["data"]["fields"]["/companyProfile/companyName"]
+    assert change["after"] == "Lone \ud800 Renamed"
+    assert last_summary(caplog)["eventsPending"] == 0
+    assert not outbox(snapshots)
+
+
+def test_a_bug_while_sending_events_never_fails_a_published_run(make_stack, caplog, monkeypatch):
+    """Whatever goes wrong after the snapshot is published stays with the events: the run succeeds, says
+    which step failed, and the next run sends what was left."""
+    stack, snapshots = events_stack(make_stack)
+    run_timer()
+    drain(stack)
+    change_night(stack)
+    caplog.set_level("INFO")
+    next_second()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    with monkeypatch.context() as patched:
+        patched.setattr("shared.changes.events.cloud_event", broken)
+        run_timer()
+
+    summary = last_summary(caplog)
+    assert summary["published"] is True and snapshots.latest()["snapshot"] == summary["snapshot"]
+    pending = [r for r in caplog.records if r.getMessage().startswith(events.SNAPSHOT_EVENTS_PENDING + " ")]
+    assert pending and pending[-1].levelname == "ERROR"
+    assert json.loads(pending[-1].getMessage().split(" ", 1)[1])["step"] == "sending change events"
+    assert drain(stack) == [] and len(outbox(snapshots)) == 1
+    next_second()
+
+    run_timer()
+
+    sent = drain(stack)
+    assert sum(e["type"] == "partnercenter.customer.changed" for e in sent) == 1
+    assert not outbox(snapshots)
