@@ -443,7 +443,11 @@ class _Run:
         from shared.changes.record import ChangeTracker
         from shared.snapshots.document import customer_lines
 
-        lines = None if previous is None else customer_lines(store.iter_document(previous.snapshot))
+        lines = (
+            None
+            if previous is None
+            else customer_lines(store.iter_document(previous.snapshot, previous.json_bytes))
+        )
         tracker = ChangeTracker(lines)
         tracker.error = self.nothing_to_compare  # no previous, yet not a baseline: the comparison unavailable
         return tracker

@@ -26,11 +26,17 @@ from tests.test_changes_api import day, history_call, since
 DAMAGED = "damaged"
 MISSING = "missing"
 NOT_THE_LAYOUT = "not-the-layout"
+GROWN = "grown-past-its-published-size"  # replaced by a valid document larger than its manifest says
 FORMAT_REASON = (
     "the previous snapshot is damaged or not in the one-customer-per-line layout (SnapshotFormatError)"
 )
 MISSING_REASON = "the previous snapshot is missing from storage (ResourceNotFoundError)"
-REASONS = {DAMAGED: FORMAT_REASON, NOT_THE_LAYOUT: FORMAT_REASON, MISSING: MISSING_REASON}
+REASONS = {
+    DAMAGED: FORMAT_REASON,
+    NOT_THE_LAYOUT: FORMAT_REASON,
+    GROWN: FORMAT_REASON,
+    MISSING: MISSING_REASON,
+}
 
 
 def make_unreadable(container, name: str, how: str) -> None:
@@ -41,6 +47,13 @@ def make_unreadable(container, name: str, how: str) -> None:
         )
     elif how == NOT_THE_LAYOUT:
         container.upload_blob(name, b'{"customers": []}', overwrite=True)
+    elif how == GROWN:  # still the layout, with customers nobody published: not compared with
+        document = gzip.decompress(container.get_blob_client(name).download_blob(decompress=False).readall())
+        header, rest = document.split(b"\n", 1)
+        extra = b"".join(b'{"id":"extra-%d","companyProfile":{}},\n' % n for n in range(200))
+        container.get_blob_client(name).upload_blob(
+            gzip.compress(header + b"\n" + extra + rest), overwrite=True, content_settings=_gzip_settings()
+        )
     else:
         container.delete_blob(name)
 
@@ -100,7 +113,7 @@ def gap(request, make_stack) -> tuple[GapNights, str]:
 
 
 # -- 1: the record ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("how", [DAMAGED, NOT_THE_LAYOUT, MISSING])
+@pytest.mark.parametrize("how", [DAMAGED, NOT_THE_LAYOUT, GROWN, MISSING])
 def test_a_run_that_cannot_compare_still_writes_a_record_saying_so(make_stack, caplog, how):
     nights = GapNights(make_stack, how, caplog)
     b, c, d = nights.runs[1:]

@@ -313,7 +313,11 @@ def _rendition_csv(ctx: ApiContext, manifest: Manifest) -> Iterator[bytes]:
             yield line
 
     try:
-        yield from encode(counted(customer_lines(ctx.store.iter_document(manifest.snapshot), digest=digest)))
+        yield from encode(
+            counted(
+                customer_lines(ctx.store.iter_document(manifest.snapshot, manifest.json_bytes), digest=digest)
+            )
+        )
     except (ValueError, KeyError, TypeError, zlib.error):
         raise _unreadable(manifest) from None
     if digest.hexdigest() != manifest.sha256 or count != manifest.customer_count:

@@ -675,24 +675,11 @@ def _message(index: int, kind: str, entry: bytes) -> Message:
 def _head(blob: BlobClient, etag: str) -> bytes:
     """The first bytes of that version of a blob, as stored (at most a small document's bound)."""
     from azure.core import MatchConditions
-    from azure.core.exceptions import HttpResponseError
 
-    from shared.storage.reader import SMALL_DOCUMENT_BYTES
+    from shared.storage.reader import SMALL_DOCUMENT_BYTES, read_head
 
-    try:
-        download = blob.download_blob(
-            offset=0,
-            length=SMALL_DOCUMENT_BYTES,
-            decompress=False,
-            max_concurrency=1,
-            etag=etag,
-            match_condition=MatchConditions.IfNotModified,
-        )
-    except HttpResponseError as exc:
-        if exc.status_code == 416:  # an empty blob
-            return b""
-        raise
-    return download.readall()
+    conditions = {"etag": etag, "match_condition": MatchConditions.IfNotModified}
+    return read_head(blob, SMALL_DOCUMENT_BYTES, **conditions)[0]
 
 
 def _error_code(exc: BaseException) -> str | None:

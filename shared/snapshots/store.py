@@ -33,7 +33,7 @@ from shared.snapshots.document import customer_ids, inflated
 from shared.snapshots.document import iter_customer_lines as iter_customer_lines
 from shared.snapshots.index import IndexBuilder, index_name
 from shared.snapshots.writer import CommittedSnapshot, SnapshotWriter, storage_problem
-from shared.storage.reader import StoredDocumentError, parse_json, read_json
+from shared.storage.reader import StoredDocumentError, parse_json, read_json, stream
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -379,12 +379,12 @@ class SnapshotStore:
         raise PublishConflictError(f"{LATEST} kept changing while publishing {committed.name}")
 
     # -- reading snapshots ---------------------------------------------------------------------
-    def iter_document(self, name: str) -> Iterator[bytes]:
+    def iter_document(self, name: str, json_bytes: int | None = None) -> Iterator[bytes]:
         """The JSON document of a snapshot, decompressed as it streams (the SDK would decompress each
-        ranged chunk on its own, which breaks gzip across chunks)."""
-        download = self.blob(name).download_blob(decompress=False, max_concurrency=1)
-        gzipped = (download.properties.content_settings.content_encoding or "").lower() == "gzip"
-        yield from inflated(download.chunks(), gzipped)
+        ranged chunk on its own, which breaks gzip across chunks); SnapshotFormatError once it grows past
+        `json_bytes`, the size its manifest published."""
+        chunks, gzipped, _ = stream(self.blob(name))
+        yield from inflated(chunks, gzipped, json_bytes)
 
     def iter_customer_ids(self, name: str) -> Iterator[str]:
         """Customer ids of a stored snapshot, one line at a time: memory stays flat however large it is.

@@ -8,6 +8,7 @@ failure its AzureError, so "not there", "storage failed" and "damaged" are never
 
     read_json(blob, max_bytes=...)       a small JSON document: size checked before it is read, inflated
                                          within the same bound, depth and encoding checked
+    read_head(blob, length)              the first bytes of a blob as stored, never more
     parse_json(data, what)               the same checks on bytes already in hand
     stream(blob)                         (chunks, gzip-encoded?) of a large document, for the two below
     inflated(chunks, gzipped, limit)     gunzipped at most a megabyte per step, never past `limit`
@@ -63,28 +64,36 @@ def read_json(
     rest. Raises StoredDocumentError when it is larger than `max_bytes`, not gzip
     when it says so, not UTF-8 JSON, or nested deeper than MAX_JSON_DEPTH; the SDK's errors as they are
     (ResourceNotFoundError when absent). `request_options`: conditions, timeouts, retries of the SDK."""
-    from azure.core.exceptions import HttpResponseError
-
     name = blob.blob_name
-    try:
-        # One byte more than allowed tells "too large" without downloading the rest.
-        download = blob.download_blob(
-            offset=0, length=max_bytes + 1, decompress=False, max_concurrency=1, **request_options
-        )
-    except HttpResponseError as exc:
-        if exc.status_code == 416:  # a range of an empty blob
-            raise StoredDocumentError(f"{name}: empty") from None
-        raise
-    etag = str(download.properties.etag)
-    if download.size > max_bytes:
+    # One byte more than allowed tells "too large" without downloading the rest.
+    data, properties = read_head(blob, max_bytes + 1, **request_options)
+    if properties is None:
+        raise StoredDocumentError(f"{name}: empty")
+    etag = str(properties.etag)
+    if len(data) > max_bytes:
         raise StoredDocumentError(f"{name}: more than {max_bytes} bytes stored", etag=etag)
-    data = download.readall()
-    if is_gzip(download.properties):
+    if is_gzip(properties):
         try:
             data = b"".join(inflated([data], True, max_bytes))
         except SnapshotFormatError as exc:
             raise StoredDocumentError(f"{name}: {exc}", etag=etag) from None
     return parse_json(data, name, etag=etag), etag
+
+
+def read_head(blob: BlobClient, length: int, **request_options: Any) -> tuple[bytes, Any]:
+    """(at most the first `length` bytes of a blob as stored, the download's properties); properties None
+    for an empty blob (a range of it is refused with 416). The SDK's errors as they are otherwise."""
+    from azure.core.exceptions import HttpResponseError
+
+    try:
+        download = blob.download_blob(
+            offset=0, length=length, decompress=False, max_concurrency=1, **request_options
+        )
+    except HttpResponseError as exc:
+        if exc.status_code == 416:  # a range of an empty blob
+            return b"", None
+        raise
+    return download.readall(), download.properties
 
 
 def parse_json(data: bytes, what: str, *, etag: str | None = None, max_depth: int = MAX_JSON_DEPTH) -> Any:
