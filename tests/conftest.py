@@ -20,7 +20,17 @@ _containers = itertools.count(1)
 
 def _foreign_settings() -> list[str]:
     """Settings of the machine or the developer's shell that would steer the job elsewhere."""
-    prefixes = ("PARTNER_CENTER_", "SNAPSHOT_", "API_", "AzureWebJobsStorage", "KEY_VAULT", "AZURE_", "MSI_")
+    prefixes = (
+        "PARTNER_CENTER_",
+        "SNAPSHOT_",
+        "API_",
+        "AzureWebJobsStorage",
+        "KEY_VAULT",
+        "AZURE_",
+        "MSI_",
+        "TEAMS_",
+        "WEBHOOK_",
+    )
     return [
         name
         for name in os.environ
