@@ -38,6 +38,9 @@ PARTNER_CENTER_RETRY = "partner_center.retry"
 PARTNER_CENTER_TOKEN_REJECTED = "partner_center.token_rejected"  # noqa: S105 - an event name
 PARTNER_CENTER_NO_MORE_RECORDS = "partner_center.no_more_records"
 
+# -- notifications (shared/notify) ----------------------------------------------------------------------
+NOTIFY_RETRY = "notify.retry"  # one attempt to reach a Teams workflow or webhook failed; another follows
+
 # -- the HTTP API (shared/api) ------------------------------------------------------------------------
 API_STORAGE_ERROR = "api.storage_error"
 API_INTERNAL_ERROR = "api.internal_error"
