@@ -113,7 +113,8 @@ def entries(
         yield "removed", customer(10**6 + n, name)
     for n in range(changes):
         value = name or f"Customer {n}"
-        yield "changed", changed(n, {"companyProfile.companyName": {"before": value, "after": value + " AG"}})
+        renamed = {"before": value, "after": value + " AG"}
+        yield "changed", changed(n, {"/companyProfile/companyName": renamed})
 
 
 def digest(added: int = 0, removed: int = 0, changes: int = 0, **kwargs: Any) -> RunDigest:
@@ -138,9 +139,12 @@ def test_a_night_with_changes_gives_a_card_with_counts_names_fields_and_the_chan
                 changed(
                     3,
                     {
-                        "companyProfile.companyName": {"before": "Contoso AG", "after": "Contoso Holding AG"},
-                        "companyProfile.domain": {"before": "contoso.com", "after": "contoso.ch"},
-                        "relationshipToPartner": {"before": "advisor", "after": "reseller"},
+                        "/companyProfile/companyName": {
+                            "before": "Contoso AG",
+                            "after": "Contoso Holding AG",
+                        },
+                        "/companyProfile/domain": {"before": "contoso.com", "after": "contoso.ch"},
+                        "/relationshipToPartner": {"before": "advisor", "after": "reseller"},
                     },
                 ),
             ),
@@ -156,9 +160,9 @@ def test_a_night_with_changes_gives_a_card_with_counts_names_fields_and_the_chan
     for expected in ("Wingtip Ltd", "wingtip42.onmicrosoft.com", "Litware Inc.", "Contoso Holding AG"):
         assert expected in plain_texts(card)
     runs = plain_texts(card)
-    assert "companyProfile.companyName: Contoso AG → Contoso Holding AG" in runs
-    assert "companyProfile.domain: contoso.com → contoso.ch" in runs
-    assert "relationshipToPartner changed" in runs and "advisor" not in runs  # named, values not shown
+    assert "/companyProfile/companyName: Contoso AG → Contoso Holding AG" in runs
+    assert "/companyProfile/domain: contoso.com → contoso.ch" in runs
+    assert "/relationshipToPartner changed" in runs and "advisor" not in runs  # named, values not shown
     assert card["actions"] == [
         {
             "type": "Action.OpenUrl",
@@ -197,8 +201,8 @@ def test_the_message_stays_within_teams_limit_and_never_fails(added, removed, ch
 
 
 def test_huge_field_values_and_many_fields_shrink_too():
-    fields = {f"companyProfile.field{i}": {"before": "x" * 60_000, "after": "y" * 60_000} for i in range(50)}
-    fields["companyProfile.domain"] = {"before": "d" * 60_000, "after": "e" * 60_000}
+    fields = {f"/companyProfile/field{i}": {"before": "x" * 60_000, "after": "y" * 60_000} for i in range(50)}
+    fields["/companyProfile/domain"] = {"before": "d" * 60_000, "after": "e" * 60_000}
     night = digest_of(
         (("changed", changed(n, fields)) for n in range(40)),
         snapshot=SNAPSHOT,
@@ -230,7 +234,7 @@ def test_customer_text_is_never_rendered_as_markdown():
         + [
             (
                 "changed",
-                changed(9, {"companyProfile.companyName": {"before": hostile[0], "after": hostile[1]}}),
+                changed(9, {"/companyProfile/companyName": {"before": hostile[0], "after": hostile[1]}}),
             )
         ],
         snapshot=SNAPSHOT,
@@ -314,7 +318,7 @@ def test_the_digest_never_fails_on_an_entry_it_cannot_read():
             ("added", b"[1, 2]"),
             ("added", b'{"id": 7, "companyName": {"x": 1}}'),
             ("changed", b'{"id": "c1", "fields": [1]}'),
-            ("changed", b'{"id": "c2", "fields": {"companyProfile.domain": "not an object"}}'),
+            ("changed", b'{"id": "c2", "fields": {"/companyProfile/domain": "not an object"}}'),
             ("removed", b"[" * 100_000),
             ("elsewhere", b"{}"),
         ],
@@ -324,15 +328,15 @@ def test_the_digest_never_fails_on_an_entry_it_cannot_read():
     )
     assert (night.added_count, night.removed_count, night.changed_count) == (3, 1, 2)
     assert night.added[0] == Customer("(unreadable entry)", None, None)
-    assert night.changed[1].fields == (FieldChange("companyProfile.domain", None, None, True),)
+    assert night.changed[1].fields == (FieldChange("/companyProfile/domain", None, None, True),)
     card_of(changes_message(night, api_public_url=APP))
 
 
 def test_a_changed_customer_is_named_by_its_new_name_else_its_id():
     night = digest_of(
         [
-            ("changed", changed(1, {"companyProfile.companyName": {"before": "Old", "after": "New"}})),
-            ("changed", changed(2, {"relationshipToPartner": {"before": "a", "after": "b"}})),
+            ("changed", changed(1, {"/companyProfile/companyName": {"before": "Old", "after": "New"}})),
+            ("changed", changed(2, {"/relationshipToPartner": {"before": "a", "after": "b"}})),
         ],
         snapshot=SNAPSHOT,
         generated_at="2026-11-24T02:00:00Z",
@@ -340,6 +344,30 @@ def test_a_changed_customer_is_named_by_its_new_name_else_its_id():
     )
     assert [c.name for c in night.changed] == ["New", None]
     assert isinstance(night.changed[1], Changed) and night.changed[1].id.endswith("2")
+
+
+def test_a_top_level_field_named_like_the_profiles_name_is_not_taken_for_the_name():
+    """Field paths are JSON Pointers: a top-level field literally named `companyProfile.companyName` (or
+    `companyProfile/companyName`, escaped `~1`) is neither the customer's new name nor shown before →
+    after."""
+    impostors = {
+        "/companyProfile.companyName": {"before": None, "after": "Impostor Ltd"},
+        "/companyProfile~1domain": {"before": None, "after": "evil.example"},
+    }
+    night = digest_of(
+        [("changed", changed(1, impostors))],
+        snapshot=SNAPSHOT,
+        generated_at="2026-11-24T02:00:00Z",
+        customer_count=1,
+    )
+    [entry] = night.changed
+    assert entry.name is None
+    assert [(f.field, f.shows_values, f.after) for f in entry.fields] == [
+        ("/companyProfile.companyName", False, None),
+        ("/companyProfile~1domain", False, None),
+    ]
+    runs = plain_texts(card_of(changes_message(night)))
+    assert "Impostor" not in runs and "evil.example" not in runs
 
 
 @pytest.mark.parametrize(
@@ -382,8 +410,8 @@ def test_a_change_night_reaches_the_teams_stand_in_as_a_valid_card(make_stack):
     assert card == card_of(message)
     runs = plain_texts(card)
     assert f"{expected['added'][0]['companyName']}" in runs
-    renamed = expected["changed"][0]["fields"]["companyProfile.companyName"]
-    assert f"companyProfile.companyName: {renamed['before']} → {renamed['after']}" in runs
+    renamed = expected["changed"][0]["fields"]["/companyProfile/companyName"]
+    assert f"/companyProfile/companyName: {renamed['before']} → {renamed['after']}" in runs
     assert "→ Renamed & Co. Zürich" in runs and "→ moved.onmicrosoft.com" in runs
     assert "2 added, 2 removed, 4 changed" in all_text(card)
     assert (

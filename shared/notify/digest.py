@@ -9,7 +9,11 @@ a quiet one. It never fails on an entry it cannot read: the entry is counted and
 Entries, as README "The change record" describes them:
 
     added / removed   {"id", "companyName", "domain", "relationshipToPartner"}
-    changed           {"id", "fields": {"companyProfile.companyName": {"before", "after"}, ...}}
+    changed           {"id", "fields": {"/companyProfile/companyName": {"before", "after"}, ...}}
+
+Field paths are RFC 6901 JSON Pointers (iter_entries hands schemaVersion 1 records' dotted paths on as
+pointers too): only the profile's name and domain are shown before → after, and a top-level field that
+merely looks like one (`/companyProfile.companyName`) is named, never taken for the customer's name.
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ MAX_LISTED = 10  # entries kept per kind
 MAX_TEXT = 256  # characters kept of a name, domain, field name or value
 MAX_FIELDS = 8  # fields kept per changed customer
 SECTIONS = ("added", "removed", "changed")
-# Fields whose before and after a card shows (the last part of the field's path); others are only named.
-VALUE_FIELDS = frozenset({"companyname", "domain"})
+# Fields whose before and after a card shows (JSON Pointers); others are only named.
+NAME_FIELD = "/companyProfile/companyName"
+VALUE_FIELDS = frozenset({NAME_FIELD, "/companyProfile/domain"})
 _SPACE = re.compile(r"\s+")
 
 
@@ -180,7 +185,7 @@ def _changed(entry: dict[str, Any]) -> Changed:
         if index >= MAX_FIELDS:
             break
         kept.append(_field(str(path), change))
-        if str(path).rpartition(".")[2].lower() == "companyname":
+        if path == NAME_FIELD:
             name = kept[-1].after
     return Changed(
         id=clean(entry.get("id")) or "(unreadable entry)",
@@ -191,7 +196,7 @@ def _changed(entry: dict[str, Any]) -> Changed:
 
 
 def _field(path: str, change: Any) -> FieldChange:
-    shows = path.rpartition(".")[2].lower() in VALUE_FIELDS
+    shows = path in VALUE_FIELDS
     change = change if isinstance(change, dict) else {}
     return FieldChange(
         field=clean(path) or "?",
