@@ -10,6 +10,7 @@ for the next requests, in order (each `times` times; then they answer normally a
     huge(size)                            200 with a `size`-byte body, streamed until the client hangs up
     drop()                                hang up without answering
     raw(data)                             send `data` as the answer, whatever it is, then hang up
+    heal()                                forget what is still to come: answer normally again
 
 `TeamsWorkflow` answers like a Workflows trigger: 202 Accepted for a request to its URL (its `sig` query
 parameter is the secret) whose body is a Workflows message with an Adaptive Card attachment (kept in
@@ -102,6 +103,11 @@ class _Receiver(LoopbackServer):
 
     def raw(self, data: bytes, *, times: int = 1) -> None:
         self._add("raw", times, data=data)
+
+    def heal(self) -> None:
+        """Forgets every misbehaviour still to come: the next requests are answered normally."""
+        with self._lock:
+            self._script.clear()
 
     def _add(self, kind: str, times: int, **params: Any) -> None:
         with self._lock:
