@@ -179,7 +179,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "SNAPSHOT_EVENTS_SEND_SECONDS",
         "1500",
-        "Longest a run spends sending change events after publishing its snapshot (0..86400), and never past "
+        "Longest a run spends delivering change events and notifications (queue, webhooks, Teams card, "
+        "side by side) after publishing its snapshot (0..86400), and never past "
         "SNAPSHOT_RUN_DEADLINE_SECONDS; what is left is sent by the next run, from where this one stopped.",
     ),
     Setting(

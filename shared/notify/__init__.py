@@ -9,6 +9,8 @@ webhooks), with the same trust as the snapshot: nothing leaked, and every delive
                  (whsec_ secrets, a stable webhook-id per batch); WebhookEndpoint posts them
     delivery.py  the one HTTP sender both use: https only (loopback aside), no redirects, bounded time
                  and reads, retries with backoff; Delivered / RetryLater / PermanentFailure
+    channels.py  both channels' parts of the change-event outbox (shared/changes/outbox.py), delivered at
+                 least once after the snapshot is published, beside the queue's (shared/changes/events.py)
 
 The settings are TEAMS_WORKFLOW_URL (Key Vault `teams-workflow-url`), TEAMS_QUIET_NIGHTS, WEBHOOK_URLS,
 WEBHOOK_SIGNING_SECRET (Key Vault `webhook-signing-secret`) and API_PUBLIC_URL (shared/settings.py; the
