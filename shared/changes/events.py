@@ -8,7 +8,8 @@ When SNAPSHOT_EVENTS_QUEUE is set, each published run sends, after latest.json h
                                                          could not read the previous snapshot: no
                                                          customer events then)
 
-Messages are base64-encoded text (what an Azure Functions queue trigger reads with default settings), at most
+(The events themselves, their ids and their smaller forms: shared/changes/cloudevents.py.) Messages are
+base64-encoded text (what an Azure Functions queue trigger reads with default settings), at most
 64 KiB as sent. An event too large for that goes out in a form that fits: its `data` keeps the customer id
 and what fits (a changed customer keeps which fields changed), `dataref` points at its entry in the change
 record (`<record blob URL>#<section>/<id>`) and the extension attribute `datatruncated` is true. One that fits
@@ -33,11 +34,9 @@ sent twice has the same CloudEvents `id`, so a consumer can tell.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -46,6 +45,17 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from shared import events
+from shared.changes.cloudevents import (
+    EVENT_TYPE,
+    PUBLISHED_TYPE,
+    WITHHELD_TYPE,
+    Message,
+    cloud_event,
+    event_id,
+    fits,
+    message_of,
+    reduced,
+)
 from shared.changes.outbox import (
     FAILED,
     OUTBOX,
@@ -68,19 +78,13 @@ if TYPE_CHECKING:
     from shared.settings import Settings
     from shared.snapshots.store import SnapshotStore
 
-__all__ = ["OUTBOX", "EventSender", "Outbox", "cloud_event", "queue_client"]
+__all__ = ["OUTBOX", "EventSender", "Outbox", "cloud_event", "event_id", "queue_client"]
 
 log = logging.getLogger("shared.job")
 
-EVENT_TYPE = "partnercenter.customer."
-PUBLISHED_TYPE = "partnercenter.snapshot.published"
-WITHHELD_TYPE = "partnercenter.snapshot.withheld"
-_NAMESPACE = uuid.UUID("5d0c3f5e-7f5b-4b0e-9a55-0c1f2e3d4c5b")  # CloudEvents ids: stable per change
-MESSAGE_LIMIT = 64 * 1024  # a Storage queue message as sent (base64 text)
 SEND_WORKERS = 16  # messages in flight (bench/events.py: Azurite's queue tops out near 8; Azure goes further)
 WINDOW = 8 * SEND_WORKERS  # messages handed to the workers at once; the budget is checked between windows
 SAVE_EVERY = 1000  # messages between two writes of a record's cursor (what a crash may send again)
-BIG_VALUE = 1024  # bytes of JSON above which a value is left out of an event sent by reference
 # The queue refuses this message for its size (413, or 400 MessageTooLarge): any other refusal is the queue's
 # (missing, forbidden, an API version it does not speak) and would refuse every message alike.
 _TOO_LARGE = frozenset({"RequestBodyTooLarge", "MessageTooLarge"})
@@ -117,78 +121,6 @@ def queue_client(
         return QueueClient.from_connection_string(target.connection_string, settings.events_queue, **options)
     url = settings.queue_account_url or (target.account_url or "").replace(".blob.", ".queue.", 1)
     return QueueClient(url, settings.events_queue, credential=credential_factory(), **options)
-
-
-def event_id(snapshot: str, kind: str, subject: str) -> str:
-    return str(uuid.uuid5(_NAMESPACE, f"{snapshot}\n{kind}\n{subject}"))
-
-
-def cloud_event(
-    kind: str,
-    subject: str,
-    time: str,
-    source: str,
-    data: Any,
-    snapshot: str,
-    extensions: Mapping[str, Any] | None = None,
-) -> str:
-    event = {
-        "specversion": "1.0",
-        "id": event_id(snapshot, kind, subject),
-        "source": source,
-        "type": kind,
-        "subject": subject,
-        "time": time,
-        "datacontenttype": "application/json",
-        **(extensions or {}),
-        "data": data,
-    }
-    text = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
-    # A lone surrogate ("\ud800", strict JSON) has no UTF-8 form: sent as the JSON escape it came as.
-    return text.encode("utf-8", "backslashreplace").decode()
-
-
-def fits(text: str) -> bool:
-    """Whether `text` base64-encoded is within a queue message's size."""
-    return 4 * ((len(text.encode()) + 2) // 3) <= MESSAGE_LIMIT
-
-
-def _size(value: Any) -> int:
-    return len(json.dumps(value, ensure_ascii=False).encode())
-
-
-def reduced(section: str, data: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Smaller and smaller `data` of an event sent by reference: its large values left out; then only which
-    fields changed; then the id alone."""
-    customer = data["id"]
-    fields = data.get("fields")
-    if section == "changed" and isinstance(fields, dict):
-        yield {
-            "id": customer,
-            "fields": {
-                path: {k: v for k, v in change.items() if _size(v) <= BIG_VALUE}
-                if isinstance(change, dict)
-                else {}
-                for path, change in fields.items()
-            },
-        }
-        yield {"id": customer, "fields": {path: {} for path in fields}}
-    else:
-        yield {k: v for k, v in data.items() if k == "id" or _size(v) <= BIG_VALUE}
-    yield {"id": customer}
-
-
-@dataclass(frozen=True)
-class Message:
-    """Message `index` of an outbox record: an event's type, subject and data, or (`problem`) an entry of
-    the change record that cannot be an event (`raw`: the entry as stored)."""
-
-    index: int
-    kind: str
-    subject: str
-    data: Any
-    problem: str | None = None
-    raw: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -487,7 +419,7 @@ class EventSender:
         if outbox.unavailable is None:
             for section, entry in self.entries(outbox):
                 if index >= start:
-                    yield _message(index, EVENT_TYPE + section, entry)
+                    yield message_of(index, EVENT_TYPE + section, entry)
                 index += 1
         if index >= start:
             yield Message(index, PUBLISHED_TYPE, outbox.snapshot, outbox.to_json())
@@ -720,21 +652,6 @@ class EventSender:
                 log, logging.WARNING, events.SNAPSHOT_EVENTS_PENDING, reason=reason, **counts, **self.context
             )
         return drained
-
-
-def _message(index: int, kind: str, entry: bytes) -> Message:
-    """The message of a change record's entry: the entry is its data, the customer id its subject."""
-    from shared.storage.reader import StoredDocumentError, parse_json
-
-    try:
-        data = parse_json(entry, "an entry of the change record")
-    except StoredDocumentError:
-        data = None
-    if not (isinstance(data, dict) and isinstance(data.get("id"), str) and data["id"]):
-        return Message(
-            index, kind, "", None, "its entry in the change record is not an object with an id", entry
-        )
-    return Message(index, kind, data["id"], data)
 
 
 def _head(blob: BlobClient, etag: str) -> bytes:

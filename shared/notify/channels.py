@@ -48,7 +48,8 @@ from shared.notify.delivery import Delivered, Outcome, PermanentFailure, RetryLa
 from shared.notify.webhooks import MAX_BATCH_BYTES, Signer, WebhookEndpoint, batches
 
 if TYPE_CHECKING:
-    from shared.changes.events import EventSender, Item, Message
+    from shared.changes.cloudevents import Message
+    from shared.changes.events import EventSender, Item
     from shared.changes.outbox import Outbox
     from shared.notify.teams import TeamsWorkflow
     from shared.secrets import NotificationSecrets
