@@ -528,3 +528,30 @@ def test_the_record_keeps_each_channels_progress_and_a_channel_done_is_not_sent_
     assert [e["type"] for e in drain(stack)] == ["partnercenter.snapshot.published"]  # nothing again
     assert [len(batch) for _id, batch in delivered(night.hook)] == [1, 4, 1]
     assert len(cards(night.teams)) == 1 and outbox(snapshots) == []
+
+
+def test_a_record_whose_change_record_is_gone_is_set_aside_by_the_webhooks_alone(notify, caplog):
+    """Without the queue, the webhooks find out that a leftover record's change record cannot be read: it is
+    set aside once (ERROR, for the operator), the run's own events go on, the snapshot is published."""
+    night = notify(teams=False, env={"SNAPSHOT_EVENTS_SEND_SECONDS": "2"})
+    stack, snapshots = night.stack, night.snapshots
+    night.hook.fail(503, times=1000)
+    run_timer()
+    baseline = snapshots.latest()
+    [leftover] = outbox(snapshots)
+    container = stack.blob_service_client().get_container_client(snapshots.container)
+    container.delete_blob(baseline["changes"]["name"])
+    night.hook.heal()
+    caplog.set_level("INFO")
+    next_second()
+
+    run_timer()
+
+    latest = snapshots.latest()
+    assert latest["snapshot"] != baseline["snapshot"]
+    [(level, aside)] = logged(caplog, events.SNAPSHOT_EVENTS_SET_ASIDE)
+    assert (level, aside["outbox"]) == ("ERROR", leftover) and "is missing" in aside["reason"]
+    assert outbox(snapshots) == [leftover.replace("outbox/", "outbox/failed/")]
+    [(_id, batch)] = delivered(night.hook)
+    assert [e["subject"] for e in batch] == [latest["snapshot"]]
+    assert last_summary(caplog)["eventsSetAside"] == 1
