@@ -4,7 +4,9 @@ Starts Azurite and the stand-ins (managed identity, Entra ID, Key Vault, Partner
 thousand simulated customers and some throttling), runs the timer function registered in
 function_app.py exactly as the Functions host would, and prints what it did and where the snapshot is.
 Then the next night, with a few customers added, removed and renamed: the change record it wrote, the
-change events on the queue, and a few answers of the HTTP API.
+change events on the queue, the signed webhook batches a local receiver verified and the Teams card (as text,
+and saved as JSON); then a night whose list stops early, which the completeness guard withholds, with its
+warning card; and a few answers of the HTTP API.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ import logging
 import os
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from devstack import cli
-from devstack.host import registered_functions
+from devstack.host import DEFAULT_PORT, registered_functions
+from devstack.notifications import CARDS_DIR, local_notifications
 from devstack.stack import DevStack
 
 
@@ -40,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--latency", type=float, default=0.02, help="seconds added to each Partner Center call (default 0.02)"
     )
+    parser.add_argument(
+        "--cards", type=Path, default=CARDS_DIR, help=f"where the Teams cards are saved (default {CARDS_DIR})"
+    )
     args = parser.parse_args(argv)
     if args.customers < 0 or args.latency < 0:
         raise cli.UserError("--customers and --latency must not be negative")
@@ -49,8 +56,12 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["PARTNER_CENTER_PAGE_SIZE"] = str(args.page_size)
     cli.check_settings()  # before anything starts: a bad setting is the only line printed
     print(f"Starting Azurite and the stand-ins ({args.customers} simulated customers)...", flush=True)
-    with DevStack(customers=args.customers, page_latency=args.latency) as stack:
+    with (
+        DevStack(customers=args.customers, page_latency=args.latency) as stack,
+        local_notifications(stack, sys.stdout, args.cards),
+    ):
         os.environ.update(stack.env)
+        os.environ.setdefault("API_PUBLIC_URL", f"http://127.0.0.1:{DEFAULT_PORT}")  # make serve's, for links
         os.environ.setdefault("SNAPSHOT_CONTAINER", cli.DEFAULT_CONTAINER)
         cli.check_settings(stack.env)
         # Real partners get throttled: one 429 with Retry-After and one 503 on the way.
@@ -89,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             f"  {latest['customerCount']} customers, {latest['storedBytes']:,} bytes stored gzip-encoded "
             f"({latest['jsonBytes']:,} bytes of JSON)"
         )
-        second_night(stack, timer, container)
+        if second_night(stack, timer, container):
+            withheld_night(stack, timer)
         show_api(stack)
         print(
             "\nAzurite, the stand-ins and the local host stop now, so the URLs above stop working; "
@@ -101,10 +113,10 @@ def main(argv: list[str] | None = None) -> int:
 EVENTS_QUEUE = "customer-changes"
 
 
-def second_night(stack: DevStack, timer: Any, container: Any) -> None:
-    """The next night: three customers new, two gone, two renamed; the run's change record, summarised."""
+def second_night(stack: DevStack, timer: Any, container: Any) -> bool:
+    """The next night: three customers new, two gone, two renamed; the run's change record, summarised (its
+    webhook batch and Teams card are printed as they arrive). False: too few customers for it."""
     import copy
-    import time
 
     from azure.functions.timer import TimerRequest
 
@@ -113,12 +125,12 @@ def second_night(stack: DevStack, timer: Any, container: Any) -> None:
     customers = copy.deepcopy(stack.partner_center.customers)
     if len(customers) < 50:
         print("\n(The second night needs 50 customers or more: skipped.)")
-        return
+        return False
     gone = [customers.pop(10), customers.pop(20)]
     for customer in customers[30:32]:
         customer["companyProfile"]["companyName"] += " Holding"
     stack.partner_center.customers = customers[:40] + make_customers(3, seed=2026) + customers[40:]
-    time.sleep(1.05 - time.time() % 1)  # snapshot names have one-second resolution
+    _next_second()
     print(
         f"\nThe next night: 3 customers new, {len(gone)} gone, 2 renamed. Running the timer function again..."
     )
@@ -139,6 +151,32 @@ def second_night(stack: DevStack, timer: Any, container: Any) -> None:
             print(f"  ~ {entry['id']} {path}: {change['before']!r} → {change['after']!r}")
     queued = stack.queue_client(EVENTS_QUEUE).get_queue_properties().approximate_message_count
     print(f"\nChange events on the queue {EVENTS_QUEUE!r} (CloudEvents, base64): {queued}")
+    return True
+
+
+def withheld_night(stack: DevStack, timer: Any) -> None:
+    """A night whose list stops early: a fifth of the customers missing. The completeness guard withholds
+    the snapshot (the run fails on purpose); the webhook gets snapshot.withheld and Teams a warning card."""
+    from azure.functions.timer import TimerRequest
+
+    everyone = stack.partner_center.customers
+    stack.partner_center.customers = everyone[: len(everyone) * 4 // 5]
+    _next_second()
+    print(
+        "\nA night whose list stops early (a fifth of the customers missing). Running the timer function; "
+        "the completeness guard withholds the snapshot, so this run fails on purpose (snapshot.withheld, "
+        "snapshot.failed) and latest.json stays..."
+    )
+    try:
+        timer.get_user_function()(TimerRequest(past_due=False))
+    finally:
+        stack.partner_center.customers = everyone
+
+
+def _next_second() -> None:
+    import time
+
+    time.sleep(1.05 - time.time() % 1)  # snapshot names have one-second resolution
 
 
 # -- the HTTP lookup API over the snapshot just published ---------------------------------------------

@@ -2,7 +2,9 @@
 
 Starts Azurite and the stand-ins with a few thousand simulated customers, runs the timer function once so
 there is a snapshot to look at, then serves the HTTP functions of function_app.py on http://127.0.0.1:7071
-(the port `func start` uses; a free one if it is taken) and prints the keys and curl lines to try.
+(the port `func start` uses; a free one if it is taken) and prints the keys and curl lines to try. A local
+webhook receiver and a Teams stand-in get every run's notifications: each signed batch is printed with its
+verified signature, each Teams card as text (and saved as JSON in .demo/teams-cards/).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from urllib.parse import quote
 
 from devstack import cli
 from devstack.host import DEFAULT_PORT, FunctionsHost, registered_functions
+from devstack.notifications import CARDS_DIR, local_notifications
+from devstack.receivers import TeamsWorkflow, WebhookReceiver
 from devstack.stack import DevStack
 
 
@@ -40,9 +44,10 @@ def main(argv: list[str] | None = None) -> int:
 
     cli.check_settings()  # before anything starts: a bad setting is the only line printed
     print(f"Starting Azurite and the stand-ins ({args.customers} simulated customers)...", flush=True)
-    with DevStack(customers=args.customers) as stack:
+    with DevStack(customers=args.customers) as stack, local_notifications(stack, sys.stdout) as receivers:
         os.environ.update(stack.env)
         os.environ.setdefault("SNAPSHOT_CONTAINER", cli.DEFAULT_CONTAINER)
+        os.environ.setdefault("TEAMS_QUIET_NIGHTS", "true")  # a card for every run, changes or not
         cli.check_settings(stack.env)
         from azure.functions.timer import TimerRequest
 
@@ -53,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
             print("The run failed (see snapshot.failed above); serving without a snapshot.", flush=True)
 
         with FunctionsHost(port=args.port, log_requests=not args.quiet) as host:
-            print(instructions(host, stack), flush=True)
+            os.environ.setdefault("API_PUBLIC_URL", host.url)  # the cards' links, from the next run on
+            print(instructions(host, stack) + notes(*receivers), flush=True)
             stop = threading.Event()
             try:
                 while not stop.wait(3600):
@@ -106,6 +112,14 @@ Try it (in another shell; README explains each line):
 export FUNC={host.url} KEY={host.function_key} MASTER={host.master_key}
 {try_it(stack)}
 The job's log lines (snapshot.page, snapshot.summary) show here, for admin-triggered runs too.
+"""
+
+
+def notes(teams: TeamsWorkflow, hook: WebhookReceiver) -> str:
+    return f"""Notifications of every run (the admin-triggered ones too) are printed here as they arrive:
+  webhook receiver {hook.endpoint_url} (WEBHOOK_URLS), verifying each signature with standardwebhooks
+  Teams stand-in   {teams.url} (its workflow URL is the Key Vault secret teams-workflow-url); the cards are
+                   saved in {CARDS_DIR}, to open in https://adaptivecards.io/designer/
 Ctrl+C stops everything.
 """
 

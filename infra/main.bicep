@@ -55,6 +55,12 @@ param snapshotContainerName string = 'customer-snapshots'
 @maxLength(63)
 param snapshotEventsQueueName string = 'customer-changes'
 
+@description('Endpoints each published run POSTs its change events to as signed CloudEvents batches, separated by commas or spaces; the app setting WEBHOOK_URLS (empty: no webhooks). Seed the Key Vault secret webhook-signing-secret first.')
+param webhookUrls string = ''
+
+@description('Also post a short Teams card after a run without changes; the app setting TEAMS_QUIET_NIGHTS. Cards go to the Key Vault secret teams-workflow-url, when it exists.')
+param teamsQuietNights bool = false
+
 @description('Snapshots move to the Cool tier this many days after they were written.')
 @minValue(1)
 param snapshotCoolAfterDays int = 30
@@ -243,6 +249,8 @@ module functionApp 'app/function.bicep' = {
     snapshotEventsQueueName: snapshotEventsQueueName
     snapshotSchedule: snapshotSchedule
     functionTimeout: functionTimeout
+    webhookUrls: webhookUrls
+    teamsQuietNights: teamsQuietNights
     keyVaultName: keyVault.outputs.name
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     maximumInstanceCount: maximumInstanceCount

@@ -28,6 +28,8 @@ an outage is, what needs an operator (or would fail the same way) is not.
 
 from __future__ import annotations
 
+from typing import Any
+
 # HTTP statuses that say "not now" rather than "no": a retry later may well succeed.
 _RETRYABLE_STATUSES = frozenset({408, 429})
 # OAuth 2.0 (RFC 6749 5.2 / 4.1.2.1) error codes of an authorization server that is down or overloaded.
@@ -99,6 +101,8 @@ class SnapshotWithheldError(SnapshotAppError):
     """The run found fewer customers than the previous published snapshot by more than
     SNAPSHOT_MAX_DROP_PERCENT: its snapshot and change record are kept as evidence, latest.json is not
     moved, and the run fails so that the failure alert fires."""
+
+    withheld: Any = None  # what withheld.json says (shared.changes.guard.Withheld), for the notifications
 
 
 class NothingToCompareError(SnapshotWithheldError):

@@ -38,6 +38,15 @@ PARTNER_CENTER_RETRY = "partner_center.retry"
 PARTNER_CENTER_TOKEN_REJECTED = "partner_center.token_rejected"  # noqa: S105 - an event name
 PARTNER_CENTER_NO_MORE_RECORDS = "partner_center.no_more_records"
 
+# -- notifications (shared/notify) ----------------------------------------------------------------------
+NOTIFY_RETRY = "notify.retry"  # one attempt to reach a Teams workflow or webhook failed; another follows
+# a card or webhook batch not delivered this run (the receiver failed, stalled, or time ran out): the next run
+# sends it again (WARNING)
+NOTIFY_PENDING = "notify.pending"
+# a receiver refused for good (a 4xx other than 408/429, a redirect: a configuration error): that record's
+# card or events for that receiver are given up (ERROR)
+NOTIFY_GIVEN_UP = "notify.given_up"
+
 # -- the HTTP API (shared/api) ------------------------------------------------------------------------
 API_STORAGE_ERROR = "api.storage_error"
 API_INTERNAL_ERROR = "api.internal_error"
@@ -61,6 +70,7 @@ ALERTED = frozenset(
         SNAPSHOT_SUMMARY,
         SNAPSHOT_EVENTS_PENDING,
         SNAPSHOT_EVENTS_SET_ASIDE,
+        NOTIFY_GIVEN_UP,
     }
 )
 

@@ -17,12 +17,15 @@ transient failure, so the Functions host records it as failed and its retry poli
       store.commit_index         the lookup index beside it (snapshots/index.py), for the API
       _Run.record_changes        the change record against the previous snapshot (shared/changes); when
                                  that cannot be read, a record saying the comparison is unavailable
-      _Run.guard                 too many customers gone: latest.json stays, the run fails
+      _Run.guard                 too many customers gone: latest.json stays, the run fails (after its
+                                 snapshot.withheld event and Teams warning card went out: tell_withheld)
       RunLock.confirm            the lock is still this run's, or nothing is published
-      _Run.publish               the outbox record of this run's change events (SNAPSHOT_EVENTS_QUEUE),
-                                 then store.publish: latest.json moves to the new snapshot (never back
-                                 in time) and its .published marker is written
-      EventSender.drain          change events to the queue, an earlier run's leftovers first, bounded in
+      _Run.publish               the outbox record of this run's change events and notifications (when
+                                 SNAPSHOT_EVENTS_QUEUE, WEBHOOK_URLS or a Teams workflow URL is set), then
+                                 store.publish: latest.json moves to the new snapshot (never back in time)
+                                 and its .published marker is written
+      EventSender.drain          change events to the queue, signed webhook batches and Teams cards
+                                 (shared/notify/channels.py), an earlier run's leftovers first, bounded in
                                  time; nothing in the outbox fails the run (shared/changes/events.py)
       RunSummary                 the snapshot.summary line and run_snapshot's answer
 """
@@ -42,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared import events
 from shared.deadline import DeadlineWatch
+from shared.errors import SnapshotWithheldError
 from shared.events import log_event
 from shared.gc_pause import cyclic_gc_paused
 from shared.redact import scrub
@@ -55,7 +59,7 @@ if TYPE_CHECKING:
     from shared.changes.record import ChangeTracker
     from shared.partner_center.auth import PartnerCenterTokens
     from shared.partner_center.customers import CustomerPager
-    from shared.secrets import CredentialStore
+    from shared.secrets import CredentialStore, NotificationSecrets
     from shared.snapshots.store import ChangeRef, Manifest, SnapshotStore
     from shared.snapshots.writer import CommittedSnapshot, SnapshotWriter
 
@@ -170,20 +174,38 @@ class RunSummary:
     changed: int | None
     changes: str  # the change record's blob
     published: bool
-    events_sent: int | None  # None: SNAPSHOT_EVENTS_QUEUE is not set
-    events_pending: int | None  # outbox records left for the next run
-    events_pending_messages: int | None  # their messages not sent yet
-    events_set_aside: int | None  # events and outbox records in outbox/failed/, for an operator
     sha256: str
     json_bytes: int
     stored_bytes: int
     elapsed_seconds: float
+    delivery: Mapping[str, Any] = field(default_factory=dict)  # events* and notifications: delivery_fields
     context: Mapping[str, Any] = field(default_factory=dict)  # correlationId, pastDue
 
     def fields(self) -> dict[str, Any]:
         values = asdict(self)
         context: dict[str, Any] = values.pop("context")
-        return {_camel(name): value for name, value in values.items()} | context
+        delivery: dict[str, Any] = values.pop("delivery")
+        return {_camel(name): value for name, value in values.items()} | delivery | context
+
+
+_DELIVERY_FIELDS = (
+    *("eventsSent", "eventsPending", "eventsPendingMessages", "eventsSetAside"),
+    *("webhookBatchesSent", "webhooksPending", "teamsCardsSent", "teamsPending"),
+)
+
+
+def delivery_fields(drained: Drained | None, queue: bool) -> dict[str, Any]:
+    """The summary's fields about the outbox: `eventsSent` (queue messages this run sent) and
+    `eventsPendingMessages` (queue messages still to send), null without SNAPSHOT_EVENTS_QUEUE;
+    `eventsPending` (outbox records left) and `eventsSetAside` (blobs in outbox/failed/), null without any
+    channel; the webhooks' and Teams' (shared/notify/channels.py report), null where that channel is off."""
+    found: dict[str, Any] = dict.fromkeys(_DELIVERY_FIELDS)
+    if drained is None:
+        return found
+    found |= {"eventsPending": drained.pending, "eventsSetAside": drained.set_aside}
+    if queue:
+        found |= {"eventsSent": drained.sent, "eventsPendingMessages": drained.pending_messages}
+    return found | (drained.channels or {})
 
 
 def _camel(name: str) -> str:
@@ -201,6 +223,7 @@ class _Run:
     context: dict[str, Any]
     watch: DeadlineWatch | None = None
     nothing_to_compare: Exception | None = None  # latest.json and the markers unreadable, the guard off
+    secrets: NotificationSecrets | None = None  # the Teams workflow URL and the webhook signing secret
 
     @property
     def generated_at(self) -> str:
@@ -228,7 +251,11 @@ class _Run:
         committed = self.write_snapshot(writer, pager, tokens, tracker)
         committed = store.commit_index(committed, writer.index)  # before latest.json names it
         changes = self.record_changes(store, committed, previous, tracker)
-        self.guard(store, committed, previous)
+        try:
+            self.guard(store, committed, previous)
+        except SnapshotWithheldError as withheld:
+            self.tell_withheld(sender, committed, changes, withheld)
+            raise
         lock.confirm()  # the lock is still this run's, renewed: latest.json moves now
         manifest, drained = self.publish(store, committed, changes, sender)
         stats = pager.stats
@@ -250,31 +277,35 @@ class _Run:
             changed=changes.changed if previous else None,
             changes=changes.name,
             published=manifest is not None,
-            events_sent=drained.sent if drained else None,
-            events_pending=drained.pending if drained else None,
-            events_pending_messages=drained.pending_messages if drained else None,
-            events_set_aside=drained.set_aside if drained else None,
             sha256=committed.sha256,
             json_bytes=committed.json_bytes,
             stored_bytes=committed.stored_bytes,
             elapsed_seconds=_elapsed(self.clock),
+            delivery=delivery_fields(drained, self.settings.events_queue is not None),
             context=self.context,
         ).fields()
         log_event(log, logging.INFO, events.SNAPSHOT_SUMMARY, **summary)
         return summary
 
     def event_sender(self, cleanup: ExitStack, store: SnapshotStore) -> EventSender | None:
-        """The change-event sender when SNAPSHOT_EVENTS_QUEUE is set."""
-        if self.settings.events_queue is None:
+        """The outbox's sender when a channel is on: the queue (SNAPSHOT_EVENTS_QUEUE), webhooks
+        (WEBHOOK_URLS), Teams (its workflow URL); each on by its own setting alone."""
+        settings, secrets = self.settings, self.secrets
+        channels = None
+        if settings.webhook_urls or (secrets and secrets.teams_workflow_url):
+            from shared.notify.channels import Channels
+
+            channels = Channels.of(settings, secrets, self.context)
+        if settings.events_queue is None and channels is None:
             return None
         from shared.changes.events import EventSender, queue_client
         from shared.identity import azure_credential
 
-        settings = self.settings
-        queue = cleanup.enter_context(
-            queue_client(settings, functools.cache(lambda: azure_credential(settings.azure_client_id)))
-        )
-        return EventSender(store, queue, self.context)
+        queue = None
+        if settings.events_queue is not None:
+            credential = functools.cache(lambda: azure_credential(settings.azure_client_id))
+            queue = cleanup.enter_context(queue_client(settings, credential))
+        return EventSender(store, queue, self.context, channels=channels)
 
     def publish(
         self,
@@ -283,9 +314,10 @@ class _Run:
         changes: ChangeRef,
         sender: EventSender | None,
     ) -> tuple[Manifest | None, Drained | None]:
-        """latest.json moves; then the change events go out (the outbox record written before, so that
-        events of a published snapshot are never lost), for at most SNAPSHOT_EVENTS_SEND_SECONDS and never
-        past the run's deadline. (manifest or None, what the drain of the outbox did)."""
+        """latest.json moves; then the change events and notifications go out (the outbox record written
+        before, so that those of a published snapshot are never lost), for at most
+        SNAPSHOT_EVENTS_SEND_SECONDS and never past the run's deadline. (manifest or None, what the drain of
+        the outbox did)."""
         from shared.changes.events import Outbox
 
         outbox = None
@@ -298,9 +330,44 @@ class _Run:
             return manifest, None
         if manifest is None and outbox is not None:
             sender.drop(outbox)  # not published: no events
+        return manifest, sender.drain(manifest.snapshot if manifest else None, self.send_seconds())
+
+    def send_seconds(self) -> float:
+        """How long the outbox may take: SNAPSHOT_EVENTS_SEND_SECONDS, never past the run's deadline."""
         left = self.clock + self.settings.run_deadline_seconds - time.monotonic()
-        seconds = min(self.settings.events_send_seconds, left)
-        return manifest, sender.drain(manifest.snapshot if manifest else None, seconds)
+        return min(self.settings.events_send_seconds, left)
+
+    def tell_withheld(
+        self,
+        sender: EventSender | None,
+        committed: CommittedSnapshot,
+        changes: ChangeRef,
+        error: SnapshotWithheldError,
+    ) -> None:
+        """A withheld snapshot's snapshot.withheld event and Teams warning card, through the outbox: staged,
+        then sent at once (with what earlier runs left), within the same time as after a publish; what is
+        not delivered stays for the next run. Nothing here changes how the run ends."""
+        from shared.changes.events import Outbox
+
+        if sender is None or error.withheld is None:
+            return
+        outbox = Outbox.of(
+            committed.name, committed.generated_at, committed.customer_count, changes, error.withheld
+        )
+        try:
+            sender.stage(outbox)
+        except Exception as exc:  # storage: the run fails anyway, for the drop; this is said beside it
+            error_name, step = type(exc).__name__, f"staging {outbox.name}"
+            log_event(
+                log,
+                logging.ERROR,
+                events.SNAPSHOT_EVENTS_PENDING,
+                step=step,
+                error=error_name,
+                **self.context,
+            )
+            return
+        sender.drain(None, self.send_seconds())
 
     def credentials(self) -> tuple[PartnerCenterTokens, RefreshTokenWriteBack, Callable[[], TokenCredential]]:
         """The token source (from Key Vault's secrets, writing rotated refresh tokens back) and the Azure
@@ -317,6 +384,8 @@ class _Run:
             settings.key_vault_url, credential, max_retry_after=settings.max_retry_after_seconds
         )
         secrets = credentials.load()
+        # At the start: a webhook signing secret missing (or either secret unusable) fails the run here.
+        self.secrets = credentials.notification_secrets(webhooks=bool(settings.webhook_urls))
         write_back = RefreshTokenWriteBack(credentials, self.context)
         tokens = PartnerCenterTokens(
             secrets, settings.authority_host, timeout=settings.timeout_seconds, on_refresh_token=write_back

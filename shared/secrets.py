@@ -1,4 +1,5 @@
-"""Partner Center app credentials: from Key Vault (managed identity) or from the environment.
+"""Partner Center app credentials, and the two notification secrets: from Key Vault (managed identity) or
+from the environment.
 
 Values never appear in messages: errors name the secret and the vault only.
 """
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared.errors import SecretsError as SecretsError  # re-exported: callers catch it here
 from shared.hosts import is_loopback
-from shared.redact import scrubbed
+from shared.redact import remember, scrubbed
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -33,6 +34,14 @@ ENV_NAMES = {
     CLIENT_SECRET: "PARTNER_CENTER_CLIENT_SECRET",
     REFRESH_TOKEN: "PARTNER_CENTER_REFRESH_TOKEN",
 }
+# Notifications (shared/notify), both optional: no Teams URL, no cards; the signing secret is required
+# when WEBHOOK_URLS is set.
+TEAMS_WORKFLOW_URL = "teams-workflow-url"
+WEBHOOK_SIGNING_SECRET = "webhook-signing-secret"  # noqa: S105 - a secret name
+NOTIFICATION_ENV_NAMES = {
+    TEAMS_WORKFLOW_URL: "TEAMS_WORKFLOW_URL",
+    WEBHOOK_SIGNING_SECRET: "WEBHOOK_SIGNING_SECRET",
+}
 
 
 @dataclass(frozen=True)
@@ -43,8 +52,22 @@ class PartnerCenterCredentials:
     refresh_token: str | None = field(default=None, repr=False)
 
 
+@dataclass(frozen=True)
+class NotificationSecrets:
+    """The Teams workflow URL (it carries its signature) and the webhook signing secret; None: not set."""
+
+    teams_workflow_url: str | None = field(default=None, repr=False)
+    webhook_signing_secret: str | None = field(default=None, repr=False)
+
+
 class CredentialStore:
     """Reads the credentials and writes back a rotated refresh token."""
+
+    def notification_secrets(self, *, webhooks: bool) -> NotificationSecrets:
+        """The notification secrets, checked (an https URL, a whsec_ secret) and registered for scrubbing.
+        `webhooks`: WEBHOOK_URLS is set, so the signing secret is required. Raises SecretsError naming the
+        secret (and the vault), never a value."""
+        raise NotImplementedError
 
     def load(self) -> PartnerCenterCredentials:
         """The app credentials. Raises SecretsError naming what is missing or unreadable."""
@@ -70,6 +93,10 @@ class EnvironmentCredentialStore(CredentialStore):
 
     def save_refresh_token(self, value: str) -> bool:
         return False  # an app setting cannot be rewritten from inside the app
+
+    def notification_secrets(self, *, webhooks: bool) -> NotificationSecrets:
+        teams, signing = (os.environ.get(env, "").strip() or None for env in NOTIFICATION_ENV_NAMES.values())
+        return _checked(teams, signing, webhooks, NOTIFICATION_ENV_NAMES)
 
 
 class KeyVaultCredentialStore(CredentialStore):
@@ -135,6 +162,15 @@ class KeyVaultCredentialStore(CredentialStore):
             refresh_token=self._get(REFRESH_TOKEN, optional=True),
         )
 
+    def notification_secrets(self, *, webhooks: bool) -> NotificationSecrets:
+        teams = self._get(TEAMS_WORKFLOW_URL, optional=True)
+        signing = self._get(WEBHOOK_SIGNING_SECRET, optional=True) if webhooks else None
+        names = {
+            name: f"Key Vault: secret {name!r} in Key Vault {self.vault_url}"
+            for name in NOTIFICATION_ENV_NAMES
+        }
+        return _checked(teams, signing, webhooks, names)
+
     def save_refresh_token(self, value: str) -> bool:
         from azure.core.exceptions import HttpResponseError
 
@@ -143,6 +179,26 @@ class KeyVaultCredentialStore(CredentialStore):
         except HttpResponseError as exc:
             raise SecretsError(_http_problem("write", REFRESH_TOKEN, self.vault_url, exc)) from None
         return True
+
+
+def _checked(
+    teams: str | None, signing: str | None, webhooks: bool, names: dict[str, str]
+) -> NotificationSecrets:
+    """The secrets when they are usable, registered for scrubbing; SecretsError naming the one that is not
+    (`names`: how to name each secret in a message)."""
+    from shared.hosts import endpoint_problem
+    from shared.notify.webhooks import secret_problem
+
+    remember(teams, signing)
+    if teams is not None and (problem := endpoint_problem(teams)) is not None:
+        raise SecretsError(f"{names[TEAMS_WORKFLOW_URL]} {problem}")
+    if signing is None and webhooks:
+        raise SecretsError(
+            f"{names[WEBHOOK_SIGNING_SECRET]} is required when WEBHOOK_URLS is set (not found)"
+        )
+    if signing is not None and (problem := secret_problem(signing)) is not None:
+        raise SecretsError(f"{names[WEBHOOK_SIGNING_SECRET]} {problem}")
+    return NotificationSecrets(teams, signing if webhooks else None)
 
 
 def _http_problem(verb: str, name: str, vault_url: str, exc: object) -> str:

@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from shared.errors import SettingsError as SettingsError  # re-exported: callers catch it here
@@ -22,6 +23,7 @@ from shared.errors import SettingsError as SettingsError  # re-exported: callers
 PARTNER_CENTER_SCOPE = "https://api.partnercenter.microsoft.com/.default"
 MAX_PAGE_SIZE = 500  # the service (and Microsoft's Java SDK) allow 1..500
 DEFAULT_MAX_PAGE_BYTES = 32 * 1024 * 1024
+MAX_WEBHOOK_URLS = 10
 
 
 @dataclass(frozen=True)
@@ -177,7 +179,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "SNAPSHOT_EVENTS_SEND_SECONDS",
         "1500",
-        "Longest a run spends sending change events after publishing its snapshot (0..86400), and never past "
+        "Longest a run spends delivering change events and notifications (queue, webhooks, Teams card, "
+        "side by side) after publishing its snapshot (0..86400), and never past "
         "SNAPSHOT_RUN_DEADLINE_SECONDS; what is left is sent by the next run, from where this one stopped.",
     ),
     Setting(
@@ -186,6 +189,41 @@ SETTINGS: tuple[Setting, ...] = (
         "Queue endpoint of the snapshot storage account, e.g. https://<account>.queue.core.windows.net "
         "(unset: the blob endpoint with .blob. replaced by .queue.; with a connection string, its "
         "QueueEndpoint).",
+        deployed=True,
+    ),
+    # -- notifications (shared/notify): a Teams card and signed webhooks ---------------------------------
+    Setting(
+        "TEAMS_WORKFLOW_URL",
+        None,
+        "URL of the Teams Workflows webhook the run's card is posted to, used only when KEY_VAULT_URL is "
+        "unset (then Key Vault secret teams-workflow-url); unset: no cards. https only (plain http for "
+        "loopback); a secret: never logged.",
+        secret=True,
+    ),
+    Setting(
+        "TEAMS_QUIET_NIGHTS",
+        "false",
+        "true: also post a short card after a run without changes.",
+        deployed=True,
+    ),
+    Setting(
+        "WEBHOOK_URLS",
+        None,
+        "Endpoints each published run POSTs its change events to as signed CloudEvents batches, separated "
+        "by commas or spaces (at most 10); https only (plain http for loopback); unset: no webhooks.",
+        deployed=True,
+    ),
+    Setting(
+        "WEBHOOK_SIGNING_SECRET",
+        None,
+        "Standard Webhooks signing secret (whsec_<base64>, 24 to 64 bytes), used only when KEY_VAULT_URL is "
+        "unset (then Key Vault secret webhook-signing-secret); required when WEBHOOK_URLS is set.",
+        secret=True,
+    ),
+    Setting(
+        "API_PUBLIC_URL",
+        None,
+        "The app's public base URL (https://<app>.azurewebsites.net; infra sets it), for the links in cards.",
         deployed=True,
     ),
     Setting(
@@ -280,6 +318,10 @@ class Settings:
     sas_lifetime_seconds: int
     latest_check_seconds: float
     stale_serve_seconds: float
+    # notifications (shared/notify); the Teams URL and the signing secret come from shared/secrets.py
+    teams_quiet_nights: bool = False
+    webhook_urls: tuple[str, ...] = field(default=(), repr=False)  # a path may hold a hook's token
+    api_public_url: str | None = None
 
     @classmethod
     def from_env(
@@ -326,6 +368,7 @@ class Settings:
             sas_lifetime_seconds=reader.integer("API_SAS_LIFETIME_SECONDS", 60, 3600),
             latest_check_seconds=reader.number("API_LATEST_CHECK_SECONDS", 0, 300),
             stale_serve_seconds=reader.number("API_STALE_SERVE_SECONDS", 0, 24 * 3600),
+            **reader.notifications(key_vault_url is not None),
         )
         if problems:
             raise SettingsError("invalid settings: " + "; ".join(problems))
@@ -443,6 +486,63 @@ class _Reader:
                 f"got {self._shown(name)}"
             )
         return value
+
+    # -- notifications ---------------------------------------------------------------------------------
+    def notifications(self, key_vault: bool) -> dict[str, Any]:
+        """The notification settings; without Key Vault also the checks of the two secrets' app settings
+        (with it, shared/secrets.py checks the Key Vault secrets)."""
+        urls = self.endpoints("WEBHOOK_URLS")
+        if not key_vault:
+            teams = self.raw("TEAMS_WORKFLOW_URL")
+            if teams is not None:
+                self.endpoint("TEAMS_WORKFLOW_URL", teams)
+            self.signing_secret("WEBHOOK_SIGNING_SECRET", required=bool(urls))
+        public = self.raw("API_PUBLIC_URL")
+        return {
+            "teams_quiet_nights": self.boolean("TEAMS_QUIET_NIGHTS"),
+            "webhook_urls": urls,
+            "api_public_url": self.endpoint("API_PUBLIC_URL", public) if public else None,
+        }
+
+    def endpoints(self, name: str) -> tuple[str, ...]:
+        urls = tuple(dict.fromkeys((self.raw(name) or "").replace(",", " ").split()))
+        if len(urls) > MAX_WEBHOOK_URLS:
+            self.problems.append(f"{name} names {len(urls)} URLs, at most {MAX_WEBHOOK_URLS} are allowed")
+        return tuple(url for index, url in enumerate(urls, 1) if self.endpoint(f"{name} URL {index}", url))
+
+    def endpoint(self, label: str, url: str) -> str | None:
+        """`url` when it is https (or http to loopback); the problem never quotes it (a path or query may
+        hold a secret: a Teams workflow's signature)."""
+        from shared.hosts import endpoint_problem
+
+        problem = endpoint_problem(url)
+        if problem is not None:
+            self.problems.append(f"{label} {problem}")
+            return None
+        return url.rstrip("/")
+
+    def signing_secret(self, name: str, *, required: bool) -> None:
+        from shared.notify.webhooks import secret_problem
+
+        value = self.raw(name)
+        if value is None:
+            if required:
+                self.problems.append(
+                    f"{name} is required when WEBHOOK_URLS is set (Key Vault secret webhook-signing-secret "
+                    "when KEY_VAULT_URL is set)"
+                )
+            return
+        problem = secret_problem(value)
+        if problem is not None:
+            self.problems.append(f"{name} {problem}")
+
+    def boolean(self, name: str) -> bool:
+        value = (self.raw(name) or "").lower()
+        if value in ("true", "1", "yes", "on"):
+            return True
+        if value not in ("false", "0", "no", "off"):
+            self.problems.append(f"{name} must be true or false, got {self._shown(name)}")
+        return False
 
     def storage(self) -> StorageTarget:
         for name, kind in (

@@ -22,7 +22,7 @@ def _foreign_settings() -> list[str]:
     """Settings of the machine or the developer's shell that would steer the job elsewhere."""
     prefixes = (
         "PARTNER_CENTER_", "SNAPSHOT_", "API_", "AzureWebJobsStorage", "AzureFunctionsJobHost", "KEY_VAULT",
-        "AZURE_", "MSI_",
+        "AZURE_", "MSI_", "TEAMS_", "WEBHOOK_",
     )  # fmt: skip
     return [
         name

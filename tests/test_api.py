@@ -168,6 +168,7 @@ def write_snapshot(
 def _foreign_settings() -> list[str]:
     """The machine's or the shell's settings that would steer the job or the API elsewhere."""
     prefixes = ("PARTNER_CENTER_", "SNAPSHOT_", "AzureWebJobsStorage", "KEY_VAULT", "AZURE_", "MSI_", "API_")
+    prefixes += ("TEAMS_", "WEBHOOK_")  # the notification settings
     extra = {"IDENTITY_ENDPOINT", "IDENTITY_HEADER", "HEALTH_STALE_AFTER_HOURS"}
     return [name for name in os.environ if name.startswith(prefixes) or name in extra]
 

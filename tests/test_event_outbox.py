@@ -252,16 +252,50 @@ BAD_RECORDS = {
     "time-not-its-snapshots": _record(generatedAt="2026-01-02T02:00:00Z"),
     "larger-than-a-record": _record(padding="p" * 300_000),
     "gzip-bomb": gzip.compress(b"[" * 10_000_000),
+    # the notification channels' progress (shared/notify/channels.py)
+    "webhooks-not-a-map": _record(webhooks=["0123456789abcdef"]),
+    "webhooks-keyed-by-url": _record(webhooks={"https://hooks.example.com/partner-center": 0}),
+    "webhooks-cursor-negative": _record(webhooks={"0123456789abcdef": -1}),
+    "webhooks-too-many": _record(webhooks={f"{n:016x}": 0 for n in range(11)}),
+    "teams-not-a-flag": _record(teams="yes"),
+}
+_WITHHELD = {
+    "kind": "withheld",
+    "latestSnapshot": "snapshots/2025/12/31/customers-20251231T020000Z.json",
+    "latestCustomerCount": 2,
+    "dropPercent": 50.0,
+    "maxDropPercent": 10.0,
+}
+BAD_WITHHELD_RECORDS = {
+    "a-changes-record": _record(),
+    "kind-missing": _record(**{k: v for k, v in _WITHHELD.items() if k != "kind"}),
+    "drop-not-a-percent": _record(**(_WITHHELD | {"dropPercent": 250})),
+    "another-snapshot": _record(
+        "snapshots/2026/01/02/customers-20260102T020000Z.json",
+        generatedAt="2026-01-02T02:00:00Z",
+        **_WITHHELD,
+    ),
 }
 
 
 @pytest.mark.parametrize("content", list(BAD_RECORDS.values()), ids=list(BAD_RECORDS))
 def test_an_unreadable_outbox_record_never_stops_the_snapshot(make_stack, caplog, content):
+    _an_unreadable_record_is_set_aside(make_stack, caplog, "outbox/changes-20260101T020000Z.json", content)
+
+
+@pytest.mark.parametrize("content", list(BAD_WITHHELD_RECORDS.values()), ids=list(BAD_WITHHELD_RECORDS))
+def test_a_withheld_snapshots_record_that_is_not_what_the_guard_wrote_is_set_aside(
+    make_stack, caplog, content
+):
+    _an_unreadable_record_is_set_aside(make_stack, caplog, "outbox/withheld-20260101T020000Z.json", content)
+
+
+def _an_unreadable_record_is_set_aside(make_stack, caplog, name: str, content: bytes) -> None:
     stack, snapshots = events_stack(make_stack)
     run_timer()
     first = snapshots.latest()
     drain(stack)
-    name = "outbox/changes-20260101T020000Z.json"
+    target = name.replace("outbox/", "outbox/failed/")
     encoding = "gzip" if content[:2] == b"\x1f\x8b" else None  # a bomb says it is gzip: inflated, bounded
     container_of(stack, snapshots).upload_blob(
         name, content, content_settings=ContentSettings(content_encoding=encoding)
@@ -279,11 +313,11 @@ def test_an_unreadable_outbox_record_never_stops_the_snapshot(make_stack, caplog
         "partnercenter.snapshot.published",
     ]
     assert pending_records(snapshots) == []
-    assert set_aside(snapshots) == ["outbox/failed/changes-20260101T020000Z.json"]
+    assert set_aside(snapshots) == [target]
     assert snapshots.raw(set_aside(snapshots)[0])[0] == content[: 256 * 1024]  # kept for the operator
     ((level, fields),) = logged(caplog, events.SNAPSHOT_EVENTS_SET_ASIDE)
     assert level == "ERROR"
-    assert (fields["outbox"], fields["setAside"]) == (name, "outbox/failed/changes-20260101T020000Z.json")
+    assert (fields["outbox"], fields["setAside"]) == (name, target)
     assert fields["reason"]
     summary = last_summary(caplog)
     assert (summary["published"], summary["eventsPending"], summary["eventsSetAside"]) == (True, 0, 1)

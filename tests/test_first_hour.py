@@ -23,6 +23,7 @@ from devstack.population import make_customers
 from devstack.serve import TRY_IT
 from shared.snapshots.store import ChangeRef, Manifest
 from tests.test_api import _foreign_settings
+from tests.test_notify_teams import VALIDATOR
 
 ROOT = Path(__file__).resolve().parent.parent
 BASH, MAKE = shutil.which("bash") or "bash", shutil.which("make") or "make"
@@ -152,6 +153,17 @@ def test_readme_examples_work_as_printed_against_make_serve(serve, tmp_path):
     assert output("admin/functions").startswith("HTTP/1.1 202")
 
 
+def test_make_serve_prints_each_runs_signed_webhook_batch_and_teams_card(serve):
+    """serve's first run reaches the local receivers: the batch verified, the (quiet-night) card shown as text
+    and saved as JSON that is a valid Adaptive Card."""
+    serve.wait_for("Teams card (saved as ", timeout=30)
+    out = "".join(serve.out)
+    assert re.search(r"Webhook batch msg_\w+: 1 event, signature verified \(standardwebhooks\)", out), out
+    assert "snapshot.published snapshots/" in out and "Partner Center customers: no changes" in out
+    saved = Path(re.search(r"Teams card \(saved as (\S+)\):", out).group(1))
+    assert VALIDATOR.is_valid(json.loads(saved.read_text(encoding="utf-8")))
+
+
 def test_make_serve_shows_the_jobs_log_lines_and_stops_quietly(serve):
     exported = next(line for line in serve.out if line.startswith("export FUNC="))
     values = dict(re.findall(r"(\w+)=(\S+)", exported))
@@ -219,6 +231,19 @@ def test_the_demo_takes_its_page_size_from_the_environment_and_its_flags():
     flagged = Process("devstack.demo", "--customers", "30", "--latency", "0", "--page-size", "10", env=env)
     assert flagged.finish() == 0, flagged.output()
     assert flagged.output().count("snapshot.page") == 3
+
+
+def test_the_demo_shows_the_signed_batches_and_the_cards_of_a_change_night_and_a_withheld_night(tmp_path):
+    demo = Process("devstack.demo", "--customers", "60", "--latency", "0", "--cards", str(tmp_path))
+    assert demo.finish() == 0, demo.output()
+    text = demo.output()
+    assert text.count("signature verified (standardwebhooks)") == 3 and "NOT verified" not in text
+    assert "customer.added" in text and "snapshot.withheld  snapshots/" in text
+    assert "Partner Center customers: 3 added, 2 removed, 2 changed" in text
+    assert "Snapshot withheld: 21.31% fewer customers" in text
+    cards = [json.loads(path.read_text(encoding="utf-8")) for path in sorted(tmp_path.glob("card-*.json"))]
+    assert len(cards) == 2 and all(VALIDATOR.is_valid(card) for card in cards)
+    assert cards[1]["actions"][0]["url"] == "http://127.0.0.1:7071/api/health"
 
 
 def test_ctrl_c_stops_the_demo_quietly():

@@ -732,6 +732,7 @@ def test_alerts_watch_the_events_the_code_logs():
         events.REFRESH_TOKEN_NOT_SAVED,
         events.SNAPSHOT_EVENTS_PENDING,
         events.SNAPSHOT_EVENTS_SET_ASIDE,
+        events.NOTIFY_GIVEN_UP,
         events.SNAPSHOT_SUMMARY,
     ]
     # The code logs these names through the same constants (tests/test_snapshot_job.py sees them logged).

@@ -4,8 +4,10 @@
 //                   (`secrets.refresh_token_not_saved`: App+User sign-in breaks once the old one
 //                   expires), or change events that could not be sent (`snapshot.events_pending` at
 //                   ERROR: the next run retries them) or were set aside for good (`snapshot.events_set_aside`:
-//                   in outbox/failed/); evaluated hourly over the last two hours, stateful, so one failure
-//                   notifies once and resolves by itself. Event names: shared/events.py, shared/job.py.
+//                   in outbox/failed/), or a Teams workflow or webhook endpoint that refused for good
+//                   (`notify.given_up`: a configuration error, that card or those events given up);
+//                   evaluated hourly over the last two hours, stateful, so one failure notifies once and
+//                   resolves by itself. Event names: shared/events.py, shared/job.py.
 //   snapshot stale  no `snapshot.summary` line (one per successful run) for staleAfterHours; also fires
 //                   during the first staleAfterHours after a fresh deployment, until the first night ran
 // Cost at rest: two log alert rules at the hourly frequency (the cheapest tier: a small monthly fee
@@ -57,7 +59,7 @@ resource runFailed 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   kind: 'LogAlert'
   properties: {
     displayName: 'Customer snapshot run failed'
-    description: 'A snapshot run logged snapshot.failed, secrets.refresh_token_not_saved, snapshot.events_pending or snapshot.events_set_aside, or the ${jobFunctionName} invocation failed. See traces and exceptions around that time.'
+    description: 'A snapshot run logged snapshot.failed, secrets.refresh_token_not_saved, snapshot.events_pending, snapshot.events_set_aside or notify.given_up, or the ${jobFunctionName} invocation failed. See traces and exceptions around that time.'
     severity: 1
     enabled: true
     scopes: [
@@ -69,7 +71,7 @@ resource runFailed 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
     criteria: {
       allOf: [
         {
-          query: 'union isfuzzy=true (traces | where severityLevel >= 3 and (message startswith "snapshot.failed" or message startswith "secrets.refresh_token_not_saved" or message startswith "snapshot.events_pending" or message startswith "snapshot.events_set_aside")), (requests | where name == "${jobFunctionName}" and success == false)'
+          query: 'union isfuzzy=true (traces | where severityLevel >= 3 and (message startswith "snapshot.failed" or message startswith "secrets.refresh_token_not_saved" or message startswith "snapshot.events_pending" or message startswith "snapshot.events_set_aside" or message startswith "notify.given_up")), (requests | where name == "${jobFunctionName}" and success == false)'
           timeAggregation: 'Count'
           operator: 'GreaterThan'
           threshold: 0

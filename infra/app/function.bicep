@@ -24,6 +24,8 @@ param snapshotContainerName string
 param snapshotEventsQueueName string
 param snapshotSchedule string
 param functionTimeout string
+param webhookUrls string
+param teamsQuietNights bool
 param keyVaultName string
 param applicationInsightsName string
 
@@ -133,6 +135,22 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'SNAPSHOT_QUEUE_ACCOUNT_URL'
           value: snapshotStorage.properties.primaryEndpoints.queue
+        }
+        // Notifications (shared/notify): the Teams workflow URL and the webhook signing secret are Key Vault
+        // secrets (teams-workflow-url, webhook-signing-secret), never app settings.
+        {
+          name: 'WEBHOOK_URLS'
+          value: webhookUrls
+        }
+        {
+          name: 'TEAMS_QUIET_NIGHTS'
+          value: teamsQuietNights ? 'true' : 'false'
+        }
+        {
+          // The default host name of an app created without a unique-hostname scope; a reference to
+          // site.properties.defaultHostName here would make the site depend on itself.
+          name: 'API_PUBLIC_URL'
+          value: 'https://${name}.azurewebsites.net'
         }
         {
           name: 'AzureWebJobsStorage__blobServiceUri'

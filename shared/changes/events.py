@@ -8,7 +8,8 @@ When SNAPSHOT_EVENTS_QUEUE is set, each published run sends, after latest.json h
                                                          could not read the previous snapshot: no
                                                          customer events then)
 
-Messages are base64-encoded text (what an Azure Functions queue trigger reads with default settings), at most
+(The events themselves, their ids and their smaller forms: shared/changes/cloudevents.py.) Messages are
+base64-encoded text (what an Azure Functions queue trigger reads with default settings), at most
 64 KiB as sent. An event too large for that goes out in a form that fits: its `data` keeps the customer id
 and what fits (a changed customer keeps which fields changed), `dataref` points at its entry in the change
 record (`<record blob URL>#<section>/<id>`) and the extension attribute `datatruncated` is true. One that fits
@@ -16,7 +17,10 @@ in no form, or that the queue refuses as too large in every form, is set aside i
 `outbox/failed/<record>/<n>.json` with an ERROR `snapshot.events_set_aside` naming it; the others go on.
 
 At least once: before publishing, the run writes an outbox record (shared/changes/outbox.py) naming the change
-record; it is deleted once every message is out. After publishing, the run sends what the outbox holds, oldest
+record; it is deleted once every message is out and every other channel it owes (webhooks, the Teams card:
+shared/notify/channels.py, run beside the queue's part within the same time) is done with it. A snapshot the
+completeness guard withheld gets a record too (`partnercenter.snapshot.withheld`, one message), sent at once
+and, what is not delivered, by the next run. After publishing, the run sends what the outbox holds, oldest
 record first, its own last: a record whose snapshot has a `.published` marker (or is this run's) is sent; one
 whose snapshot has none although a newer marker exists was committed and never published, and is dropped
 unsent; one newer than every marker is left for the run that may still publish it. Sending is concurrent
@@ -30,10 +34,9 @@ sent twice has the same CloudEvents `id`, so a consumer can tell.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
+import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -42,6 +45,17 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from shared import events
+from shared.changes.cloudevents import (
+    EVENT_TYPE,
+    PUBLISHED_TYPE,
+    WITHHELD_TYPE,
+    Message,
+    cloud_event,
+    event_id,
+    fits,
+    message_of,
+    reduced,
+)
 from shared.changes.outbox import (
     FAILED,
     OUTBOX,
@@ -50,6 +64,7 @@ from shared.changes.outbox import (
     ascii_metadata,
     failed_message_name,
     failed_name,
+    record_order,
 )
 from shared.events import log_event
 from shared.snapshots.writer import storage_problem
@@ -59,21 +74,17 @@ if TYPE_CHECKING:
     from azure.storage.blob import BlobClient
     from azure.storage.queue import QueueClient
 
+    from shared.notify.channels import Channels
     from shared.settings import Settings
     from shared.snapshots.store import SnapshotStore
 
-__all__ = ["OUTBOX", "EventSender", "Outbox", "cloud_event", "queue_client"]
+__all__ = ["OUTBOX", "EventSender", "Outbox", "cloud_event", "event_id", "queue_client"]
 
 log = logging.getLogger("shared.job")
 
-EVENT_TYPE = "partnercenter.customer."
-PUBLISHED_TYPE = "partnercenter.snapshot.published"
-_NAMESPACE = uuid.UUID("5d0c3f5e-7f5b-4b0e-9a55-0c1f2e3d4c5b")  # CloudEvents ids: stable per change
-MESSAGE_LIMIT = 64 * 1024  # a Storage queue message as sent (base64 text)
 SEND_WORKERS = 16  # messages in flight (bench/events.py: Azurite's queue tops out near 8; Azure goes further)
 WINDOW = 8 * SEND_WORKERS  # messages handed to the workers at once; the budget is checked between windows
 SAVE_EVERY = 1000  # messages between two writes of a record's cursor (what a crash may send again)
-BIG_VALUE = 1024  # bytes of JSON above which a value is left out of an event sent by reference
 # The queue refuses this message for its size (413, or 400 MessageTooLarge): any other refusal is the queue's
 # (missing, forbidden, an API version it does not speak) and would refuse every message alike.
 _TOO_LARGE = frozenset({"RequestBodyTooLarge", "MessageTooLarge"})
@@ -112,78 +123,6 @@ def queue_client(
     return QueueClient(url, settings.events_queue, credential=credential_factory(), **options)
 
 
-def event_id(snapshot: str, kind: str, subject: str) -> str:
-    return str(uuid.uuid5(_NAMESPACE, f"{snapshot}\n{kind}\n{subject}"))
-
-
-def cloud_event(
-    kind: str,
-    subject: str,
-    time: str,
-    source: str,
-    data: Any,
-    snapshot: str,
-    extensions: Mapping[str, Any] | None = None,
-) -> str:
-    event = {
-        "specversion": "1.0",
-        "id": event_id(snapshot, kind, subject),
-        "source": source,
-        "type": kind,
-        "subject": subject,
-        "time": time,
-        "datacontenttype": "application/json",
-        **(extensions or {}),
-        "data": data,
-    }
-    text = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
-    # A lone surrogate ("\ud800", strict JSON) has no UTF-8 form: sent as the JSON escape it came as.
-    return text.encode("utf-8", "backslashreplace").decode()
-
-
-def fits(text: str) -> bool:
-    """Whether `text` base64-encoded is within a queue message's size."""
-    return 4 * ((len(text.encode()) + 2) // 3) <= MESSAGE_LIMIT
-
-
-def _size(value: Any) -> int:
-    return len(json.dumps(value, ensure_ascii=False).encode())
-
-
-def reduced(section: str, data: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Smaller and smaller `data` of an event sent by reference: its large values left out; then only which
-    fields changed; then the id alone."""
-    customer = data["id"]
-    fields = data.get("fields")
-    if section == "changed" and isinstance(fields, dict):
-        yield {
-            "id": customer,
-            "fields": {
-                path: {k: v for k, v in change.items() if _size(v) <= BIG_VALUE}
-                if isinstance(change, dict)
-                else {}
-                for path, change in fields.items()
-            },
-        }
-        yield {"id": customer, "fields": {path: {} for path in fields}}
-    else:
-        yield {k: v for k, v in data.items() if k == "id" or _size(v) <= BIG_VALUE}
-    yield {"id": customer}
-
-
-@dataclass(frozen=True)
-class Message:
-    """Message `index` of an outbox record: an event's type, subject and data, or (`problem`) an entry of
-    the change record that cannot be an event (`raw`: the entry as stored)."""
-
-    index: int
-    kind: str
-    subject: str
-    data: Any
-    problem: str | None = None
-    raw: bytes = b""
-
-
 @dataclass(frozen=True)
 class Delivery:
     message: Message
@@ -199,9 +138,10 @@ class Drained:
     pending: int | None = 0  # outbox records left for the next run
     pending_messages: int | None = 0  # their messages not sent yet (of the records that could be read)
     set_aside: int | None = 0  # blobs in outbox/failed/, waiting for an operator
+    channels: dict[str, Any] | None = None  # webhooks and Teams (shared/notify/channels.py report)
 
 
-class _Stop(Exception):
+class Stop(Exception):
     """Storage or the queue failed: the drain ends here, what is left stays for the next run."""
 
     def __init__(self, step: str, error: BaseException) -> None:
@@ -210,17 +150,19 @@ class _Stop(Exception):
         self.error = type(error).__name__
 
 
-class _SetAside(Exception):
+class Unusable(Exception):
     """The record's messages cannot be produced (its change record is missing or damaged)."""
 
 
 @dataclass
-class _Item:
-    """One outbox record being drained."""
+class Item:
+    """One outbox record being drained (by the queue's part and, on their threads, the other channels')."""
 
     outbox: Outbox
     etag: str
     modified: datetime
+    problem: str | None = None  # its change record cannot be read: set aside once every part stopped
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -230,7 +172,8 @@ class _Item:
 @dataclass
 class _State:
     listed: list[str] = field(default_factory=list)
-    items: list[_Item] = field(default_factory=list)
+    items: list[Item] = field(default_factory=list)
+    sendable: list[Item] = field(default_factory=list)
     finished: set[str] = field(default_factory=set)  # sent, set aside, dropped or gone
     failed: int = 0  # in outbox/failed/ when listed
 
@@ -241,13 +184,15 @@ class EventSender:
     def __init__(
         self,
         store: SnapshotStore,
-        queue: QueueClient,
+        queue: QueueClient | None,
         context: Mapping[str, Any],
         *,
         workers: int = SEND_WORKERS,
+        channels: Channels | None = None,
     ) -> None:
         self.store = store
-        self.queue = queue
+        self.queue = queue  # None: SNAPSHOT_EVENTS_QUEUE is not set, only other channels are on
+        self.channels = channels
         self.context = context
         self.workers = workers
         self.source = f"/partnercenter/customer-snapshots/{store.container.container_name}"
@@ -256,7 +201,10 @@ class EventSender:
         self._probed = False
 
     def stage(self, outbox: Outbox) -> None:
-        """The outbox record, written before latest.json moves (so that a crash after it is caught up)."""
+        """The outbox record, owing every channel that is on, written before latest.json moves (so that a
+        crash after it is caught up)."""
+        keys, teams = self.channels.owed() if self.channels else ((), False)
+        outbox = outbox.owing(queue=self.queue is not None, webhooks=keys, teams=teams)
         self.store.blob(outbox.name).upload_blob(outbox.stored(), overwrite=True)
 
     def drop(self, outbox: Outbox) -> None:
@@ -275,16 +223,16 @@ class EventSender:
         (snapshot.events_set_aside)."""
         deadline = time.monotonic() + max(0.0, seconds)
         state = _State()
-        stop: _Stop | None = None
+        stop: Stop | None = None
         out_of_time = False
         try:
-            out_of_time = self._read_all(state, deadline) or self._send_all(
+            out_of_time = self._read_all(state, deadline) or self._deliver_all(
                 state, self._sendable(state, published), deadline
             )
-        except _Stop as exc:
+        except Stop as exc:
             stop = exc
         except Exception as exc:  # a bug, after the snapshot is published: named and left for the next run
-            stop = _Stop("sending change events", exc)
+            stop = Stop("sending change events", exc)
         return self._report(state, stop, out_of_time)
 
     def _read_all(self, state: _State, deadline: float) -> bool:
@@ -294,9 +242,11 @@ class EventSender:
         try:
             listing = list(self.store.container.list_blobs(name_starts_with=OUTBOX))
         except AzureError as exc:
-            raise _Stop(f"listing {OUTBOX}: {storage_problem(exc)}", exc) from None
+            raise Stop(f"listing {OUTBOX}: {storage_problem(exc)}", exc) from None
         state.failed = sum(1 for props in listing if props.name.startswith(FAILED))
-        listed = sorted((p for p in listing if not p.name.startswith(FAILED)), key=lambda p: p.name)
+        listed = sorted(
+            (p for p in listing if not p.name.startswith(FAILED)), key=lambda p: record_order(p.name)
+        )
         state.listed = [props.name for props in listed]
         for props in listed:
             if time.monotonic() >= deadline:
@@ -308,7 +258,7 @@ class EventSender:
                 state.items.append(item)
         return False
 
-    def _read(self, name: str, etag: str, modified: datetime) -> _Item | None:
+    def _read(self, name: str, etag: str, modified: datetime) -> Item | None:
         """The record `name` (None: gone since it was listed, or set aside)."""
         from azure.core.exceptions import AzureError, ResourceNotFoundError
 
@@ -319,26 +269,28 @@ class EventSender:
             return None
         try:
             doc, etag = read_json(self.store.blob(name))
-            return _Item(Outbox.from_json(doc, name), etag, modified)
+            return Item(Outbox.from_json(doc, name), etag, modified)
         except ResourceNotFoundError:
             return None  # sent and deleted by another run since the listing
         except StoredDocumentError as exc:
             self._set_aside_record(name, exc.etag or etag, str(exc))
             return None
         except AzureError as exc:
-            raise _Stop(f"reading {name}: {storage_problem(exc)}", exc) from None
+            raise Stop(f"reading {name}: {storage_problem(exc)}", exc) from None
 
-    def _sendable(self, state: _State, published: str | None) -> list[_Item]:
-        """The records of published snapshots: this run's, and those with a `.published` marker. A record of
-        a snapshot without one, staged before the newest marker was written, was committed and never
-        published (latest.json never moves back in time): dropped. Any other is left for its run."""
-        if all(item.outbox.snapshot == published for item in state.items):
+    def _sendable(self, state: _State, published: str | None) -> list[Item]:
+        """The records of published snapshots: this run's, and those with a `.published` marker; and those of
+        withheld snapshots. A record of a snapshot without a marker, staged before the newest marker was
+        written, was committed and never published (latest.json never moves back in time): dropped. Any
+        other is left for its run."""
+        if all(item.outbox.snapshot == published or item.outbox.withheld for item in state.items):
+            state.sendable = state.items
             return state.items
         markers = self._markers()
         newest = max(markers.values(), default=None)
-        sendable = []
+        sendable = state.sendable
         for item in state.items:
-            if item.outbox.snapshot == published or item.outbox.snapshot in markers:
+            if item.outbox.withheld or item.outbox.snapshot in (published, *markers):
                 sendable.append(item)
             elif newest is not None and item.modified < newest:
                 self._delete(item)
@@ -358,23 +310,52 @@ class EventSender:
                 if MARKER_NAME.fullmatch(props.name)
             }
         except AzureError as exc:
-            raise _Stop(f"listing the .published markers: {storage_problem(exc)}", exc) from None
+            raise Stop(f"listing the .published markers: {storage_problem(exc)}", exc) from None
 
-    def _send_all(self, state: _State, items: list[_Item], deadline: float) -> bool:
-        """Sends each record in turn; True when time ran out first."""
+    def _deliver_all(self, state: _State, items: list[Item], deadline: float) -> bool:
+        """The queue's part of each record, the other channels' (shared/notify/channels.py) beside it on
+        their own threads; then each record every part is done with is deleted, and one whose change record
+        cannot be read set aside. True when time ran out first (for the queue)."""
         if not items:
             return False
+        others = None
+        if self.channels is not None:
+            others = threading.Thread(
+                target=self.channels.run, args=(self, items, deadline), name="notifications", daemon=True
+            )
+            others.start()
+        try:
+            out_of_time = self._send_all(items, deadline) if self.queue is not None else False
+        finally:
+            if others is not None:
+                others.join()  # every part is bounded by the same deadline
+        for item in items:
+            if item.problem is not None:
+                self._set_aside_record(item.name, item.etag, item.problem, item.outbox.stored())
+                state.finished.add(item.name)
+            elif self._done(item.outbox):
+                self._delete(item)
+                state.finished.add(item.name)
+        return out_of_time
+
+    def _done(self, outbox: Outbox) -> bool:
+        """Whether every part of the record is done: one for a channel turned off since is given up."""
+        queue_done = not outbox.queue or self.queue is None or outbox.sent >= outbox.messages
+        return queue_done and (self.channels is None or self.channels.done(outbox))
+
+    def _send_all(self, items: list[Item], deadline: float) -> bool:
+        """Sends each record's messages to the queue in turn; True when time ran out first."""
         with ThreadPoolExecutor(self.workers, thread_name_prefix="change-events") as pool:
             for item in items:
-                outcome = self._send_record(pool, item, deadline)
+                outcome = self._send_record(pool, item, deadline) if item.outbox.queue else "sent"
                 if outcome != "sent":
                     return outcome == "out of time"
-                state.finished.add(item.name)
         return False
 
-    def _send_record(self, pool: ThreadPoolExecutor, item: _Item, deadline: float) -> str:
-        """The outcome: "sent" (the record deleted), "out of time" or "taken" (another run advanced it
-        meanwhile), the cursor saved in either case. Raises _Stop when storage or the queue failed."""
+    def _send_record(self, pool: ThreadPoolExecutor, item: Item, deadline: float) -> str:
+        """The outcome: "sent" (all out, or the record unusable: item.problem says why), "out of time" or
+        "taken" (another run advanced it meanwhile), the cursor saved in every case. Raises Stop when
+        storage or the queue failed."""
         cursor = item.outbox.sent
         try:
             for window in self._windows(item.outbox):
@@ -383,29 +364,26 @@ class EventSender:
                 handled, stop = self._send_window(pool, item.outbox, window)
                 cursor += handled
                 if stop is not None:
-                    with contextlib.suppress(_Stop):
+                    with contextlib.suppress(Stop):
                         self._save(item, cursor)
                     raise stop
                 if cursor - item.outbox.sent >= SAVE_EVERY and not self._save(item, cursor):
                     return "taken"
-        except _SetAside as aside:
-            self._set_aside_record(item.name, item.etag, str(aside), item.outbox.advanced(cursor).stored())
-            return "sent"
-        if not self._save(item, cursor):  # should the delete fail, the next run sends nothing again
-            return "taken"
-        self._delete(item)
-        return "sent"
+        except Unusable as aside:
+            item.problem = str(aside)
+            return "sent" if self._save(item, cursor) else "taken"
+        return "sent" if self._save(item, cursor) else "taken"
 
     def _send_window(
         self, pool: ThreadPoolExecutor, outbox: Outbox, window: list[Message]
-    ) -> tuple[int, _Stop | None]:
+    ) -> tuple[int, Stop | None]:
         """(how many of the window's first messages are out, the failure that stopped the rest)."""
         futures = [pool.submit(self._deliver, outbox, message) for message in window]
         handled, stop = 0, None
         for future in futures:
             try:
                 delivery = future.result()
-            except _Stop as exc:
+            except Stop as exc:
                 stop = stop or exc
                 continue
             if delivery.set_aside is None:
@@ -420,7 +398,7 @@ class EventSender:
         """The record's messages not sent yet, a section at a time, at most WINDOW together. The first
         message of a drain goes alone: it gets the token and finds out whether the queue is there."""
         window: list[Message] = []
-        for message in self._messages(outbox):
+        for message in self.messages(outbox, outbox.sent):
             limit = WINDOW if self._probed else 1
             if window and (len(window) >= limit or window[-1].kind != message.kind):
                 yield window
@@ -430,19 +408,25 @@ class EventSender:
         if window:
             yield window
 
-    def _messages(self, outbox: Outbox) -> Iterator[Message]:
-        """Every message of the record from its cursor on: one per entry of its change record, in stored
-        order, then snapshot.published."""
+    def messages(self, outbox: Outbox, start: int) -> Iterator[Message]:
+        """Every message of the record from `start` on: one per entry of its change record, in stored
+        order, then snapshot.published; a withheld snapshot's record, snapshot.withheld alone."""
+        if outbox.withheld is not None:
+            if start == 0:
+                yield Message(0, WITHHELD_TYPE, outbox.snapshot, outbox.to_json())
+            return
         index = 0
         if outbox.unavailable is None:
-            for section, entry in self._entries(outbox):
-                if index >= outbox.sent:
-                    yield _message(index, EVENT_TYPE + section, entry)
+            for section, entry in self.entries(outbox):
+                if index >= start:
+                    yield message_of(index, EVENT_TYPE + section, entry)
                 index += 1
-        if index >= outbox.sent:
+        if index >= start:
             yield Message(index, PUBLISHED_TYPE, outbox.snapshot, outbox.to_json())
 
-    def _entries(self, outbox: Outbox) -> Iterator[tuple[str, bytes]]:
+    def entries(self, outbox: Outbox) -> Iterator[tuple[str, bytes]]:
+        """(section, entry JSON) of the record's change record. Unusable when it is missing or damaged,
+        Stop when storage fails."""
         from azure.core.exceptions import AzureError, ResourceNotFoundError
 
         from shared.changes.store import iter_entries
@@ -453,34 +437,36 @@ class EventSender:
             chunks, gzipped, _ = stream(self.store.blob(outbox.changes))
             yield from iter_entries(chunks, gzipped)
         except ResourceNotFoundError:
-            raise _SetAside(f"its change record {outbox.changes} is missing") from None
+            raise Unusable(f"its change record {outbox.changes} is missing") from None
         except SnapshotFormatError as exc:
-            raise _SetAside(f"its change record {outbox.changes} cannot be read ({exc})") from None
+            raise Unusable(f"its change record {outbox.changes} cannot be read ({exc})") from None
         except AzureError as exc:
-            raise _Stop(f"reading {outbox.changes}: {storage_problem(exc)}", exc) from None
+            raise Stop(f"reading {outbox.changes}: {storage_problem(exc)}", exc) from None
 
     # -- in the workers -------------------------------------------------------------------------------
     def _deliver(self, outbox: Outbox, message: Message) -> Delivery:
         """Sends the message in the first form that fits and the queue takes; sets it aside when none does.
-        Raises _Stop when the queue (or storage, setting it aside) fails."""
+        Raises Stop when the queue (or storage, setting it aside) fails."""
         from azure.core.exceptions import AzureError, HttpResponseError
 
         reason = message.problem or "too large for a queue message, even by reference"
-        for text in self._texts(outbox, message) if message.problem is None else ():
+        assert self.queue is not None
+        for text in self.texts(outbox, message) if message.problem is None else ():
             try:
                 self.queue.send_message(text)
             except HttpResponseError as exc:
                 if exc.status_code != 413 and _error_code(exc) not in _TOO_LARGE:
-                    raise _Stop(f"sending the events of {outbox.name}: {queue_problem(exc)}", exc) from None
+                    raise Stop(f"sending the events of {outbox.name}: {queue_problem(exc)}", exc) from None
                 reason = f"the queue refused it ({queue_problem(exc)})"
                 continue
             except AzureError as exc:
-                raise _Stop(f"sending the events of {outbox.name}: {queue_problem(exc)}", exc) from None
+                raise Stop(f"sending the events of {outbox.name}: {queue_problem(exc)}", exc) from None
             return Delivery(message)
         return Delivery(message, self._keep_message(outbox, message, reason), reason)
 
-    def _texts(self, outbox: Outbox, message: Message) -> Iterator[str]:
-        """The message's CloudEvent, then (too large) the same by reference, smaller and smaller, as fit."""
+    def texts(self, outbox: Outbox, message: Message, fit: Callable[[str], bool] = fits) -> Iterator[str]:
+        """The message's CloudEvent, then (too large) the same by reference, smaller and smaller, as `fit`
+        (a queue message's size by default; a webhook batch's for the webhooks)."""
 
         def event(data: Any, extensions: Mapping[str, Any] | None = None) -> str:
             return cloud_event(
@@ -494,15 +480,15 @@ class EventSender:
             )
 
         full = event(message.data)
-        if fits(full):
+        if fit(full):
             yield full
-        if message.kind == PUBLISHED_TYPE:
+        if message.kind in (PUBLISHED_TYPE, WITHHELD_TYPE):
             return
         section = message.kind.removeprefix(EVENT_TYPE)
         ref = f"{self.store.blob(outbox.changes).url}#{section}/{quote(message.subject, safe='')}"
         for data in reduced(section, message.data):
             text = event(data, {"dataref": ref, "datatruncated": True})
-            if fits(text):
+            if fit(text):
                 yield text
 
     def _keep_message(self, outbox: Outbox, message: Message, reason: str) -> str:
@@ -521,33 +507,41 @@ class EventSender:
         try:
             self.store.blob(name).upload_blob(content, overwrite=True, metadata=metadata)
         except AzureError as exc:
-            raise _Stop(f"setting aside {name}: {storage_problem(exc)}", exc) from None
+            raise Stop(f"setting aside {name}: {storage_problem(exc)}", exc) from None
         return name
 
     # -- outbox blobs -------------------------------------------------------------------------------------
-    def _save(self, item: _Item, cursor: int) -> bool:
-        """Writes the record's cursor, only over the version this run read or wrote (False: another run
-        changed or deleted it since, and goes on with it)."""
+    def _save(self, item: Item, cursor: int) -> bool:
+        return self.update(item, lambda outbox: outbox.advanced(cursor))
+
+    def update(self, item: Item, change: Callable[[Outbox], Outbox]) -> bool:
+        """Writes the record with `change` made to it (a channel's progress), only over the version this run
+        read or wrote (False: another run changed or deleted it since, and goes on with it). The channels'
+        threads call it too: one write of a record at a time, each with every part's progress."""
         from azure.core import MatchConditions
         from azure.core.exceptions import AzureError, ResourceModifiedError, ResourceNotFoundError
 
-        if cursor == item.outbox.sent:
+        with item.lock:
+            outbox = change(item.outbox)
+            if outbox == item.outbox:
+                return True
+            try:
+                answer = self.store.blob(item.name).upload_blob(
+                    outbox.stored(),
+                    overwrite=True,
+                    etag=item.etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            except ResourceNotFoundError:
+                return False
+            except ResourceModifiedError:
+                return self._ours(item, outbox)
+            except AzureError as exc:
+                raise Stop(f"saving the progress of {item.name}: {storage_problem(exc)}", exc) from None
+            item.outbox, item.etag = outbox, str(answer["etag"])
             return True
-        outbox = item.outbox.advanced(cursor)
-        try:
-            answer = self.store.blob(item.name).upload_blob(
-                outbox.stored(), overwrite=True, etag=item.etag, match_condition=MatchConditions.IfNotModified
-            )
-        except ResourceNotFoundError:
-            return False
-        except ResourceModifiedError:
-            return self._ours(item, outbox)
-        except AzureError as exc:
-            raise _Stop(f"saving the cursor of {item.name}: {storage_problem(exc)}", exc) from None
-        item.outbox, item.etag = outbox, str(answer["etag"])
-        return True
 
-    def _ours(self, item: _Item, outbox: Outbox) -> bool:
+    def _ours(self, item: Item, outbox: Outbox) -> bool:
         """Whether the record now holds `outbox`: a write whose answer was lost and that the SDK retried
         meets its own change (412); then this run goes on with that version."""
         from azure.core.exceptions import AzureError
@@ -563,7 +557,7 @@ class EventSender:
         item.outbox, item.etag = outbox, etag
         return True
 
-    def _delete(self, item: _Item) -> None:
+    def _delete(self, item: Item) -> None:
         """Deletes the record, only the version this run read or wrote."""
         from azure.core import MatchConditions
         from azure.core.exceptions import AzureError, ResourceModifiedError, ResourceNotFoundError
@@ -575,7 +569,7 @@ class EventSender:
         except (ResourceModifiedError, ResourceNotFoundError):
             return
         except AzureError as exc:
-            raise _Stop(f"deleting {item.name}: {storage_problem(exc)}", exc) from None
+            raise Stop(f"deleting {item.name}: {storage_problem(exc)}", exc) from None
 
     def _set_aside_record(self, name: str, etag: str, reason: str, content: bytes | None = None) -> None:
         """Moves an outbox blob that cannot be sent to outbox/failed/ (`content`, or its first 256 KiB as
@@ -593,7 +587,7 @@ class EventSender:
         except (ResourceModifiedError, ResourceNotFoundError):
             return  # changed or gone since it was judged: looked at again by the next run
         except AzureError as exc:
-            raise _Stop(f"setting aside {name}: {storage_problem(exc)}", exc) from None
+            raise Stop(f"setting aside {name}: {storage_problem(exc)}", exc) from None
         self.set_aside += 1
         log_event(
             log,
@@ -620,7 +614,7 @@ class EventSender:
             **self.context,
         )
 
-    def _report(self, state: _State, stop: _Stop | None, out_of_time: bool) -> Drained:
+    def _report(self, state: _State, stop: Stop | None, out_of_time: bool) -> Drained:
         if stop is not None and not state.listed:
             log_event(
                 log,
@@ -637,6 +631,9 @@ class EventSender:
             pending=len([name for name in state.listed if name not in state.finished]),
             pending_messages=sum(item.outbox.unsent for item in left),
             set_aside=state.failed + self.set_aside,
+            channels=self.channels.report([i for i in state.sendable if i.name not in state.finished])
+            if self.channels
+            else None,
         )
         counts: dict[str, Any] = {"pending": drained.pending, "pendingMessages": drained.pending_messages}
         if stop is not None:
@@ -655,21 +652,6 @@ class EventSender:
                 log, logging.WARNING, events.SNAPSHOT_EVENTS_PENDING, reason=reason, **counts, **self.context
             )
         return drained
-
-
-def _message(index: int, kind: str, entry: bytes) -> Message:
-    """The message of a change record's entry: the entry is its data, the customer id its subject."""
-    from shared.storage.reader import StoredDocumentError, parse_json
-
-    try:
-        data = parse_json(entry, "an entry of the change record")
-    except StoredDocumentError:
-        data = None
-    if not (isinstance(data, dict) and isinstance(data.get("id"), str) and data["id"]):
-        return Message(
-            index, kind, "", None, "its entry in the change record is not an object with an id", entry
-        )
-    return Message(index, kind, data["id"], data)
 
 
 def _head(blob: BlobClient, etag: str) -> bytes:

@@ -75,11 +75,13 @@ def check_drop(
     )
     store.blob(WITHHELD).upload_blob(json.dumps(withheld.to_json(), indent=2).encode(), overwrite=True)
     log_event(log, logging.ERROR, events.SNAPSHOT_WITHHELD, **withheld.to_json(), **context)
-    raise SnapshotWithheldError(
+    error = SnapshotWithheldError(
         f"{committed.customer_count} customers where the latest published snapshot has "
         f"{previous.customer_count} ({withheld.drop_percent}% fewer, more than SNAPSHOT_MAX_DROP_PERCENT="
         f"{max_drop_percent:g}): {committed.name} is kept but not published"
     )
+    error.withheld = withheld  # the run tells the notification channels (shared/job.py)
+    raise error
 
 
 @dataclass(frozen=True)

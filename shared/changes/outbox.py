@@ -1,7 +1,10 @@
-"""The outbox of change events in the snapshot container: one small record per published snapshot whose
-events are not all sent yet, read back with bounds and checked field by field.
+"""The outbox of change events in the snapshot container: one small record per published snapshot (or
+withheld one) whose events and notifications are not all delivered yet, read back with bounds and checked
+field by field.
 
-    outbox/changes-YYYYMMDDTHHMMSSZ.json              a record: its snapshot, change record, counts, cursor
+    outbox/changes-YYYYMMDDTHHMMSSZ.json              a record: its snapshot, change record, counts, cursors
+    outbox/withheld-YYYYMMDDTHHMMSSZ.json             a snapshot the completeness guard withheld: its
+                                                      snapshot.withheld event and Teams warning card
     outbox/failed/changes-YYYYMMDDTHHMMSSZ.json       a record set aside (its first 256 KiB, as stored)
     outbox/failed/changes-YYYYMMDDTHHMMSSZ/<n>.json   message n of a record, set aside (the full CloudEvent)
 
@@ -10,27 +13,41 @@ encoding bounded), must name a snapshot of the snapshot layout and that snapshot
 blob name must be that record's. Anything else is set aside (moved to outbox/failed/, with its reason in the
 blob's metadata) by the sender, never followed.
 
-`sent` is the cursor: how many of the record's messages (its change record's entries in stored order, then
-snapshot.published) are sent or set aside already. The sender rewrites it as it goes, each write conditional
-on the record's ETag, so a run that resumes never sends again what an earlier run sent, and two runs never
-both advance one record.
+Each channel the record was staged for keeps its own progress in it (a record only owes the channels that
+were on when it was staged; one turned off since is owed nothing):
+
+    "sent": n                  the queue (SNAPSHOT_EVENTS_QUEUE): how many of the record's messages (its
+                               change record's entries in stored order, then snapshot.published) are sent or
+                               set aside already; absent: the queue is not owed (a record holding none of
+                               the three is an older queue-only record, cursor 0)
+    "webhooks": {"<key>": n}   each webhook endpoint (key: the first 16 hex digits of its URL's SHA-256,
+                               never the URL): how many of those messages it has (a batch boundary)
+    "teams": false | true      the Teams card: not yet delivered / delivered or given up
+
+The sender rewrites them as it goes, each write conditional on the record's ETag, so a run that resumes never
+sends again what an earlier run delivered, and two runs never both advance one record.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from shared.storage.reader import StoredDocumentError
 
 if TYPE_CHECKING:
+    from shared.changes.guard import Withheld
     from shared.snapshots.store import ChangeRef
 
 OUTBOX = "outbox/"
 FAILED = OUTBOX + "failed/"
-RECORD_FILE = re.compile(r"^outbox/changes-\d{8}T\d{6}Z\.json$")
+RECORD_FILE = re.compile(r"^outbox/(changes|withheld)-\d{8}T\d{6}Z\.json$")
+WITHHELD_PREFIX = OUTBOX + "withheld-"
+_ENDPOINT_KEY = re.compile(r"^[0-9a-f]{16}$")
+MAX_ENDPOINTS = 10  # webhook endpoints a record may owe (WEBHOOK_URLS holds at most 10)
 _TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 _SECTIONS = ("added", "removed", "changed")
 MAX_REASON = 1000  # characters of `comparison.reason` (ours are one sentence)
@@ -38,9 +55,9 @@ MAX_REASON = 1000  # characters of `comparison.reason` (ours are one sentence)
 
 @dataclass(frozen=True)
 class Outbox:
-    """What is still to be sent for one published snapshot: its change record and counts (None, with
-    `unavailable` saying why, when the run could not read the previous snapshot), and how many of its
-    messages are out already (`sent`)."""
+    """What is still to be delivered for one published snapshot (or, `withheld`, one the completeness guard
+    withheld): its change record and counts (None, with `unavailable` saying why, when the run could not
+    read the previous snapshot), and each channel's progress (see the module docstring)."""
 
     snapshot: str
     generated_at: str
@@ -49,22 +66,31 @@ class Outbox:
     counts: dict[str, int] | None
     unavailable: str | None = None
     sent: int = 0
+    withheld: Withheld | None = None
+    queue: bool = True  # the queue is owed
+    webhooks: Mapping[str, int] = field(default_factory=dict)  # endpoint key: messages it has
+    teams: bool | None = None  # None: not owed; False: the card is still to be delivered
 
     @property
     def name(self) -> str:
-        return OUTBOX + self.changes.rpartition("/")[2]
+        file = self.changes.rpartition("/")[2]
+        return WITHHELD_PREFIX + file.removeprefix("changes-") if self.withheld else OUTBOX + file
 
     @property
     def messages(self) -> int:
-        """How many messages the record stands for: one per change, then snapshot.published."""
+        """How many messages the record stands for: one per change, then snapshot.published; a withheld
+        snapshot's record one, snapshot.withheld."""
+        if self.withheld is not None:
+            return 1
         return 1 + (sum(self.counts.values()) if self.counts else 0)
 
     @property
     def unsent(self) -> int:
-        return max(0, self.messages - self.sent)
+        """Messages the queue still needs."""
+        return max(0, self.messages - self.sent) if self.queue else 0
 
     def to_json(self) -> dict[str, Any]:
-        """The data of its snapshot.published event."""
+        """The data of its snapshot.published (or snapshot.withheld) event."""
         found: dict[str, Any] = {
             "snapshot": self.snapshot,
             "generatedAt": self.generated_at,
@@ -72,20 +98,57 @@ class Outbox:
             "changes": self.changes,
             "counts": self.counts,
         }
-        if self.unavailable is None:
-            return found
-        return found | {"comparison": {"available": False, "reason": self.unavailable}}
+        if self.unavailable is not None:
+            found["comparison"] = {"available": False, "reason": self.unavailable}
+        if self.withheld is not None:
+            found |= {k: v for k, v in self.withheld.to_json().items() if k not in found}
+        return found
 
     def stored(self) -> bytes:
-        """The record as stored: the event's data and the cursor."""
-        return json.dumps(self.to_json() | {"sent": self.sent}).encode()
+        """The record as stored: the event's data and each owed channel's progress."""
+        progress: dict[str, Any] = {"kind": "withheld"} if self.withheld else {}
+        if self.queue:
+            progress["sent"] = self.sent
+        if self.webhooks:
+            progress["webhooks"] = dict(self.webhooks)
+        if self.teams is not None:
+            progress["teams"] = self.teams
+        return json.dumps(self.to_json() | progress).encode()
 
     def advanced(self, sent: int) -> Outbox:
         return replace(self, sent=sent)
 
+    def delivered(self, key: str, cursor: int) -> Outbox:
+        """The record with webhook endpoint `key` at `cursor`."""
+        return replace(self, webhooks={**self.webhooks, key: cursor})
+
+    def card_done(self) -> Outbox:
+        return replace(self, teams=True)
+
+    def owing(self, *, queue: bool, webhooks: Iterable[str] = (), teams: bool = False) -> Outbox:
+        """The record as staged for the channels that are on: nothing delivered yet."""
+        return replace(
+            self, sent=0, queue=queue, webhooks=dict.fromkeys(webhooks, 0), teams=False if teams else None
+        )
+
     @classmethod
-    def of(cls, snapshot: str, generated_at: str, customer_count: int, changes: ChangeRef) -> Outbox:
-        return cls(snapshot, generated_at, customer_count, changes.name, changes.counts, changes.unavailable)
+    def of(
+        cls,
+        snapshot: str,
+        generated_at: str,
+        customer_count: int,
+        changes: ChangeRef,
+        withheld: Withheld | None = None,
+    ) -> Outbox:
+        return cls(
+            snapshot,
+            generated_at,
+            customer_count,
+            changes.name,
+            changes.counts,
+            changes.unavailable,
+            withheld=withheld,
+        )
 
     @classmethod
     def from_json(cls, doc: Any, name: str) -> Outbox:
@@ -110,12 +173,57 @@ class Outbox:
             raise StoredDocumentError(f"{name}: `generatedAt` is not its snapshot's time")
         counts, unavailable = _counts(doc, name)
         outbox = cls(
-            snapshot, generated_at, _number(doc, "customerCount", name), changes, counts, unavailable
+            snapshot,
+            generated_at,
+            _number(doc, "customerCount", name),
+            changes,
+            counts,
+            unavailable,
+            withheld=_withheld(doc, name),
         )
-        sent = _number(doc, "sent", name) if "sent" in doc else 0
         if outbox.name != name:
             raise StoredDocumentError(f"{name}: names another snapshot's change record")
-        return outbox.advanced(sent)
+        return _progress(outbox, doc, name)
+
+
+def _withheld(doc: dict[str, Any], name: str) -> Withheld | None:
+    """What withheld.json said, for a record of a withheld snapshot (its name says which kind it is)."""
+    from shared.changes.guard import Withheld
+
+    if not name.startswith(WITHHELD_PREFIX):
+        return None
+    withheld = Withheld.from_json(doc)
+    if withheld is None or doc.get("kind") != "withheld":
+        raise StoredDocumentError(f"{name}: not what the completeness guard wrote")
+    if (withheld.snapshot, withheld.generated_at, withheld.customer_count) != (
+        doc["snapshot"],
+        doc["generatedAt"],
+        doc["customerCount"],
+    ):
+        raise StoredDocumentError(f"{name}: names another snapshot than its withheld one")
+    return withheld
+
+
+def _progress(outbox: Outbox, doc: dict[str, Any], name: str) -> Outbox:
+    """`outbox` with the channels' progress the record holds."""
+    hooks = doc.get("webhooks", {})
+    if not (
+        isinstance(hooks, dict)
+        and len(hooks) <= MAX_ENDPOINTS
+        and all(isinstance(key, str) and _ENDPOINT_KEY.fullmatch(key) for key in hooks)
+    ):
+        raise StoredDocumentError(f"{name}: `webhooks` is not a map of endpoint keys to cursors")
+    teams = doc.get("teams")
+    if teams is not None and type(teams) is not bool:
+        raise StoredDocumentError(f"{name}: `teams` is not true or false")
+    queue = "sent" in doc or not ("webhooks" in doc or "teams" in doc)  # neither: an older queue record
+    return replace(
+        outbox,
+        sent=_number(doc, "sent", name) if "sent" in doc else 0,
+        queue=queue,
+        webhooks={key: _number(hooks, key, f"{name} webhooks") for key in hooks},
+        teams=teams,
+    )
 
 
 def _number(doc: dict[str, Any], key: str, name: str) -> int:
@@ -137,6 +245,11 @@ def _counts(doc: dict[str, Any], name: str) -> tuple[dict[str, int] | None, str 
     if not (isinstance(counts, dict) and set(counts) == set(_SECTIONS)):
         raise StoredDocumentError(f"{name}: `counts` is not added, removed and changed")
     return {key: _number(counts, key, name) for key in _SECTIONS}, None
+
+
+def record_order(name: str) -> tuple[str, str]:
+    """Outbox records oldest first (by their stamp, whatever their kind)."""
+    return name[-len("YYYYMMDDTHHMMSSZ.json") :], name
 
 
 def failed_name(name: str) -> str:
