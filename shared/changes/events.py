@@ -615,27 +615,20 @@ class EventSender:
         )
 
     def _report(self, state: _State, stop: Stop | None, out_of_time: bool) -> Drained:
-        if stop is not None and not state.listed:
-            log_event(
-                log,
-                logging.ERROR,
-                events.SNAPSHOT_EVENTS_PENDING,
-                step=stop.step,
-                error=stop.error,
-                **self.context,
+        drained = Drained(self.sent, None, None, None)  # the outbox could not even be listed: unknown
+        counts: dict[str, Any] = {}
+        if stop is None or state.listed:
+            left = [item for item in state.items if item.name not in state.finished]
+            drained = Drained(
+                sent=self.sent,
+                pending=len([name for name in state.listed if name not in state.finished]),
+                pending_messages=sum(item.outbox.unsent for item in left),
+                set_aside=state.failed + self.set_aside,
+                channels=self.channels.report([i for i in state.sendable if i.name not in state.finished])
+                if self.channels
+                else None,
             )
-            return Drained(self.sent, None, None, None)
-        left = [item for item in state.items if item.name not in state.finished]
-        drained = Drained(
-            sent=self.sent,
-            pending=len([name for name in state.listed if name not in state.finished]),
-            pending_messages=sum(item.outbox.unsent for item in left),
-            set_aside=state.failed + self.set_aside,
-            channels=self.channels.report([i for i in state.sendable if i.name not in state.finished])
-            if self.channels
-            else None,
-        )
-        counts: dict[str, Any] = {"pending": drained.pending, "pendingMessages": drained.pending_messages}
+            counts = {"pending": drained.pending, "pendingMessages": drained.pending_messages}
         if stop is not None:
             log_event(
                 log,
