@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import itertools
 import json
@@ -86,15 +87,15 @@ class Snapshots:
 @pytest.fixture
 def make_stack(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """make_stack(**DevStack kwargs) -> (stack, snapshots): stand-ins up, job settings in os.environ."""
-    stacks: list[DevStack] = []
+    stacks: list[tuple[DevStack, str]] = []
 
     def make(*, env_overrides: dict[str, str] | None = None, key_vault: bool = True, **kwargs: Any):
         for name in _foreign_settings():
             monkeypatch.delenv(name, raising=False)
         stack = DevStack(azurite=azurite, **kwargs)
         stack.__enter__()
-        stacks.append(stack)
         container = f"snapshots-{os.getpid()}-{next(_containers)}"
+        stacks.append((stack, container))
         env = dict(stack.env if key_vault else stack.env_without_key_vault())
         # Fast retries keep fault tests short; the behaviour is the same as with the defaults.
         env.update({"SNAPSHOT_CONTAINER": container, "PARTNER_CENTER_BACKOFF_SECONDS": "0.05"})
@@ -107,5 +108,9 @@ def make_stack(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> Iterator[An
         return stack, Snapshots(stack, container)
 
     yield make
-    for stack in reversed(stacks):
+    for stack, container in reversed(stacks):
+        # Azurite keeps every blob in memory for the whole session: a thousand tests' containers made it
+        # pause for seconds late in the suite (a lease that expired, a read that timed out).
+        with contextlib.suppress(Exception):
+            stack.blob_service_client().delete_container(container)
         stack.__exit__(None, None, None)
