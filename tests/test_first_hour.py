@@ -1,4 +1,4 @@
-"""A new user's first hour: README's examples work as printed against `make serve`, the job's log lines
+"""A new user's first hour: the documented examples work as printed against `make serve`, the job's log lines
 show, a bad setting or flag is one line and a non-zero exit, Ctrl+C is quiet, the demo takes its options."""
 
 from __future__ import annotations
@@ -28,12 +28,15 @@ from tests.test_notify_teams import VALIDATOR
 ROOT = Path(__file__).resolve().parent.parent
 BASH, MAKE = shutil.which("bash") or "bash", shutil.which("make") or "make"
 README = (ROOT / "README.md").read_text(encoding="utf-8")
-SERVE_CUSTOMERS = 3000  # make serve's default population: README's examples must find their customers in it
+DOCS = ROOT / "docs"
+HTTP_API = (DOCS / "http-api.md").read_text(encoding="utf-8")
+SERVE_CUSTOMERS = 3000  # make serve's default population: the docs' examples must find their customers in it
 
 
 def readme_try_it() -> list[str]:
-    """README's `make serve` curl block, as printed: one logical command per item (continuations joined)."""
-    section = README[README.index("### Try it locally: `make serve`") :]
+    """The `make serve` curl block of docs/http-api.md, as printed: one logical command per item
+    (continuations joined)."""
+    section = HTTP_API[HTTP_API.index("## Try it locally: `make serve`") :]
     blocks = re.findall(r"```bash\n(.*?)```", section, re.S)
     block = next(b for b in blocks if "export FUNC=" in b)
     return block.replace("\\\n", "\\\x00").splitlines()
@@ -86,7 +89,7 @@ class Process:
         return "".join(self.out) + "\n--- stderr ---\n" + "".join(self.err)
 
 
-# -- make serve and README ---------------------------------------------------------------------------------
+# -- make serve and the docs -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def serve() -> Iterator[Process]:
     process = Process("devstack.serve", "--port", "0")
@@ -272,12 +275,15 @@ def test_make_passes_args_to_the_demo_and_serve():
 def test_readme_prerequisites_come_first_and_latest_json_fields_are_all_listed():
     sections = re.findall(r"^## (.+)$", README, re.M)
     assert sections[0] == "Prerequisites"
-    listed = README[README.index("`latest.json` names the newest committed snapshot") :].split(". ", 1)[0]
+    layout = (DOCS / "snapshots.md").read_text(encoding="utf-8")
+    listed = layout[layout.index("`latest.json` names the newest committed snapshot") :].split(". ", 1)[0]
     fields = set(
         Manifest("s", "e", "g", 1, "h", 1, 1, ChangeRef("c", 0, 0, 0), index="i", index_sha256="x").to_json()
     )
     assert fields == set(re.findall(r"`(\w+)`", listed)) - {"gzip"}
-    assert "Running it in Azure" not in README  # it described Core Tools on your machine
-    bench_row = next(line for line in README.splitlines() if line.startswith("| `make bench` |"))
-    assert "below" not in bench_row and "(#performance)" in bench_row  # the figures come before the table
-    assert README.index("## Performance") < README.index("## Development")
+    development = (DOCS / "development.md").read_text(encoding="utf-8")
+    for text in (README, development):
+        assert "Running it in Azure" not in text  # it described Core Tools on your machine
+    bench_row = next(line for line in development.splitlines() if line.startswith("| `make bench` |"))
+    assert "below" not in bench_row and "(performance.md)" in bench_row  # the figures have their own page
+    assert README.index("(docs/performance.md)") < README.index("(docs/development.md)")
