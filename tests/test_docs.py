@@ -1,6 +1,6 @@
 """README is a short front door and docs/ the manual: README stays within 200 lines, names no test, run date
 or issue number, and links every page of docs/; every relative link in README and docs/ resolves, anchors
-included; no docs/ heading carries an issue number, a date or a test name."""
+included; no docs/ heading carries an issue number, a date or a test name; every test the docs cite exists."""
 
 from __future__ import annotations
 
@@ -77,3 +77,12 @@ def test_no_docs_heading_carries_an_issue_number_a_date_or_a_test_name(path):
         assert not ISSUE.search(heading), heading
         assert not DATE.search(heading), heading
         assert not TEST_NAME.search(heading), heading
+
+
+def test_every_test_the_docs_cite_exists():
+    """A guarantee names the tests that hold it: a test renamed or moved takes its citation along."""
+    sources = list((ROOT / "tests").rglob("*.py"))
+    defined = {name for path in sources for name in re.findall(r"def (test_\w+)", path.read_text())}
+    defined |= {path.stem for path in sources}
+    cited = {name for page in PAGES for name in TEST_NAME.findall(page.read_text(encoding="utf-8"))}
+    assert cited and not cited - defined, sorted(cited - defined)
