@@ -187,7 +187,7 @@ def _checked(
     """The secrets when they are usable, registered for scrubbing; SecretsError naming the one that is not
     (`names`: how to name each secret in a message)."""
     from shared.hosts import endpoint_problem
-    from shared.notify.webhooks import secret_problem
+    from shared.signing_secret import secret_problem
 
     remember(teams, signing)
     if teams is not None and (problem := endpoint_problem(teams)) is not None:

@@ -522,7 +522,7 @@ class _Reader:
         return url.rstrip("/")
 
     def signing_secret(self, name: str, *, required: bool) -> None:
-        from shared.notify.webhooks import secret_problem
+        from shared.signing_secret import secret_problem
 
         value = self.raw(name)
         if value is None:

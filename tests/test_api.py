@@ -708,7 +708,7 @@ def test_health_ok_with_age_and_count_and_no_customer_data(world):
 
 def test_health_is_stale_after_the_setting(world, env):
     env.setenv("HEALTH_STALE_AFTER_HOURS", "0.01")
-    env.setattr("shared.api.handlers.utc_now", lambda: datetime.now(UTC) + timedelta(hours=1))
+    env.setattr("shared.api.health.utc_now", lambda: datetime.now(UTC) + timedelta(hours=1))
     response = call("health")
     payload = json.loads(response.get_body())
     assert response.status_code == 503

@@ -10,9 +10,9 @@ import pytest
 
 from shared.errors import SecretsError
 from shared.identity import azure_credential
-from shared.notify.webhooks import new_secret
 from shared.secrets import TEAMS_WORKFLOW_URL, WEBHOOK_SIGNING_SECRET, credential_store
 from shared.settings import Settings, SettingsError
+from shared.signing_secret import new_secret
 from tests.test_settings import MINIMAL
 
 WITHOUT_VAULT = {

@@ -26,8 +26,8 @@ import azure.functions as func
 
 from shared import events
 from shared.api import params as p
+from shared.api.endpoint import NO_PARAMETERS, context, endpoint, latest_manifest, max_age, next_link
 from shared.api.errors import ApiError, snapshot_unavailable
-from shared.api.handlers import NO_PARAMETERS, _context, _latest, _max_age, _next_link, endpoint
 from shared.api.http import answer, cache_control, json_bytes, make_etag, utc_now
 from shared.errors import SnapshotFormatError
 from shared.events import log_event
@@ -232,9 +232,9 @@ def changes(req: func.HttpRequest) -> func.HttpResponse:
     """The changes of every published snapshot from `since` to `until` (UTC dates), oldest first."""
     params = p.query(req, CHANGES_PARAMETERS)
     query = changes_query(params, utc_now().date())
-    ctx = _context()
-    manifest = _latest(ctx)
-    cache = cache_control(_max_age(ctx.settings, manifest.generated_at))
+    ctx = context()
+    manifest = latest_manifest(ctx)
+    cache = cache_control(max_age(ctx.settings, manifest.generated_at))
     base = make_etag("changes", manifest.etag, json.dumps(query.criteria), str(query.after), str(query.top))
 
     def produce() -> tuple[bytes, bool]:
@@ -251,7 +251,7 @@ def changes(req: func.HttpRequest) -> func.HttpResponse:
             "changes": found,
             # the whole range's, on every page: steps whose changes are unknown (not "nothing changed")
             "incomplete": [step for record in chain if (step := _unknown(ctx, record)) is not None],
-            "nextLink": _next_link(req, params, token),
+            "nextLink": next_link(req, params, token),
         }
         return json_bytes(body), False
 
@@ -338,9 +338,9 @@ def history(req: func.HttpRequest) -> func.HttpResponse:
     latest, and its events (added, removed, changed) oldest first; 404 when never seen."""
     p.query(req, NO_PARAMETERS)
     customer_id = p.customer_id(req)
-    ctx = _context()
-    manifest = _latest(ctx)
-    cache = cache_control(_max_age(ctx.settings, manifest.generated_at))
+    ctx = context()
+    manifest = latest_manifest(ctx)
+    cache = cache_control(max_age(ctx.settings, manifest.generated_at))
 
     def produce() -> tuple[bytes, bool]:
         found = History.of(ctx, manifest, customer_id)

@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any
 
 from shared import events
 from shared.api.errors import snapshot_unavailable
-from shared.api.text import domain_key, fold
 from shared.errors import SnapshotFormatError
 from shared.events import log_event
 from shared.snapshots.document import MAX_LINE_BYTES, line_id
 from shared.snapshots.index import Expected, SnapshotIndex, UnusableIndex, header_sha256
+from shared.text import domain_key, fold
 
 if TYPE_CHECKING:
     from shared.snapshots.store import Manifest, SnapshotStore

@@ -41,7 +41,6 @@ from typing import Any
 from shared import events
 from shared.api.errors import ApiError, snapshot_unavailable, storage_unavailable
 from shared.api.indexed import IndexedSnapshot, StoredUnreadable
-from shared.api.text import domain_key, fold
 from shared.customer_rule import MAX_DEPTH, NotStorable, check_customer, reject_constant
 from shared.errors import SnapshotFormatError
 from shared.events import log_event
@@ -49,6 +48,7 @@ from shared.gc_pause import cyclic_gc_paused
 from shared.snapshots.document import iter_customer_lines
 from shared.snapshots.index import UnusableIndex
 from shared.snapshots.store import Manifest, ManifestError, SnapshotStore
+from shared.text import domain_key, fold
 
 log = logging.getLogger("shared.api")
 _BATCH = 2000

@@ -50,14 +50,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from shared.api.text import domain_key, fold
+from shared.text import domain_key, fold
 
 MAGIC = b"CSPINDEX"
 _HEADER_START = len(MAGIC) + 4  # MAGIC, then the header's length (uint32, little-endian), then the header
 # 1: one sha256 over the whole blob (before the job staged sections as they filled); 2: CRC-32 slots any
 # caller could make collide, one slot per customer (no runs). Both are refused: the API loads the whole.
 FORMAT = 3
-FOLD_VERSION = 1  # bump when shared/api/text.py folds differently: older indexes are then refused
+FOLD_VERSION = 1  # bump when shared/text.py folds differently: older indexes are then refused
 MEMBER_CUSTOMERS = 64  # about 40 KB of JSON per member: one lookup inflates that much
 SECTIONS = (
     "members",
