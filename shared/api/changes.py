@@ -29,7 +29,7 @@ from shared.api import params as p
 from shared.api.endpoint import NO_PARAMETERS, context, endpoint, latest_manifest, max_age, next_link
 from shared.api.errors import ApiError, snapshot_unavailable
 from shared.api.http import answer, cache_control, json_bytes, make_etag, utc_now
-from shared.errors import SnapshotFormatError
+from shared.errors import SnapshotAppError, SnapshotFormatError
 from shared.events import log_event
 
 if TYPE_CHECKING:
@@ -123,7 +123,7 @@ BASE_UNREADABLE = "the snapshot before this step, the oldest retained, cannot be
 _REMEMBERED = 5000  # (name, ETag) verdicts kept: years of daily records and snapshots; never unbounded
 
 
-class RecordUnreadable(Exception):
+class RecordUnreadable(SnapshotAppError):
     """A change record that cannot be read (now, or remembered from an earlier read of its version)."""
 
 

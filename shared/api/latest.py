@@ -15,7 +15,7 @@ Trouble is contained:
 - A snapshot that cannot be read (missing, replaced, not gzip, a different sha256, larger than published)
   is remembered with the manifest naming it: one download and one ERROR line, not one per request, until
   latest.json names another.
-- A customer that is not storable by the job's rule (shared/customer_rule.py; see `indexable`) is left
+- A customer that is not storable by the job's rule (shared/customer_rule.py; see `indexed_fields`) is left
   out of the indexes, counted and logged once; the other customers are served as usual.
 
 Memory: one snapshot at a time. When latest.json names a lookup index (shared/snapshots/index.py), the
@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import threading
 import time
 from collections.abc import Sequence
@@ -41,8 +40,8 @@ from typing import Any
 from shared import events
 from shared.api.errors import ApiError, snapshot_unavailable, storage_unavailable
 from shared.api.indexed import IndexedSnapshot, StoredUnreadable
-from shared.customer_rule import MAX_DEPTH, NotStorable, check_customer, reject_constant
-from shared.errors import SnapshotFormatError
+from shared.customer_rule import MAX_DEPTH, indexed_fields, reject_constant, within_depth
+from shared.errors import SnapshotAppError, SnapshotFormatError
 from shared.events import log_event
 from shared.gc_pause import cyclic_gc_paused
 from shared.snapshots.document import iter_customer_lines
@@ -61,38 +60,13 @@ LATEST_CHECK_RETRIES = 1
 SWAP_WAIT_SECONDS = 0.5  # the request that finds a new snapshot waits this long for its index at most
 
 # -- what the indexes can use ----------------------------------------------------------------------------
-_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
-
-
-def indexable(customer: Any, text: str) -> tuple[str, str, str] | None:
-    """(id, domain, companyName) of a parsed customer the API can serve, None for any other: the rule the
-    job stores by (shared/customer_rule.py), so what one publishes the other serves. `text` is its JSON."""
-    try:
-        check_customer(customer, text)
-    except NotStorable:
-        return None
-    profile = customer.get("companyProfile") or {}
-    return customer["id"], profile.get("domain") or "", profile.get("companyName") or ""
-
-
-def _within_depth(line: bytes) -> bool:
-    if line.count(b"{") + line.count(b"[") <= MAX_DEPTH:  # the usual case, at C speed
-        return True
-    depth = deepest = 0
-    for bracket in _STRINGS.sub(b"", line).translate(None, _NOT_BRACKETS):
-        depth += 1 if bracket in b"[{" else -1
-        deepest = max(deepest, depth)
-    return deepest <= MAX_DEPTH
-
-
 _UNUSABLE = object()
 
 
 def _parse_line(line: bytes) -> Any:
     """One stored customer line parsed as strict JSON nested at most MAX_DEPTH deep (checked on the text
     first, so the parser never recurses deeper), or _UNUSABLE."""
-    if not _within_depth(line):
+    if not within_depth(line):
         return _UNUSABLE
     try:
         return json.loads(line, parse_constant=reject_constant)
@@ -123,7 +97,7 @@ class LoadedSnapshot:
     by_id: dict[str, int] = field(default_factory=dict)  # lower-cased customer id → position
     by_domain: dict[str, list[int]] = field(default_factory=dict)  # domain_key → positions
     search: list[str] = field(default_factory=list)  # fold(companyName) + "\n" + fold(domain)
-    skipped: int = 0  # customers left out of the indexes (see `indexable`)
+    skipped: int = 0  # customers left out of the indexes (see `indexed_fields`)
     skipped_ids: set[str] = field(default_factory=set)  # lower-cased ids of those that have one
 
     @classmethod
@@ -187,7 +161,9 @@ class LoadedSnapshot:
         by_id, by_domain, search = self.by_id, self.by_domain, self.search
         position = len(self.lines)
         for line, customer in zip(lines, _parse_batch(lines), strict=True):
-            fields = None if customer is _UNUSABLE else indexable(customer, line.decode("utf-8", "replace"))
+            fields = (
+                None if customer is _UNUSABLE else indexed_fields(customer, line.decode("utf-8", "replace"))
+            )
             if fields is None:
                 self.skipped += 1
                 if type(customer) is dict and type(customer.get("id")) is str:
@@ -229,9 +205,9 @@ class LoadedSnapshot:
 Snapshot = LoadedSnapshot | IndexedSnapshot
 
 
-class SnapshotReplaced(Exception):
+class SnapshotReplaced(SnapshotAppError):
     """A request asked for the snapshot of a manifest that a newer one replaced since it read latest.json:
-    it answers again from the newer one (handlers.endpoint) instead of loading the older one back."""
+    it answers again from the newer one (shared.api.endpoint) instead of loading the older one back."""
 
 
 @dataclass(eq=False)
