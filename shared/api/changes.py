@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -44,24 +43,23 @@ _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # not \d: it matches every sc
 
 
 _WITHHELD_TTL = 30.0  # seconds a health answer reuses its look at withheld.json (per latest.json)
-_withheld_seen: dict[tuple[int, str], tuple[float, dict[str, Any] | str | None]] = {}
 
 
-def withheld_since(store: SnapshotStore, manifest: Manifest) -> dict[str, Any] | str | None:
+def withheld_since(ctx: ApiContext, manifest: Manifest) -> dict[str, Any] | str | None:
     """For /api/health: the snapshot the completeness guard withheld, when it is newer than the latest
     (numbers, RFC 3339 times and a snapshot name, each checked: health is anonymous), or "unreadable" when
     withheld.json cannot be read or holds anything else. One short read of withheld.json (bounded, no
     retries, the check timeouts of latest.json) at most every _WITHHELD_TTL seconds per latest.json; None
     when there is none or the read fails."""
-    key = (id(store), manifest.etag)
-    now = time.monotonic()
-    seen = _withheld_seen.get(key)
+    now = ctx.clock()
+    seen = ctx.withheld_seen.get(manifest.etag)
     if seen is not None and now - seen[0] < _WITHHELD_TTL:
-        return seen[1]
-    found = _withheld(store, manifest)
-    if len(_withheld_seen) > 64:
-        _withheld_seen.clear()
-    _withheld_seen[key] = (now, found)
+        found: dict[str, Any] | str | None = seen[1]
+        return found
+    found = _withheld(ctx.store, manifest)
+    if len(ctx.withheld_seen) > 64:
+        ctx.withheld_seen.clear()
+    ctx.withheld_seen[manifest.etag] = (now, found)
     return found
 
 

@@ -67,10 +67,6 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
     if status == "ok" and (unreachable is not None or loaded.skipped):
         report["status"] = "degraded"
     # Never a read while storage is slow or out.
-    if (
-        unreachable is None
-        and not ctx.latest.checking()
-        and (withheld := withheld_since(ctx.store, manifest))
-    ):
+    if unreachable is None and not ctx.latest.checking() and (withheld := withheld_since(ctx, manifest)):
         report["withheld"] = withheld
     return status_response(200 if report["status"] in ("ok", "degraded") else 503, report)

@@ -33,7 +33,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +51,6 @@ from shared.text import domain_key, fold
 
 log = logging.getLogger("shared.api")
 _BATCH = 2000
-_clock = time.monotonic  # module-level so a test can move time forward
 
 # The check of latest.json answers a waiting request: one retry at most and short timeouts, so even a
 # storage endpoint that hangs costs the one request checking about 15 s, never minutes.
@@ -248,8 +247,10 @@ class LatestCache:
         check_interval: float = 0.0,
         stale_serve_seconds: float = 0.0,
         check_retries: int = LATEST_CHECK_RETRIES,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
+        self._clock = clock  # seconds, monotonic: when to check again, how long storage has been out
         self.check_retries = min(check_retries, LATEST_CHECK_RETRIES)
         self.check_interval = check_interval
         self.stale_serve_seconds = stale_serve_seconds
@@ -282,7 +283,7 @@ class LatestCache:
                     self._adopt(pending)
             finally:
                 self._check_lock.release()
-        now = _clock()
+        now = self._clock()
         if now - self._checked_at < self.check_interval:
             return self._outcome(now)
         generation = self._generation
@@ -292,7 +293,7 @@ class LatestCache:
             self._check_lock.acquire()  # nothing to answer from: wait for that check, and share it
             if self._generation != generation:
                 self._check_lock.release()
-                return self._outcome(_clock())
+                return self._outcome(self._clock())
         try:
             return self._check()
         finally:
@@ -305,7 +306,7 @@ class LatestCache:
     def unreachable_for(self) -> float | None:
         """Seconds since storage stopped answering checks of latest.json; None while it answers."""
         since = self._unreachable_since
-        return None if since is None else _clock() - since
+        return None if since is None else self._clock() - since
 
     def _servable_from_memory(self, now: float) -> bool:
         return self._manifest is not None and now - self._answered_at <= self.stale_serve_seconds
@@ -329,13 +330,13 @@ class LatestCache:
             # Remember it by its ETag: the next checks ask only whether it changed (a good publish heals
             # us), and it is logged once, not once per request.
             self._manifest, self._latest_etag, self._latest_unreadable = None, exc.etag, True
-            self._checked_at = self._answered_at = _clock()
+            self._checked_at = self._answered_at = self._clock()
             self._failure = _not_a_manifest()
             self._generation += 1
             log_event(log, logging.ERROR, events.API_LATEST_UNREADABLE, blob="latest.json")
             raise _again(self._failure) from None
         except AzureError as exc:
-            now = _clock()
+            now = self._clock()
             self._checked_at = now
             self._failure = storage_unavailable()
             self._generation += 1
@@ -351,7 +352,7 @@ class LatestCache:
                 )
             return self._outcome(now)
         self._storage_answered()
-        self._checked_at = self._answered_at = _clock()
+        self._checked_at = self._answered_at = self._clock()
         self._generation += 1
         if changed is None and self._latest_unreadable:  # 304: the same latest.json, still not a manifest
             self._failure = _not_a_manifest()
@@ -364,7 +365,7 @@ class LatestCache:
 
     def _storage_answered(self) -> None:
         if self._unreachable_since is not None:
-            seconds = round(_clock() - self._unreachable_since, 3)
+            seconds = round(self._clock() - self._unreachable_since, 3)
             self._unreachable_since = None
             log_event(log, logging.INFO, events.API_STORAGE_REACHABLE, unreachableSeconds=seconds)
 
