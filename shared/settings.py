@@ -565,6 +565,24 @@ class _Reader:
         return StorageTarget()
 
 
+# App settings that carry credentials when KEY_VAULT_URL is not set (read by shared/secrets.py).
+CREDENTIAL_SETTINGS = (
+    "PARTNER_CENTER_TENANT_ID",
+    "PARTNER_CENTER_CLIENT_ID",
+    "PARTNER_CENTER_CLIENT_SECRET",
+    "PARTNER_CENTER_REFRESH_TOKEN",
+    "TEAMS_WORKFLOW_URL",
+    "WEBHOOK_SIGNING_SECRET",
+)
+
+
+def environment_secrets(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The CREDENTIAL_SETTINGS that are set (trimmed), by name: what a run without Key Vault takes its
+    credentials from. Kept out of Settings so that no repr or log of the settings can carry them."""
+    env = os.environ if environ is None else environ
+    return {name: value for name in CREDENTIAL_SETTINGS if (value := env.get(name, "").strip())}
+
+
 def _host_json_timeout(path: Path) -> str | None:
     """host.json's functionTimeout as written ("-1" for null); None when it names none or cannot be read
     (the host would not start with a host.json it cannot read)."""
