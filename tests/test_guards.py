@@ -40,4 +40,3 @@ def test_file_length_limit(tmp_path, lines, fails):
 
     assert (done.returncode == 1) is fails
     assert ("module.py has 401 lines (at most 400)" in done.stdout) is fails
-
