@@ -147,7 +147,7 @@ def test_one_odd_customer_never_takes_down_the_answers_for_the_others(make_stack
 
 
 def test_brackets_in_strings_nesting_up_to_the_bound_and_no_profile_are_served(make_stack):
-    from shared.api.latest import MAX_DEPTH
+    from shared.customer_rule import MAX_DEPTH
 
     brackets = {**GOOD[0], "notes": "[{" * 100 + '\\"[' * 50}  # many brackets, all inside strings
     nested: Any = "bottom"

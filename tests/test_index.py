@@ -25,7 +25,7 @@ import shared.api.indexed as indexed
 from devstack.population import make_customers
 from shared.api.context import api_context
 from shared.api.indexed import IndexedSnapshot
-from shared.api.latest import LoadedSnapshot
+from shared.api.loaded import LoadedSnapshot
 from shared.snapshots.index import MEMBER_CUSTOMERS, SnapshotIndex, UnusableIndex, header_sha256, index_name
 from shared.snapshots.store import Manifest, SnapshotStore
 from tests.functions import run_timer

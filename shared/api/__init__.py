@@ -10,7 +10,8 @@ errors.py       ApiError → the JSON error answer every route shares
 params.py       query and route parameter validation
 http.py         ETag / If-None-Match, gzip negotiation, Cache-Control, JSON answers
 schedule.py     when the next snapshot can exist (NCRONTAB), for Cache-Control
-latest.py       the warm-instance cache of the latest snapshot; the whole load (LoadedSnapshot)
+latest.py       LatestCache: the warm instance's latest snapshot, checked, loaded once, swapped
+loaded.py       the whole load of a snapshot (LoadedSnapshot), when latest.json names no usable index
 indexed.py      the indexed read of a snapshot (IndexedSnapshot) through its stored index
 sas.py          short-lived read-only SAS URLs for snapshots too large to answer inline
 context.py      ApiContext: settings, storage client, caches and clock, built once per process
