@@ -57,9 +57,9 @@ def snapshot_by_date(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="health", methods=None, auth_level=func.AuthLevel.ANONYMOUS)
 def health(req: func.HttpRequest) -> func.HttpResponse:
     """GET /api/health: ok / stale / empty, the latest snapshot's age and count; no customer data."""
-    from shared.api import handlers
+    from shared.api import health as route
 
-    return handlers.health(req)
+    return route.health(req)
 
 
 @app.route(route="changes", methods=None, auth_level=func.AuthLevel.FUNCTION)

@@ -13,12 +13,15 @@ Every other member may hold any JSON value; the text is stored as received.
 
     check_storable(text) -> dict             parse strictly and check; NotStorable otherwise
     check_customer(value, text=None) -> None  check a value already parsed strictly (the job's page parser)
+    indexed_fields(value, text=None)          (id, domain, companyName) of a customer the rule admits, or None
+    within_depth(line) -> bool               a stored line's nesting is within MAX_DEPTH (before parsing it)
     reject_constant                          `parse_constant=` hook that makes a json decoder strict
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from shared.errors import SnapshotAppError
@@ -70,6 +73,34 @@ def check_customer(value: Any, text: str | None = None) -> None:
     # Counting brackets (strings included) is a C-speed upper bound of the depth; walk only past it.
     if (text is None or text.count("{") + text.count("[") > MAX_DEPTH) and _value_depth(value) > MAX_DEPTH:
         raise NotStorable(f"nested deeper than {MAX_DEPTH} levels", value["id"])
+
+
+def indexed_fields(value: Any, text: str | None = None) -> tuple[str, str, str] | None:
+    """(id, domain, companyName) of a parsed customer the rule admits ("" for an absent or null one), None
+    when it breaks the rule: what the snapshot index and the API's whole load can look up. Without `text`
+    the depth is not checked (the job checked it before storing)."""
+    if not _fields_ok(value):
+        return None
+    if text is not None and _openers(text) > MAX_DEPTH and _value_depth(value) > MAX_DEPTH:
+        return None
+    profile = value.get("companyProfile") or {}
+    return value["id"], profile.get("domain") or "", profile.get("companyName") or ""
+
+
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def within_depth(line: bytes) -> bool:
+    """Whether a stored customer line nests at most MAX_DEPTH levels, told from its text (brackets inside
+    strings do not count), so a parser is never asked to recurse deeper."""
+    if line.count(b"{") + line.count(b"[") <= MAX_DEPTH:  # the usual case, at C speed
+        return True
+    depth = deepest = 0
+    for bracket in _STRINGS.sub(b"", line).translate(None, _NOT_BRACKETS):
+        depth += 1 if bracket in b"[{" else -1
+        deepest = max(deepest, depth)
+    return deepest <= MAX_DEPTH
 
 
 _STRING_OR_NULL = frozenset({str, type(None)})

@@ -61,6 +61,8 @@ API_STORAGE_UNREACHABLE = "api.storage_unreachable"  # once per outage; answers 
 API_STORAGE_REACHABLE = "api.storage_reachable"  # the outage is over
 API_SNAPSHOT_UNVERIFIED = "api.snapshot_unverified"  # a snapshot asked for by date does not verify
 API_CHANGE_RECORD_UNREADABLE = "api.change_record_unreadable"  # once per version of a record
+API_CSV_RENDITION_WRITTEN = "api.csv_rendition_written"  # the whole snapshot's CSV, stored beside it
+API_CSV_RENDITION_FAILED = "api.csv_rendition_failed"  # tried once per snapshot version
 
 # Watched by the alert rules: renaming one of these silences an alert.
 ALERTED = frozenset(

@@ -375,13 +375,17 @@ class _Run:
         from shared.identity import azure_credential
         from shared.partner_center.auth import PartnerCenterTokens
         from shared.secrets import credential_store
+        from shared.settings import environment_secrets
 
         settings = self.settings
         credential: Callable[[], TokenCredential] = functools.cache(
             lambda: azure_credential(settings.azure_client_id)
         )
         credentials = credential_store(
-            settings.key_vault_url, credential, max_retry_after=settings.max_retry_after_seconds
+            settings.key_vault_url,
+            credential,
+            environment=environment_secrets(),
+            max_retry_after=settings.max_retry_after_seconds,
         )
         secrets = credentials.load()
         # At the start: a webhook signing secret missing (or either secret unusable) fails the run here.

@@ -7,8 +7,7 @@ Values never appear in messages: errors name the secret and the vault only.
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -80,10 +79,17 @@ class CredentialStore:
 
 
 class EnvironmentCredentialStore(CredentialStore):
-    """Plain app settings (or Key Vault references resolved by the platform into app settings)."""
+    """Plain app settings (or Key Vault references resolved by the platform into app settings), handed in by
+    the settings catalogue (shared.settings.environment_secrets): name → value."""
+
+    def __init__(self, environment: Mapping[str, str]) -> None:
+        self._environment = environment
+
+    def __repr__(self) -> str:
+        return "EnvironmentCredentialStore()"  # never the values
 
     def load(self) -> PartnerCenterCredentials:
-        values = {name: os.environ.get(env, "").strip() for name, env in ENV_NAMES.items()}
+        values = {name: self._environment.get(env, "") for name, env in ENV_NAMES.items()}
         missing = [ENV_NAMES[n] for n in (TENANT_ID, CLIENT_ID, CLIENT_SECRET) if not values[n]]
         if missing:
             raise SecretsError(f"missing Partner Center credentials in the environment: {', '.join(missing)}")
@@ -95,7 +101,7 @@ class EnvironmentCredentialStore(CredentialStore):
         return False  # an app setting cannot be rewritten from inside the app
 
     def notification_secrets(self, *, webhooks: bool) -> NotificationSecrets:
-        teams, signing = (os.environ.get(env, "").strip() or None for env in NOTIFICATION_ENV_NAMES.values())
+        teams, signing = (self._environment.get(env) or None for env in NOTIFICATION_ENV_NAMES.values())
         return _checked(teams, signing, webhooks, NOTIFICATION_ENV_NAMES)
 
 
@@ -187,7 +193,7 @@ def _checked(
     """The secrets when they are usable, registered for scrubbing; SecretsError naming the one that is not
     (`names`: how to name each secret in a message)."""
     from shared.hosts import endpoint_problem
-    from shared.notify.webhooks import secret_problem
+    from shared.signing_secret import secret_problem
 
     remember(teams, signing)
     if teams is not None and (problem := endpoint_problem(teams)) is not None:
@@ -239,10 +245,12 @@ def credential_store(
     vault_url: str | None,
     credential_factory: Callable[[], TokenCredential],
     *,
+    environment: Mapping[str, str],
     max_retry_after: float = 120,
 ) -> CredentialStore:
-    """Key Vault when `vault_url` is set (the credential is made only then), else the environment; Key Vault's
-    Retry-After is capped at `max_retry_after` seconds."""
+    """Key Vault when `vault_url` is set (the credential is made only then), else `environment` (the secret
+    app settings, shared.settings.environment_secrets); Key Vault's Retry-After is capped at
+    `max_retry_after` seconds."""
     if vault_url:
         return KeyVaultCredentialStore(vault_url, credential_factory(), max_retry_after=max_retry_after)
-    return EnvironmentCredentialStore()
+    return EnvironmentCredentialStore(environment)

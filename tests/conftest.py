@@ -15,6 +15,7 @@ import pytest
 
 from devstack.azurite import Azurite
 from devstack.stack import DevStack
+from tests.functions import new_instance
 
 _containers = itertools.count(1)
 
@@ -84,6 +85,16 @@ class Snapshots:
         return self.document(name)
 
 
+@pytest.fixture(autouse=True)
+def fresh_api_context() -> Iterator[None]:
+    """Each test's first request builds the API's context from the settings it set (an instance's life)."""
+    from shared.api.context import use
+
+    use(None)
+    yield
+    use(None)
+
+
 @pytest.fixture
 def make_stack(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """make_stack(**DevStack kwargs) -> (stack, snapshots): stand-ins up, job settings in os.environ."""
@@ -105,6 +116,7 @@ def make_stack(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> Iterator[An
         env.update(env_overrides or {})
         for name, value in env.items():
             monkeypatch.setenv(name, value)
+        new_instance()
         return stack, Snapshots(stack, container)
 
     yield make

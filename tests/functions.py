@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,3 +83,42 @@ def run_timer(past_due: bool = False) -> None:
 def http_get(name: str, url: str, **kwargs: Any) -> func.HttpResponse:
     kwargs.setdefault("body", b"")
     return registered()[name].get_user_function()(func.HttpRequest("GET", url, **kwargs))
+
+
+def new_instance() -> None:
+    """The app settings changed: the next request builds the API's context anew, as a restarted Functions
+    instance does (production builds it once per process)."""
+    from shared.api.context import use
+
+    use(None)
+
+
+class InstanceSettings:
+    """monkeypatch's setenv/delenv for app settings: each change restarts the instance (new_instance)."""
+
+    def __init__(self, monkeypatch: Any) -> None:
+        self._monkeypatch = monkeypatch
+
+    def setenv(self, name: str, value: str) -> None:
+        self._monkeypatch.setenv(name, value)
+        new_instance()
+
+    def delenv(self, name: str, raising: bool = True) -> None:
+        self._monkeypatch.delenv(name, raising=raising)
+        new_instance()
+
+    def setattr(self, *args: Any, **kwargs: Any) -> None:
+        self._monkeypatch.setattr(*args, **kwargs)
+
+
+class MovableClock:
+    """time.monotonic that a test can move forward (ApiContext's clock)."""
+
+    def __init__(self) -> None:
+        self._ahead = 0.0
+
+    def advance(self, seconds: float) -> None:
+        self._ahead += seconds
+
+    def __call__(self) -> float:
+        return time.monotonic() + self._ahead

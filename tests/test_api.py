@@ -32,7 +32,7 @@ from shared.api.context import api_context
 from shared.snapshots.store import SnapshotStore, snapshot_name
 from shared.snapshots.writer import dumps
 from tests.conftest import Snapshots
-from tests.functions import registered, run_timer
+from tests.functions import InstanceSettings, registered, run_timer
 
 BASE = "http://localhost:7071/api/"
 HTTP_FUNCTIONS = ("customers", "customer", "snapshots", "snapshot_by_date", "health", "openapi")
@@ -207,9 +207,9 @@ def world(azurite) -> Iterator[World]:
 
 
 @pytest.fixture
-def env(world, monkeypatch) -> pytest.MonkeyPatch:
-    """The shared world with some settings changed for one test."""
-    return monkeypatch
+def env(world, monkeypatch) -> InstanceSettings:
+    """The shared world with some settings changed for one test (each change restarts the instance)."""
+    return InstanceSettings(monkeypatch)
 
 
 # -- GET /api/customers: the whole snapshot ------------------------------------------------------------
@@ -708,7 +708,7 @@ def test_health_ok_with_age_and_count_and_no_customer_data(world):
 
 def test_health_is_stale_after_the_setting(world, env):
     env.setenv("HEALTH_STALE_AFTER_HOURS", "0.01")
-    env.setattr("shared.api.handlers.utc_now", lambda: datetime.now(UTC) + timedelta(hours=1))
+    env.setattr("shared.api.health.utc_now", lambda: datetime.now(UTC) + timedelta(hours=1))
     response = call("health")
     payload = json.loads(response.get_body())
     assert response.status_code == 503
@@ -910,7 +910,7 @@ def test_a_large_snapshot_redirects_to_a_short_lived_read_only_sas(make_stack, a
     day = latest["generatedAt"][:10]
     assert date_call(day, headers={"Accept-Encoding": "gzip"}).status_code == 307
     # Small enough as gzip, too large once inflated for a client that refuses gzip: redirected too.
-    monkeypatch.setenv("API_SNAPSHOT_INLINE_MAX_BYTES", str(len(stored) + 10))
+    InstanceSettings(monkeypatch).setenv("API_SNAPSHOT_INLINE_MAX_BYTES", str(len(stored) + 10))
     assert call("customers", headers={"Accept-Encoding": "gzip"}).status_code == 200
     assert call("customers").status_code == 307
     assert date_call(day, headers={"Accept-Encoding": "gzip"}).status_code == 200

@@ -23,9 +23,10 @@ from typing import Any
 import pytest
 
 from devstack.relay import Relay
-from shared.api.context import api_context
+from shared.api.context import api_context, build, use
+from shared.settings import Settings
 from shared.snapshots.store import SnapshotStore, snapshot_name
-from tests.functions import run_timer
+from tests.functions import MovableClock, run_timer
 from tests.test_api import (
     SPECIAL,
     assert_error,
@@ -146,7 +147,7 @@ def test_one_odd_customer_never_takes_down_the_answers_for_the_others(make_stack
 
 
 def test_brackets_in_strings_nesting_up_to_the_bound_and_no_profile_are_served(make_stack):
-    from shared.api.latest import MAX_DEPTH
+    from shared.customer_rule import MAX_DEPTH
 
     brackets = {**GOOD[0], "notes": "[{" * 100 + '\\"[' * 50}  # many brackets, all inside strings
     nested: Any = "bottom"
@@ -253,16 +254,15 @@ def test_a_check_of_latest_json_during_an_outage_is_bounded(outage):
 
 def test_serving_from_memory_is_bounded_by_the_setting(outage, monkeypatch):
     relay, _, _ = outage(API_STALE_SERVE_SECONDS="60", SNAPSHOT_STORAGE_RETRIES="0")
+    clock = MovableClock()
+    use(build(Settings.from_env(api=True), clock=clock))
     assert customer_call(GOOD[0]["id"]).status_code == 200
     relay.refuse()
     assert customer_call(GOOD[1]["id"]).status_code == 200
     status, health = _health()
     assert status == 200 and health["status"] == "degraded" and health["staleServeSeconds"] == 60
 
-    import shared.api.latest as latest
-
-    clock = latest._clock
-    monkeypatch.setattr(latest, "_clock", lambda: clock() + 61)  # the outage outlasts the setting
+    clock.advance(61)  # the outage outlasts the setting
     assert_error(customer_call(GOOD[1]["id"]), 503, "storage_unavailable")
     status, health = _health()
     assert status == 503 and health["status"] == "unavailable"

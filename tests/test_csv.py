@@ -21,7 +21,7 @@ from shared.api.csv_answer import _gzip, encode, rendition_name
 from shared.api.csv_answer import cell as csv_cell
 from shared.api.csv_answer import row as csv_row
 from tests.conftest import Snapshots
-from tests.functions import run_timer
+from tests.functions import new_instance, run_timer
 from tests.test_api import (
     _customer,
     _foreign_settings,
@@ -366,6 +366,7 @@ def test_a_name_holding_a_lone_surrogate_is_u_fffd_in_every_csv_answer_and_as_st
     monkeypatch.setenv("API_SNAPSHOT_INLINE_MAX_BYTES", "1000")
     monkeypatch.setenv("SNAPSHOT_STORAGE_ACCOUNT_URL", "")
     monkeypatch.setenv("SNAPSHOT_STORAGE_CONNECTION_STRING", azurite.connection_string)
+    new_instance()
     redirected = call("customers", {"format": "csv"})
     assert redirected.status_code == 307, redirected.get_body()[:300]
     downloaded = requests.get(redirected.headers["Location"], timeout=10)

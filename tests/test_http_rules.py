@@ -7,7 +7,7 @@ import azure.functions as func
 import pytest
 
 from shared.api.http import accepts_gzip, not_modified
-from shared.api.text import domain_key, fold
+from shared.text import domain_key, fold
 
 ETAG = '"abc"'
 

@@ -25,7 +25,7 @@ import shared.api.indexed as indexed
 from devstack.population import make_customers
 from shared.api.context import api_context
 from shared.api.indexed import IndexedSnapshot
-from shared.api.latest import LoadedSnapshot
+from shared.api.loaded import LoadedSnapshot
 from shared.snapshots.index import MEMBER_CUSTOMERS, SnapshotIndex, UnusableIndex, header_sha256, index_name
 from shared.snapshots.store import Manifest, SnapshotStore
 from tests.functions import run_timer
@@ -350,7 +350,7 @@ def test_the_compressed_search_text_is_given_back_once_inflated():
     start = len(MAGIC) + 4 + length + offset
     released = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE
     assert size > 2 * mmap.PAGESIZE and mapped[released : start + size] == bytes(start + size - released)
-    from shared.api.text import fold
+    from shared.text import fold
 
     assert 7 in index.matching(fold(customers[7]["companyProfile"]["companyName"]))  # the text is kept
     assert position_of(index, customers[2999]["id"]) == 2999  # the sections before it are untouched

@@ -12,7 +12,8 @@ import pytest
 from standardwebhooks import WebhookVerificationError
 
 from shared.changes.events import cloud_event
-from shared.notify.webhooks import Signer, batches, new_secret
+from shared.notify.webhooks import Signer, batches
+from shared.signing_secret import new_secret
 
 DOC = (Path(__file__).resolve().parents[1] / "docs" / "notifications.md").read_text()
 

@@ -22,8 +22,8 @@ from devstack.population import make_customers
 from devstack.receivers import TeamsWorkflow, WebhookReceiver
 from shared import events
 from shared.errors import SecretsError, SnapshotWithheldError
-from shared.notify.webhooks import new_secret
 from shared.secrets import TEAMS_WORKFLOW_URL, WEBHOOK_SIGNING_SECRET
+from shared.signing_secret import new_secret
 from tests.functions import run_timer
 from tests.test_event_outbox import logged
 from tests.test_events import change_night, drain, outbox

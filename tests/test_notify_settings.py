@@ -10,9 +10,9 @@ import pytest
 
 from shared.errors import SecretsError
 from shared.identity import azure_credential
-from shared.notify.webhooks import new_secret
 from shared.secrets import TEAMS_WORKFLOW_URL, WEBHOOK_SIGNING_SECRET, credential_store
-from shared.settings import Settings, SettingsError
+from shared.settings import Settings, SettingsError, environment_secrets
+from shared.signing_secret import new_secret
 from tests.test_settings import MINIMAL
 
 WITHOUT_VAULT = {
@@ -144,7 +144,9 @@ def test_a_bad_secret_setting_is_refused_without_its_value(name, value, problem)
 def store():
     import os
 
-    return credential_store(os.environ.get("KEY_VAULT_URL"), lambda: azure_credential(None))
+    return credential_store(
+        os.environ.get("KEY_VAULT_URL"), lambda: azure_credential(None), environment=environment_secrets()
+    )
 
 
 def test_key_vault_holds_the_teams_url_and_the_signing_secret(make_stack):

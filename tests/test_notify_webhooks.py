@@ -24,9 +24,8 @@ from shared.notify.webhooks import (
     batch_id,
     batches,
     event_id,
-    new_secret,
-    secret_problem,
 )
+from shared.signing_secret import new_secret, secret_problem
 
 FAST = DeliveryPolicy(
     read_timeout=1, attempt_seconds=3, answer_seconds=0.5, max_attempts=3, backoff_seconds=0.05

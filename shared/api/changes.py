@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -26,10 +25,10 @@ import azure.functions as func
 
 from shared import events
 from shared.api import params as p
+from shared.api.endpoint import NO_PARAMETERS, context, endpoint, latest_manifest, max_age, next_link
 from shared.api.errors import ApiError, snapshot_unavailable
-from shared.api.handlers import NO_PARAMETERS, _context, _latest, _max_age, _next_link, endpoint
 from shared.api.http import answer, cache_control, json_bytes, make_etag, utc_now
-from shared.errors import SnapshotFormatError
+from shared.errors import SnapshotAppError, SnapshotFormatError
 from shared.events import log_event
 
 if TYPE_CHECKING:
@@ -44,24 +43,23 @@ _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # not \d: it matches every sc
 
 
 _WITHHELD_TTL = 30.0  # seconds a health answer reuses its look at withheld.json (per latest.json)
-_withheld_seen: dict[tuple[int, str], tuple[float, dict[str, Any] | str | None]] = {}
 
 
-def withheld_since(store: SnapshotStore, manifest: Manifest) -> dict[str, Any] | str | None:
+def withheld_since(ctx: ApiContext, manifest: Manifest) -> dict[str, Any] | str | None:
     """For /api/health: the snapshot the completeness guard withheld, when it is newer than the latest
     (numbers, RFC 3339 times and a snapshot name, each checked: health is anonymous), or "unreadable" when
     withheld.json cannot be read or holds anything else. One short read of withheld.json (bounded, no
     retries, the check timeouts of latest.json) at most every _WITHHELD_TTL seconds per latest.json; None
     when there is none or the read fails."""
-    key = (id(store), manifest.etag)
-    now = time.monotonic()
-    seen = _withheld_seen.get(key)
+    now = ctx.clock()
+    seen = ctx.withheld_seen.get(manifest.etag)
     if seen is not None and now - seen[0] < _WITHHELD_TTL:
-        return seen[1]
-    found = _withheld(store, manifest)
-    if len(_withheld_seen) > 64:
-        _withheld_seen.clear()
-    _withheld_seen[key] = (now, found)
+        found: dict[str, Any] | str | None = seen[1]
+        return found
+    found = _withheld(ctx.store, manifest)
+    if len(ctx.withheld_seen) > 64:
+        ctx.withheld_seen.clear()
+    ctx.withheld_seen[manifest.etag] = (now, found)
     return found
 
 
@@ -123,7 +121,7 @@ BASE_UNREADABLE = "the snapshot before this step, the oldest retained, cannot be
 _REMEMBERED = 5000  # (name, ETag) verdicts kept: years of daily records and snapshots; never unbounded
 
 
-class RecordUnreadable(Exception):
+class RecordUnreadable(SnapshotAppError):
     """A change record that cannot be read (now, or remembered from an earlier read of its version)."""
 
 
@@ -232,9 +230,9 @@ def changes(req: func.HttpRequest) -> func.HttpResponse:
     """The changes of every published snapshot from `since` to `until` (UTC dates), oldest first."""
     params = p.query(req, CHANGES_PARAMETERS)
     query = changes_query(params, utc_now().date())
-    ctx = _context()
-    manifest = _latest(ctx)
-    cache = cache_control(_max_age(ctx.settings, manifest.generated_at))
+    ctx = context()
+    manifest = latest_manifest(ctx)
+    cache = cache_control(max_age(ctx.settings, manifest.generated_at))
     base = make_etag("changes", manifest.etag, json.dumps(query.criteria), str(query.after), str(query.top))
 
     def produce() -> tuple[bytes, bool]:
@@ -251,7 +249,7 @@ def changes(req: func.HttpRequest) -> func.HttpResponse:
             "changes": found,
             # the whole range's, on every page: steps whose changes are unknown (not "nothing changed")
             "incomplete": [step for record in chain if (step := _unknown(ctx, record)) is not None],
-            "nextLink": _next_link(req, params, token),
+            "nextLink": next_link(req, params, token),
         }
         return json_bytes(body), False
 
@@ -338,9 +336,9 @@ def history(req: func.HttpRequest) -> func.HttpResponse:
     latest, and its events (added, removed, changed) oldest first; 404 when never seen."""
     p.query(req, NO_PARAMETERS)
     customer_id = p.customer_id(req)
-    ctx = _context()
-    manifest = _latest(ctx)
-    cache = cache_control(_max_age(ctx.settings, manifest.generated_at))
+    ctx = context()
+    manifest = latest_manifest(ctx)
+    cache = cache_control(max_age(ctx.settings, manifest.generated_at))
 
     def produce() -> tuple[bytes, bool]:
         found = History.of(ctx, manifest, customer_id)

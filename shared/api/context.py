@@ -1,32 +1,26 @@
 """What a warm instance keeps between requests: settings, the storage client, the latest-snapshot cache.
 
-Built on the first request (never at import), reused while the settings stay the same, rebuilt when they
-change (tests switch storage and containers; a real instance restarts when app settings change anyway).
+Built from the settings catalogue on the first request (never at import) and kept for the life of the
+process: a Functions instance restarts when its app settings change, so nothing here reads the environment
+again. Whoever hosts the routes otherwise (tests, the local host) builds the context it needs with
+`build` and installs it with `use`.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from shared.settings import SETTINGS, Settings
+from shared.settings import Settings
 
 if TYPE_CHECKING:
     from shared.api.latest import LatestCache
     from shared.api.sas import SasIssuer
     from shared.snapshots.store import SnapshotStore
-
-# The settings the API reads, plus what decides which credential and trust store the SDK uses.
-_KEY_NAMES = (
-    *(s.name for s in SETTINGS if s.api),
-    "IDENTITY_ENDPOINT",
-    "IDENTITY_HEADER",
-    "MSI_ENDPOINT",
-    "REQUESTS_CA_BUNDLE",
-)
 
 
 @dataclass(frozen=True)
@@ -34,6 +28,7 @@ class ApiContext:
     settings: Settings
     latest: LatestCache
     sas: SasIssuer
+    clock: Callable[[], float] = time.monotonic  # seconds, monotonic: what the caches below expire by
     # (snapshot name, ETag) → whether its bytes verified against what was published: checked once.
     verified: dict[tuple[str, str], bool] = field(default_factory=dict)
     # (snapshot name, ETag) of snapshots whose CSV rendition failed for what they hold: tried once.
@@ -41,6 +36,8 @@ class ApiContext:
     # (blob name, ETag) → whether that version of a change record, or of a snapshot history reads, read
     # whole: one that did not is not read again until it changes (shared/api/changes.py).
     readable: dict[tuple[str, str], bool] = field(default_factory=dict)
+    # latest.json's ETag → (clock(), what /api/health last found in withheld.json) (shared/api/changes.py).
+    withheld_seen: dict[str, tuple[float, Any]] = field(default_factory=dict)
 
     @property
     def store(self) -> SnapshotStore:
@@ -48,30 +45,34 @@ class ApiContext:
 
 
 _lock = threading.Lock()
-_current: tuple[tuple[str | None, ...], ApiContext] | None = None
+_current: ApiContext | None = None
 
 
 def api_context() -> ApiContext:
-    global _current
-    key = tuple(os.environ.get(name) for name in _KEY_NAMES)
+    """The process's context, built from the environment's settings on first use."""
     current = _current
-    if current is not None and current[0] == key:
-        return current[1]
+    if current is not None:
+        return current
     with _lock:
-        if _current is not None and _current[0] == key:
-            return _current[1]
-        context = _build()
-        _current = (key, context)
-        return context
+        if _current is None:
+            use(build(Settings.from_env(api=True)))
+        assert _current is not None
+        return _current
 
 
-def _build() -> ApiContext:
+def use(context: ApiContext | None) -> None:
+    """Installs the context the routes answer with (None: the next request builds one from the settings)."""
+    global _current
+    _current = context
+
+
+def build(settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> ApiContext:
+    """A context over the snapshot container `settings` name, with its own caches."""
     from shared.api.latest import LatestCache
     from shared.api.sas import SasIssuer
     from shared.identity import azure_credential
     from shared.snapshots.store import SnapshotStore, container_client
 
-    settings = Settings.from_env(api=True)
     credential = functools.cache(lambda: azure_credential(settings.azure_client_id))
     container = container_client(settings, credential, api=True)
     latest = LatestCache(
@@ -79,5 +80,6 @@ def _build() -> ApiContext:
         check_interval=settings.latest_check_seconds,
         stale_serve_seconds=settings.stale_serve_seconds,
         check_retries=settings.storage_retries,
+        clock=clock,
     )
-    return ApiContext(settings, latest, SasIssuer(container))
+    return ApiContext(settings, latest, SasIssuer(container), clock)

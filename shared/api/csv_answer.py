@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import azure.functions as func
 
+from shared import events
 from shared.api.errors import ApiError, bad_parameter, snapshot_unavailable
 from shared.api.http import (
     GZIP_LEVEL,
@@ -270,7 +271,7 @@ def ensure_rendition(ctx: ApiContext, manifest: Manifest) -> int:
         log_event(
             log,
             logging.INFO,
-            "api.csv_rendition_written",
+            events.API_CSV_RENDITION_WRITTEN,
             snapshot=manifest.snapshot,
             storedBytes=size,
             elapsedSeconds=round(time.monotonic() - started, 3),
@@ -325,7 +326,7 @@ def _rendition_csv(ctx: ApiContext, manifest: Manifest) -> Iterator[bytes]:
 
 
 def _unreadable(manifest: Manifest) -> Exception:
-    log_event(log, logging.ERROR, "api.csv_rendition_failed", snapshot=manifest.snapshot)
+    log_event(log, logging.ERROR, events.API_CSV_RENDITION_FAILED, snapshot=manifest.snapshot)
     return _cannot_be_read()
 
 

@@ -1,30 +1,31 @@
 """One function per route: HttpRequest → HttpResponse. Nothing escapes: every failure is a JSON error
 with a stable code, and no stack trace, path or setting value ever reaches the caller.
-
-Caching (Cache-Control): answers about the latest snapshot may be reused until a newer snapshot can
-exist (the next SNAPSHOT_SCHEDULE occurrence, or now while a scheduled run may still publish), capped by
-API_CACHE_MAX_AGE_SECONDS because a manual run (admin endpoint, portal "Test/Run") can publish at any
-time; after that, revalidating with the ETag costs the client a 304 and us one conditional GET of
-latest.json. A date whose runs can no longer publish is immutable.
+(Caching: see shared/api/endpoint.py.)
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING
-from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import azure.functions as func
 
 from shared import events
 from shared.api import csv_answer
 from shared.api import params as p
-from shared.api.errors import JSON_TYPE, ApiError, error_response, snapshot_unavailable
+from shared.api.endpoint import (
+    NO_PARAMETERS,
+    caller_code,
+    context,
+    endpoint,
+    latest_manifest,
+    max_age,
+    next_link,
+)
+from shared.api.errors import JSON_TYPE, ApiError, snapshot_unavailable
 from shared.api.http import (
     IMMUTABLE,
     accepts_gzip,
@@ -40,71 +41,14 @@ from shared.events import log_event
 if TYPE_CHECKING:
     from shared.api.context import ApiContext
     from shared.api.latest import Snapshot
-    from shared.settings import Settings
     from shared.snapshots.store import Manifest, SnapshotInfo
 
 log = logging.getLogger("shared.api")
 
 CUSTOMERS_PARAMETERS = frozenset({"q", "domain", "top", "continuation", "format"})
 SNAPSHOTS_PARAMETERS = frozenset({"top", "continuation"})
-NO_PARAMETERS: frozenset[str] = frozenset()
 CUSTOMERS_TOP = (100, 1000)  # default, maximum
 SNAPSHOTS_TOP = (20, 100)
-_METHOD = re.compile(r"[A-Za-z]{1,16}")
-
-Handler = Callable[[func.HttpRequest], func.HttpResponse]
-
-
-def endpoint(handler: Handler) -> Handler:
-    """GET only (405 otherwise), and the error boundary: ApiError → its answer, storage trouble → 503,
-    anything else → 500 `internal_error`, logged here with its stack trace, never sent."""
-
-    @functools.wraps(handler)
-    def wrapper(req: func.HttpRequest) -> func.HttpResponse:
-        from azure.core.exceptions import AzureError
-
-        try:
-            if req.method.upper() != "GET":
-                method = req.method if _METHOD.fullmatch(req.method) else "this method"
-                raise ApiError(
-                    405,
-                    "method_not_allowed",
-                    f"{method} is not allowed here; use GET",
-                    headers={"Allow": "GET"},
-                )
-            return _answered(handler, req)
-        except ApiError as exc:
-            return exc.response()
-        except AzureError as exc:
-            log_event(
-                log, logging.ERROR, events.API_STORAGE_ERROR, route=handler.__name__, error=type(exc).__name__
-            )
-            return error_response(
-                503,
-                "storage_unavailable",
-                "snapshot storage cannot be reached right now; try again shortly",
-                headers={"Retry-After": "30"},
-            )
-        except Exception:
-            log_event(log, logging.ERROR, events.API_INTERNAL_ERROR, exc_info=True, route=handler.__name__)
-            return error_response(500, "internal_error", "the request failed; it was logged")
-
-    return wrapper
-
-
-def _answered(handler: Handler, req: func.HttpRequest) -> func.HttpResponse:
-    from shared.api.latest import SnapshotReplaced
-
-    try:
-        return handler(req)
-    except SnapshotReplaced:  # a newer snapshot was taken up while this request ran: answer from it
-        return handler(req)
-
-
-def _context() -> ApiContext:
-    from shared.api.context import api_context
-
-    return api_context()
 
 
 # -- /api/customers ------------------------------------------------------------------------------------
@@ -115,9 +59,9 @@ def customers(req: func.HttpRequest) -> func.HttpResponse:
     params = p.query(req, CUSTOMERS_PARAMETERS)
     query = p.customer_query(params, *CUSTOMERS_TOP)
     as_csv = csv_answer.wants_csv(req, params)  # format=csv or Accept: text/csv
-    ctx = _context()
-    manifest = _latest(ctx)
-    cache = cache_control(_max_age(ctx.settings, manifest.generated_at))
+    ctx = context()
+    manifest = latest_manifest(ctx)
+    cache = cache_control(max_age(ctx.settings, manifest.generated_at))
     # Answers differ by Accept (CSV or JSON) as well as by Accept-Encoding.
     headers = _snapshot_headers(manifest.snapshot, manifest.generated_at) | {
         "Vary": "Accept, Accept-Encoding"
@@ -130,7 +74,7 @@ def customers(req: func.HttpRequest) -> func.HttpResponse:
     snapshot_key = _snapshot_key(manifest)
     offset, top = query.offset(snapshot_key), query.top
     kind = "customers-csv" if as_csv else "customers"  # the nextLink holds the caller's code: part of it
-    base = make_etag(kind, manifest.etag, json.dumps(query.criteria), str(offset), str(top), _code(req))
+    base = make_etag(kind, manifest.etag, json.dumps(query.criteria), str(offset), str(top), caller_code(req))
 
     def produce() -> tuple[bytes, bool]:
         loaded = ctx.latest.snapshot(manifest)
@@ -138,11 +82,11 @@ def customers(req: func.HttpRequest) -> func.HttpResponse:
         page = positions[offset : offset + top]
         more = offset + top < len(positions)
         token = p.encode_continuation({"s": snapshot_key, "o": offset + top}) if more else None
-        next_link = _next_link(req, params, token)
+        link = next_link(req, params, token)
         if as_csv:  # paging goes in headers: Link (RFC 8288) and the number of matches
-            headers.update(csv_answer.page_headers(manifest.snapshot, len(positions), next_link))
+            headers.update(csv_answer.page_headers(manifest.snapshot, len(positions), link))
             return csv_answer.page_bytes(loaded, page), False
-        return _customer_page(loaded, query.criteria, len(positions), page, next_link), False
+        return _customer_page(loaded, query.criteria, len(positions), page, link), False
 
     content_type = csv_answer.CSV_TYPE if as_csv else JSON_TYPE
     return answer(req, base, cache, produce, headers=headers, content_type=content_type)
@@ -200,9 +144,9 @@ def customer(req: func.HttpRequest) -> func.HttpResponse:
     """One customer as stored in the latest snapshot, or 404."""
     p.query(req, NO_PARAMETERS)
     customer_id = p.customer_id(req)
-    ctx = _context()
-    manifest = _latest(ctx)
-    cache = cache_control(_max_age(ctx.settings, manifest.generated_at))
+    ctx = context()
+    manifest = latest_manifest(ctx)
+    cache = cache_control(max_age(ctx.settings, manifest.generated_at))
 
     def produce() -> tuple[bytes, bool]:
         loaded = ctx.latest.snapshot(manifest)
@@ -245,16 +189,16 @@ def snapshots(req: func.HttpRequest) -> func.HttpResponse:
     before = continuation["before"] if continuation is not None else None
     if before is not None and not (isinstance(before, str) and SNAPSHOT_NAME.fullmatch(before)):
         raise p.invalid_continuation()
-    ctx = _context()
+    ctx = context()
     infos = ctx.store.list_snapshots(latest=_latest_if_readable(ctx))
     newest = infos[-1].generated_at if infos else None
     remaining = [info for info in reversed(infos) if before is None or info.name < before]
     page, more = remaining[:top], len(remaining) > top
     token = p.encode_continuation({"before": page[-1].name}) if more else None
     body = json_bytes(
-        {"snapshots": [_listed(info) for info in page], "nextLink": _next_link(req, params, token)}
+        {"snapshots": [_listed(info) for info in page], "nextLink": next_link(req, params, token)}
     )
-    cache = cache_control(_max_age(ctx.settings, newest))
+    cache = cache_control(max_age(ctx.settings, newest))
     return answer(req, make_etag("snapshots", body.decode()), cache, lambda: (body, False))
 
 
@@ -279,7 +223,7 @@ def snapshot_by_date(req: func.HttpRequest) -> func.HttpResponse:
     """The last snapshot taken on a UTC date, as stored."""
     p.query(req, NO_PARAMETERS)
     day = p.snapshot_date(req)
-    ctx = _context()
+    ctx = context()
     taken = ctx.store.list_snapshots(prefix=f"snapshots/{day:%Y/%m/%d}/", latest=_latest_if_readable(ctx))
     if not taken:
         raise ApiError(
@@ -291,7 +235,7 @@ def snapshot_by_date(req: func.HttpRequest) -> func.HttpResponse:
     closed_at = datetime.combine(day + timedelta(days=1), time(), UTC) + timedelta(
         seconds=settings.run_deadline_seconds
     )
-    cache = IMMUTABLE if utc_now() >= closed_at else cache_control(_max_age(settings, info.generated_at))
+    cache = IMMUTABLE if utc_now() >= closed_at else cache_control(max_age(settings, info.generated_at))
     gzipped = accepts_gzip(req)
     limit = settings.snapshot_inline_max_bytes
     if (info.stored_bytes if gzipped else info.json_bytes) > limit:
@@ -331,64 +275,6 @@ def _verified(ctx: ApiContext, info: SnapshotInfo) -> tuple[bytes, bool]:
     raise snapshot_unavailable("this snapshot does not match what was published; it is not served")
 
 
-# -- /api/health ---------------------------------------------------------------------------------------
-@endpoint
-def health(req: func.HttpRequest) -> func.HttpResponse:
-    """Anonymous: status only, never customer data. 200 `ok`, or `degraded` (answering, but from memory
-    while storage cannot be reached, or with customers left out of the indexes); 503 `stale`, `empty` or
-    `unavailable` (the latest snapshot cannot be served: latest.json or the snapshot cannot be read)."""
-    from azure.core.exceptions import AzureError
-
-    p.query(req, NO_PARAMETERS)
-    unavailable = {"status": "unavailable", "message": "the latest snapshot cannot be served"}
-    try:
-        ctx = _context()
-        manifest = ctx.latest.manifest()
-        # Loading it (once per snapshot) is what tells whether it can be served.
-        loaded = ctx.latest.snapshot(manifest) if manifest is not None else None
-    except (ApiError, AzureError) as exc:
-        log_event(log, logging.WARNING, events.API_HEALTH_UNAVAILABLE, error=type(exc).__name__)
-        return status_response(503, unavailable)
-    except Exception:
-        log_event(log, logging.ERROR, events.API_HEALTH_FAILED, exc_info=True)
-        return status_response(503, unavailable)
-    stale_after = ctx.settings.health_stale_after_hours
-    if manifest is None or loaded is None:
-        return status_response(
-            503,
-            {
-                "status": "empty",
-                "message": "no snapshot has been published yet",
-                "staleAfterHours": stale_after,
-            },
-        )
-    generated = _parse_time(manifest.generated_at)
-    age_hours = (utc_now() - generated).total_seconds() / 3600 if generated else None
-    status = "ok" if age_hours is not None and age_hours <= stale_after else "stale"
-    report: dict[str, object] = {
-        "status": status,
-        "generatedAt": manifest.generated_at,
-        "ageHours": round(age_hours, 2) if age_hours is not None else None,
-        "customerCount": manifest.customer_count,
-        "staleAfterHours": stale_after,
-    }
-    unreachable = ctx.latest.unreachable_for()
-    if unreachable is not None:
-        report["storage"] = "unreachable"
-        report["storageUnreachableSeconds"] = round(unreachable, 1)
-        report["staleServeSeconds"] = ctx.settings.stale_serve_seconds
-    if loaded.skipped:
-        report["customersSkipped"] = loaded.skipped
-    if status == "ok" and (unreachable is not None or loaded.skipped):
-        report["status"] = "degraded"
-    if unreachable is None and not ctx.latest.checking():  # never a read while storage is slow or out
-        from shared.api.changes import withheld_since
-
-        if withheld := withheld_since(ctx.store, manifest):
-            report["withheld"] = withheld
-    return status_response(200 if report["status"] in ("ok", "degraded") else 503, report)
-
-
 # -- shared pieces -------------------------------------------------------------------------------------
 def _latest_if_readable(ctx: ApiContext) -> Manifest | None:
     """latest.json's manifest, or None when it cannot be read: listings do not depend on it."""
@@ -400,13 +286,6 @@ def _latest_if_readable(ctx: ApiContext) -> Manifest | None:
         return None
 
 
-def _latest(ctx: ApiContext) -> Manifest:
-    manifest = ctx.latest.manifest()
-    if manifest is None:
-        raise ApiError(404, "no_snapshot", "no snapshot has been published yet")
-    return manifest
-
-
 def _snapshot_key(manifest: Manifest) -> str:
     return make_etag("snapshot", manifest.snapshot, manifest.etag)[1:17]
 
@@ -416,46 +295,6 @@ def _snapshot_headers(name: str, generated_at: str | None) -> dict[str, str]:
     if generated_at:
         headers["X-Snapshot-Generated-At"] = generated_at
     return headers
-
-
-def _max_age(settings: Settings, generated_at: str | None) -> int:
-    from shared.api.schedule import seconds_until_next_snapshot
-
-    cap = settings.cache_max_age_seconds
-    seconds = seconds_until_next_snapshot(
-        settings.schedule, _parse_time(generated_at), utc_now(), settings.run_deadline_seconds
-    )
-    return cap if seconds is None else int(min(cap, seconds))
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _code(req: func.HttpRequest) -> str:
-    """The key the caller sent as `?code=` (the host has checked it), or ''."""
-    return req.params.get("code") or ""
-
-
-def _next_link(req: func.HttpRequest, params: dict[str, str], token: str | None) -> str | None:
-    """This request's URL with the next continuation. A caller that sent its key as `?code=` gets it back
-    in the link (it is its own key, and following the link needs it); a key sent in the header never is."""
-    if token is None:
-        return None
-    parts = urlsplit(req.url)
-    query = {name: value for name, value in params.items() if name != "continuation"} | {
-        "continuation": token
-    }
-    if _code(req):
-        query["code"] = _code(req)
-    link: str = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query, quote_via=quote), ""))
-    return link
 
 
 def _redirect(ctx: ApiContext, blob_name: str, generated_at: str | None, size: int) -> func.HttpResponse:

@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any
 
 from shared import events
 from shared.api.errors import snapshot_unavailable
-from shared.api.text import domain_key, fold
-from shared.errors import SnapshotFormatError
+from shared.errors import SnapshotAppError, SnapshotFormatError
 from shared.events import log_event
 from shared.snapshots.document import MAX_LINE_BYTES, line_id
 from shared.snapshots.index import Expected, SnapshotIndex, UnusableIndex, header_sha256
+from shared.text import domain_key, fold
 
 if TYPE_CHECKING:
     from shared.snapshots.store import Manifest, SnapshotStore
@@ -42,7 +42,7 @@ MEMBERS_KEPT = 64  # inflated members kept (about 3 MB of JSON): paging reads a 
 FETCH_FIRST_BYTES = 16 * 1024 * 1024
 
 
-class StoredUnreadable(Exception):
+class StoredUnreadable(SnapshotAppError):
     """The snapshot's stored bytes are not what its index says (replaced, missing or damaged)."""
 
 

@@ -15,44 +15,32 @@ Trouble is contained:
 - A snapshot that cannot be read (missing, replaced, not gzip, a different sha256, larger than published)
   is remembered with the manifest naming it: one download and one ERROR line, not one per request, until
   latest.json names another.
-- A customer that is not storable by the job's rule (shared/customer_rule.py; see `indexable`) is left
-  out of the indexes, counted and logged once; the other customers are served as usual.
 
 Memory: one snapshot at a time. When latest.json names a lookup index (shared/snapshots/index.py), the
 instance loads only that and answers from it (indexed.py); a new one is loaded in the background while the
 previous one keeps answering, and taken up by the first request after it is ready (the request that finds
-it waits SWAP_WAIT_SECONDS at most for it). Without a usable index, the snapshot is loaded whole as before:
-each customer kept as its stored JSON bytes (answers are built by joining them, byte for byte as stored)
-plus an id index, a domain index and one folded search string.
+it waits SWAP_WAIT_SECONDS at most for it). Without a usable index, the snapshot is loaded whole (loaded.py).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from shared import events
 from shared.api.errors import ApiError, snapshot_unavailable, storage_unavailable
 from shared.api.indexed import IndexedSnapshot, StoredUnreadable
-from shared.api.text import domain_key, fold
-from shared.customer_rule import MAX_DEPTH, NotStorable, check_customer, reject_constant
-from shared.errors import SnapshotFormatError
+from shared.api.loaded import LoadedSnapshot, unreadable
+from shared.errors import SnapshotAppError
 from shared.events import log_event
-from shared.gc_pause import cyclic_gc_paused
-from shared.snapshots.document import iter_customer_lines
 from shared.snapshots.index import UnusableIndex
 from shared.snapshots.store import Manifest, ManifestError, SnapshotStore
 
 log = logging.getLogger("shared.api")
-_BATCH = 2000
-_clock = time.monotonic  # module-level so a test can move time forward
 
 # The check of latest.json answers a waiting request: one retry at most and short timeouts, so even a
 # storage endpoint that hangs costs the one request checking about 15 s, never minutes.
@@ -60,178 +48,12 @@ LATEST_CHECK_OPTIONS: dict[str, Any] = {"connection_timeout": 3, "read_timeout":
 LATEST_CHECK_RETRIES = 1
 SWAP_WAIT_SECONDS = 0.5  # the request that finds a new snapshot waits this long for its index at most
 
-# -- what the indexes can use ----------------------------------------------------------------------------
-_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
-
-
-def indexable(customer: Any, text: str) -> tuple[str, str, str] | None:
-    """(id, domain, companyName) of a parsed customer the API can serve, None for any other: the rule the
-    job stores by (shared/customer_rule.py), so what one publishes the other serves. `text` is its JSON."""
-    try:
-        check_customer(customer, text)
-    except NotStorable:
-        return None
-    profile = customer.get("companyProfile") or {}
-    return customer["id"], profile.get("domain") or "", profile.get("companyName") or ""
-
-
-def _within_depth(line: bytes) -> bool:
-    if line.count(b"{") + line.count(b"[") <= MAX_DEPTH:  # the usual case, at C speed
-        return True
-    depth = deepest = 0
-    for bracket in _STRINGS.sub(b"", line).translate(None, _NOT_BRACKETS):
-        depth += 1 if bracket in b"[{" else -1
-        deepest = max(deepest, depth)
-    return deepest <= MAX_DEPTH
-
-
-_UNUSABLE = object()
-
-
-def _parse_line(line: bytes) -> Any:
-    """One stored customer line parsed as strict JSON nested at most MAX_DEPTH deep (checked on the text
-    first, so the parser never recurses deeper), or _UNUSABLE."""
-    if not _within_depth(line):
-        return _UNUSABLE
-    try:
-        return json.loads(line, parse_constant=reject_constant)
-    except (ValueError, RecursionError):
-        return _UNUSABLE
-
-
-def _parse_batch(lines: list[bytes]) -> list[Any]:
-    # One json.loads per batch: per-call overhead was a third of the load time of 100k customers. Only
-    # when the batch holds something odd is it parsed again line by line, to find what to leave out.
-    if all(line.count(b"{") + line.count(b"[") <= MAX_DEPTH for line in lines):
-        try:
-            parsed: list[Any] = json.loads(b"[" + b",".join(lines) + b"]", parse_constant=reject_constant)
-        except (ValueError, RecursionError):
-            pass
-        else:
-            if len(parsed) == len(lines):
-                return parsed
-    return [_parse_line(line) for line in lines]
-
-
-@dataclass(eq=False)
-class LoadedSnapshot:
-    manifest: Manifest
-    stored: bytes  # the blob as stored (gzip): the whole-document answer, no recompression
-    gzipped: bool
-    lines: list[bytes]  # each customer's JSON, as stored (those the indexes can use)
-    by_id: dict[str, int] = field(default_factory=dict)  # lower-cased customer id → position
-    by_domain: dict[str, list[int]] = field(default_factory=dict)  # domain_key → positions
-    search: list[str] = field(default_factory=list)  # fold(companyName) + "\n" + fold(domain)
-    skipped: int = 0  # customers left out of the indexes (see `indexable`)
-    skipped_ids: set[str] = field(default_factory=set)  # lower-cased ids of those that have one
-
-    @classmethod
-    def load(cls, store: SnapshotStore, manifest: Manifest) -> LoadedSnapshot:
-        """The snapshot `manifest` names, read and indexed. Raises ApiError 503 `snapshot_unavailable` when
-        it is missing, replaced, not in our layout or not what the manifest says (sha256, count)."""
-        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
-
-        started = time.monotonic()
-        try:
-            stored, gzipped = store.read_stored(
-                manifest.snapshot, etag=manifest.etag, max_bytes=manifest.stored_bytes
-            )
-        except (ResourceNotFoundError, ResourceModifiedError):
-            raise _unreadable(manifest, "missing, or replaced since it was published") from None
-        except SnapshotFormatError as exc:  # larger than published
-            raise _unreadable(manifest, str(exc)) from None
-        loaded = cls(manifest=manifest, stored=stored, gzipped=gzipped, lines=[])
-        digest = hashlib.sha256()
-        try:
-            with cyclic_gc_paused():  # thousands of short-lived dicts: nothing for the cyclic GC to free
-                batch: list[bytes] = []
-                for line in iter_customer_lines(
-                    stored, gzipped, digest=digest, max_json_bytes=manifest.json_bytes
-                ):
-                    batch.append(line)
-                    if len(batch) == _BATCH:
-                        loaded._index(batch)
-                        batch = []
-                loaded._index(batch)
-        except SnapshotFormatError as exc:
-            raise _unreadable(manifest, str(exc)) from None
-        if digest.hexdigest() != manifest.sha256:
-            raise _unreadable(manifest, "sha256 differs from latest.json")
-        if len(loaded.lines) + loaded.skipped != manifest.customer_count:
-            raise _unreadable(manifest, "customer count differs from latest.json")
-        if loaded.skipped:
-            # A count, never the content: customer data stays out of logs.
-            log_event(
-                log,
-                logging.WARNING,
-                events.API_CUSTOMERS_SKIPPED,
-                snapshot=manifest.snapshot,
-                skipped=loaded.skipped,
-                reason="not a customer the indexes can use (types, NaN/Infinity, nesting); see /api/health",
-            )
-        log_event(
-            log,
-            logging.INFO,
-            events.API_SNAPSHOT_LOADED,
-            snapshot=manifest.snapshot,
-            customers=len(loaded.lines),
-            skipped=loaded.skipped,
-            storedBytes=len(stored),
-            elapsedSeconds=round(time.monotonic() - started, 3),
-        )
-        return loaded
-
-    def _index(self, lines: list[bytes]) -> None:
-        """Indexes a batch of customer lines; a customer the indexes cannot use is counted instead."""
-        by_id, by_domain, search = self.by_id, self.by_domain, self.search
-        position = len(self.lines)
-        for line, customer in zip(lines, _parse_batch(lines), strict=True):
-            fields = None if customer is _UNUSABLE else indexable(customer, line.decode("utf-8", "replace"))
-            if fields is None:
-                self.skipped += 1
-                if type(customer) is dict and type(customer.get("id")) is str:
-                    self.skipped_ids.add(customer["id"].lower())
-                continue
-            customer_id, domain, name = fields
-            self.lines.append(line)
-            by_id.setdefault(customer_id.lower(), position)
-            if domain:
-                by_domain.setdefault(domain_key(domain), []).append(position)
-            search.append(f"{fold(name)}\n{fold(domain)}")
-            position += 1
-
-    # -- lookups ------------------------------------------------------------------------------
-    @property
-    def count(self) -> int:
-        return len(self.lines)
-
-    def lines_at(self, positions: Sequence[int]) -> list[bytes]:
-        lines = self.lines
-        return [lines[i] for i in positions]
-
-    def customer(self, customer_id: str) -> bytes | None:
-        position = self.by_id.get(customer_id.lower())
-        return None if position is None else self.lines[position]
-
-    def unusable(self, customer_id: str) -> bool:
-        """Whether this id belongs to a customer left out of the indexes."""
-        return customer_id.lower() in self.skipped_ids
-
-    def with_domain(self, domain: str) -> list[int]:
-        return self.by_domain.get(domain_key(domain), [])
-
-    def matching(self, text: str) -> list[int]:
-        needle = fold(text)
-        return [i for i, haystack in enumerate(self.search) if needle in haystack]
-
-
 Snapshot = LoadedSnapshot | IndexedSnapshot
 
 
-class SnapshotReplaced(Exception):
+class SnapshotReplaced(SnapshotAppError):
     """A request asked for the snapshot of a manifest that a newer one replaced since it read latest.json:
-    it answers again from the newer one (handlers.endpoint) instead of loading the older one back."""
+    it answers again from the newer one (shared.api.endpoint) instead of loading the older one back."""
 
 
 @dataclass(eq=False)
@@ -243,11 +65,6 @@ class _Pending:
     done: threading.Event = field(default_factory=threading.Event)
     loaded: IndexedSnapshot | None = None  # None: the requests load it (whole, when the index is unusable)
     error: ApiError | None = None
-
-
-def _unreadable(manifest: Manifest, reason: str) -> ApiError:
-    log_event(log, logging.ERROR, events.API_SNAPSHOT_UNREADABLE, snapshot=manifest.snapshot, reason=reason)
-    return snapshot_unavailable("the latest snapshot cannot be read; the next publish fixes it")
 
 
 def _not_a_manifest() -> ApiError:
@@ -272,8 +89,10 @@ class LatestCache:
         check_interval: float = 0.0,
         stale_serve_seconds: float = 0.0,
         check_retries: int = LATEST_CHECK_RETRIES,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
+        self._clock = clock  # seconds, monotonic: when to check again, how long storage has been out
         self.check_retries = min(check_retries, LATEST_CHECK_RETRIES)
         self.check_interval = check_interval
         self.stale_serve_seconds = stale_serve_seconds
@@ -306,7 +125,7 @@ class LatestCache:
                     self._adopt(pending)
             finally:
                 self._check_lock.release()
-        now = _clock()
+        now = self._clock()
         if now - self._checked_at < self.check_interval:
             return self._outcome(now)
         generation = self._generation
@@ -316,7 +135,7 @@ class LatestCache:
             self._check_lock.acquire()  # nothing to answer from: wait for that check, and share it
             if self._generation != generation:
                 self._check_lock.release()
-                return self._outcome(_clock())
+                return self._outcome(self._clock())
         try:
             return self._check()
         finally:
@@ -329,7 +148,7 @@ class LatestCache:
     def unreachable_for(self) -> float | None:
         """Seconds since storage stopped answering checks of latest.json; None while it answers."""
         since = self._unreachable_since
-        return None if since is None else _clock() - since
+        return None if since is None else self._clock() - since
 
     def _servable_from_memory(self, now: float) -> bool:
         return self._manifest is not None and now - self._answered_at <= self.stale_serve_seconds
@@ -353,13 +172,13 @@ class LatestCache:
             # Remember it by its ETag: the next checks ask only whether it changed (a good publish heals
             # us), and it is logged once, not once per request.
             self._manifest, self._latest_etag, self._latest_unreadable = None, exc.etag, True
-            self._checked_at = self._answered_at = _clock()
+            self._checked_at = self._answered_at = self._clock()
             self._failure = _not_a_manifest()
             self._generation += 1
             log_event(log, logging.ERROR, events.API_LATEST_UNREADABLE, blob="latest.json")
             raise _again(self._failure) from None
         except AzureError as exc:
-            now = _clock()
+            now = self._clock()
             self._checked_at = now
             self._failure = storage_unavailable()
             self._generation += 1
@@ -375,7 +194,7 @@ class LatestCache:
                 )
             return self._outcome(now)
         self._storage_answered()
-        self._checked_at = self._answered_at = _clock()
+        self._checked_at = self._answered_at = self._clock()
         self._generation += 1
         if changed is None and self._latest_unreadable:  # 304: the same latest.json, still not a manifest
             self._failure = _not_a_manifest()
@@ -388,7 +207,7 @@ class LatestCache:
 
     def _storage_answered(self) -> None:
         if self._unreachable_since is not None:
-            seconds = round(_clock() - self._unreachable_since, 3)
+            seconds = round(self._clock() - self._unreachable_since, 3)
             self._unreachable_since = None
             log_event(log, logging.INFO, events.API_STORAGE_REACHABLE, unreachableSeconds=seconds)
 
@@ -464,7 +283,7 @@ class LatestCache:
             )
             return None
         except StoredUnreadable as exc:
-            raise _unreadable(manifest, str(exc)) from None
+            raise unreadable(manifest, str(exc)) from None
 
     # -- the snapshot it names --------------------------------------------------------------------
     def snapshot(self, manifest: Manifest) -> Snapshot:

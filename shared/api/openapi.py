@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import azure.functions as func
 
 from shared.api import params as p
-from shared.api.handlers import endpoint
+from shared.api.endpoint import endpoint
 from shared.api.http import answer, json_bytes, make_etag
 
 DOCUMENT = Path(__file__).with_name("openapi.json")

@@ -17,7 +17,7 @@ import azure.functions as func
 
 from shared.api.errors import ApiError
 from shared.api.errors import bad_parameter as bad_parameter
-from shared.api.text import fold
+from shared.text import fold
 
 MAX_Q = 100
 MAX_DOMAIN = 253  # the longest DNS name

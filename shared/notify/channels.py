@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared import events
 from shared.changes.events import Stop, Unusable
+from shared.errors import SnapshotAppError
 from shared.events import log_event
 from shared.notify.delivery import Delivered, Outcome, PermanentFailure, RetryLater
 from shared.notify.webhooks import MAX_BATCH_BYTES, Signer, WebhookEndpoint, batches
@@ -82,7 +83,7 @@ class Endpoint:
         return self.hook.sender.host
 
 
-class _Taken(Exception):
+class _Taken(SnapshotAppError):
     """Another run changed the record since this one read it: it goes on with it."""
 
 

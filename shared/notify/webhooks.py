@@ -22,7 +22,6 @@ sent alone (an event is never split).
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -31,41 +30,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from shared.notify.delivery import DeliveryPolicy, Outcome, Sender
+from shared.signing_secret import key_of, secret_problem
 
-SECRET_PREFIX = "whsec_"  # noqa: S105 - the spec's prefix, not a secret
-MIN_SECRET_BYTES = 24
-MAX_SECRET_BYTES = 64
 CONTENT_TYPE = "application/cloudevents-batch+json"
 MAX_BATCH_BYTES = 256 * 1024
 MAX_BATCH_EVENTS = 100
-
-
-def secret_problem(value: str) -> str | None:
-    """Why `value` is not a signing secret, in words that never quote it; None when it is one."""
-    if not value.startswith(SECRET_PREFIX):
-        return f"must be a Standard Webhooks secret: {SECRET_PREFIX}<base64>"
-    try:
-        key = _key(value)
-    except (binascii.Error, ValueError):
-        return f"must be {SECRET_PREFIX} followed by base64 (A-Z a-z 0-9 + / =)"
-    if not MIN_SECRET_BYTES <= len(key) <= MAX_SECRET_BYTES:
-        return (
-            f"must hold {MIN_SECRET_BYTES} to {MAX_SECRET_BYTES} bytes after {SECRET_PREFIX} (base64-decoded)"
-        )
-    return None
-
-
-def _key(secret: str) -> bytes:
-    """The key bytes of a `whsec_` secret (its base64 padded when it comes without, as the spec allows)."""
-    raw = secret[len(SECRET_PREFIX) :]
-    return base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True)
-
-
-def new_secret() -> str:
-    """A fresh signing secret (32 random bytes), in the form the settings take."""
-    import secrets
-
-    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 class Signer:
@@ -77,7 +46,7 @@ class Signer:
         problem = secret_problem(secret)
         if problem is not None:
             raise ValueError(f"the webhook signing secret {problem}")
-        self._key = _key(secret)
+        self._key = key_of(secret)
 
     def __repr__(self) -> str:
         return "Signer(<hidden>)"

@@ -50,14 +50,15 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from shared.api.text import domain_key, fold
+from shared.customer_rule import indexed_fields
+from shared.text import domain_key, fold
 
 MAGIC = b"CSPINDEX"
 _HEADER_START = len(MAGIC) + 4  # MAGIC, then the header's length (uint32, little-endian), then the header
 # 1: one sha256 over the whole blob (before the job staged sections as they filled); 2: CRC-32 slots any
 # caller could make collide, one slot per customer (no runs). Both are refused: the API loads the whole.
 FORMAT = 3
-FOLD_VERSION = 1  # bump when shared/api/text.py folds differently: older indexes are then refused
+FOLD_VERSION = 1  # bump when shared/text.py folds differently: older indexes are then refused
 MEMBER_CUSTOMERS = 64  # about 40 KB of JSON per member: one lookup inflates that much
 SECTIONS = (
     "members",
@@ -98,24 +99,6 @@ def search_bytes(text: str) -> bytes:
 def index_name(snapshot: str) -> str:
     """snapshots/Y/M/D/customers-T.json → snapshots/Y/M/D/customers-T.index (aged with its snapshot)."""
     return snapshot.removesuffix(".json") + ".index"
-
-
-def fields_of(customer: Any) -> tuple[str, str, str] | None:
-    """(id, domain, companyName) of a parsed customer; None when the API's indexes could not use it."""
-    if type(customer) is not dict or type(customer.get("id")) is not str or not customer["id"]:
-        return None
-    relationship = customer.get("relationshipToPartner")
-    profile = customer.get("companyProfile")
-    if relationship is not None and type(relationship) is not str:
-        return None
-    if profile is None:
-        return customer["id"], "", ""
-    if type(profile) is not dict:
-        return None
-    domain, name, tenant = profile.get("domain"), profile.get("companyName"), profile.get("tenantId")
-    if any(value is not None and type(value) is not str for value in (domain, name, tenant)):
-        return None
-    return customer["id"], domain or "", name or ""
 
 
 def _table_size(count: int) -> int:
@@ -211,7 +194,7 @@ class IndexBuilder:
         total = self._search_bytes
         key_hash = self._key_hash
         for customer in customers:
-            fields = fields_of(customer)
+            fields = indexed_fields(customer)
             if fields is None:
                 self.usable = False  # the API falls back to its whole load, which leaves this one out
                 return
