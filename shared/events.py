@@ -33,7 +33,7 @@ SNAPSHOT_SUMMARY = "snapshot.summary"  # one per successful run
 SNAPSHOT_FAILED = "snapshot.failed"  # one per failed run
 REFRESH_TOKEN_NOT_SAVED = "secrets.refresh_token_not_saved"  # noqa: S105 - an event name
 
-# -- Partner Center paging (shared/partner_center/customers.py) ----------------------------------------
+# -- Partner Center paging (shared/partner_center: fetch.py, refusals.py) ------------------------------
 PARTNER_CENTER_RETRY = "partner_center.retry"
 PARTNER_CENTER_TOKEN_REJECTED = "partner_center.token_rejected"  # noqa: S105 - an event name
 PARTNER_CENTER_NO_MORE_RECORDS = "partner_center.no_more_records"

@@ -292,13 +292,14 @@ def test_the_next_page_is_requested_once_while_this_one_is_parsed(make_stack, li
 
 def test_a_wrong_guess_of_the_next_page_costs_a_request_not_a_page(make_stack, monkeypatch):
     from shared.partner_center import customers as pc
+    from shared.partner_center.fetch import PageRequest
 
     stack, snapshots = make_stack(customers=450, env_overrides={"PARTNER_CENTER_PAGE_SIZE": "100"})
     guess = pc.CustomerPager._guess_next
 
     def wrong(self, body, number):
         right = guess(self, body, number)
-        return None if right is None else pc._Request(right.url, {"MS-ContinuationToken": "not-the-token"})
+        return None if right is None else PageRequest(right.url, {"MS-ContinuationToken": "not-the-token"})
 
     monkeypatch.setattr(pc.CustomerPager, "_guess_next", wrong)
 

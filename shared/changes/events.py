@@ -95,20 +95,13 @@ def queue_client(
 ) -> QueueClient:
     """The events queue in the snapshot storage account, messages base64-encoded, with a connection for
     each of `workers` senders (requests keeps 10: more would be opened and dropped per message)."""
-    import requests
     from azure.core.pipeline.transport import RequestsTransport
     from azure.storage.queue import QueueClient, TextBase64EncodePolicy
-    from urllib3.util.retry import Retry
+
+    from shared.transport.adapters import unretried_session
 
     assert settings.events_queue is not None
-    session = requests.Session()
-    adapter = requests.adapters.HTTPAdapter(
-        pool_connections=1,
-        pool_maxsize=workers,
-        max_retries=Retry(total=False, redirect=False, raise_on_status=False),  # the SDK retries
-    )
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
+    session = unretried_session(workers)  # the SDK retries
     options: dict[str, Any] = {
         "message_encode_policy": TextBase64EncodePolicy(),
         "retry_total": settings.storage_retries,

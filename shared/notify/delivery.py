@@ -5,12 +5,13 @@ hostile or misconfigured receiver cannot turn into a long wait, a big read or a 
   verified against the trust bundle the rest of the app uses (REQUESTS_CA_BUNDLE, else certifi's).
 - Redirects are never followed: a 3xx is a configuration error (the body, and the Teams URL's signature,
   never go to a host nobody configured).
-- Each attempt is one new connection with a connect timeout, a read timeout per socket operation and a
-  total time bound: a receiver that trickles its headers or its body is cut when the attempt's time is up
-  (its socket is shut down from a timer thread), and so is one that trickles the TLS handshake.
-- The answer's body is read at most `max_answer_bytes` (a few KB, never decompressed), then dropped.
+- Each attempt (shared/transport/post.py) is one new connection with a connect timeout, a read timeout per
+  socket operation and a total time bound: a receiver that trickles its headers or its body is cut when the
+  attempt's time is up (its socket is shut down from a timer thread), and so is one that trickles the TLS
+  handshake. The answer's body is read at most `max_answer_bytes` (a few KB, never decompressed), dropped.
 - Retries with exponential backoff and jitter on timeouts, dropped connections, 408, 429 and 5xx; a
-  Retry-After (seconds or HTTP date) is honoured up to `max_retry_after`; no wait and no attempt runs past
+  Retry-After (seconds or HTTP date, read by shared/transport/retry_after.py) is honoured up to
+  `max_retry_after`; no wait and no attempt runs past
   the caller's deadline. Any other 4xx is a permanent configuration error, never retried.
 - Results are typed: `Delivered`, `RetryLater`, `PermanentFailure`. They name the channel and the host,
   never the URL's path or query (a Teams workflow URL carries its signature there), nor the receiver's text.
@@ -18,30 +19,21 @@ hostile or misconfigured receiver cannot turn into a long wait, a big read or a 
 
 from __future__ import annotations
 
-import contextlib
-import email.utils
-import http.client
 import logging
 import math
 import os
 import random
-import socket
 import ssl
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit
 
 from shared import events
 from shared.events import log_event
 from shared.hosts import endpoint_problem
-from shared.redact import remember, scrub
-
-if TYPE_CHECKING:
-    from urllib3.connection import HTTPConnection
-    from urllib3.response import HTTPResponse
+from shared.redact import remember
+from shared.transport.post import Answer, Bounds, Endpoint, post_once
 
 log = logging.getLogger("shared.notify")
 
@@ -101,58 +93,6 @@ class PermanentFailure:
 Outcome = Delivered | RetryLater | PermanentFailure
 
 
-@dataclass(frozen=True)
-class _Answer:
-    status: int | None  # None: no answer (the reason says why)
-    reason: str
-    retry_after: float | None = None
-    location_host: str | None = None
-
-
-class _Watchdog:
-    """Shuts the attempt's connection down when its time is up, whatever it is blocked in (the TLS
-    handshake, a trickle of header bytes, a body); DNS resolution aside.
-
-    It holds its own duplicate of the socket: urllib3 detaches the plain socket when it wraps it in TLS,
-    and may close it on an error, so neither object can be relied on; a duplicate shuts down the same
-    connection, and its descriptor cannot be reused by another connection while the watchdog holds it."""
-
-    def __init__(self, seconds: float) -> None:
-        self.cut = threading.Event()
-        self._lock = threading.Lock()
-        self._done = False
-        self._sock: socket.socket | None = None
-        self._timer = threading.Timer(max(seconds, 0.0), self.fire)
-        self._timer.daemon = True
-
-    def __enter__(self) -> _Watchdog:
-        self._timer.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        with self._lock:
-            self._done = True
-            self._timer.cancel()
-            if self._sock is not None:
-                self._sock.close()
-
-    def fire(self) -> None:
-        with self._lock:
-            if self._done:
-                return
-            self.cut.set()
-            if self._sock is not None:
-                with contextlib.suppress(OSError):
-                    self._sock.shutdown(socket.SHUT_RDWR)
-
-    def register(self, sock: socket.socket) -> None:
-        """Called with the new connection's socket, before anything is sent or received on it."""
-        with self._lock:
-            if self.cut.is_set() or self._done:
-                raise TimeoutError("the attempt's time was up before it connected")
-            self._sock = sock.dup()
-
-
 class Sender:
     """POSTs bodies to one endpoint. Thread-safe: every attempt has its own connection."""
 
@@ -163,13 +103,15 @@ class Sender:
         parts = urlsplit(url)
         self.channel = channel
         self.host = parts.hostname or ""
-        self._https = parts.scheme == "https"
-        self._port = parts.port
-        self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._endpoint = Endpoint(self.host, parts.port, parts.scheme == "https", target)
         self.policy = policy or DeliveryPolicy()
         self._ssl: ssl.SSLContext | None = None
         _remember_url(url)
-        _scrub_urllib3_logs()
+        # A function-local import keeps the HTTP library out of the settings checks that import this module.
+        from shared.transport.adapters import scrub_library_logs
+
+        scrub_library_logs()
 
     def __repr__(self) -> str:
         return f"Sender({self.channel}, host={self.host})"
@@ -186,7 +128,7 @@ class Sender:
         time.monotonic() value no attempt or wait runs past."""
         policy = self.policy
         end = math.inf if deadline is None else deadline
-        answer = _Answer(None, "not attempted: the deadline had passed")
+        answer = Answer(None, "not attempted: the deadline had passed")
         attempts = 0
         while attempts < policy.max_attempts:
             budget = min(policy.attempt_seconds, end - time.monotonic())
@@ -213,7 +155,7 @@ class Sender:
             time.sleep(wait)
         return RetryLater(self.channel, self.host, answer.reason, answer.status, attempts, answer.retry_after)
 
-    def _verdict(self, answer: _Answer, attempts: int) -> Outcome | None:
+    def _verdict(self, answer: Answer, attempts: int) -> Outcome | None:
         """The outcome, or None when the attempt is worth repeating."""
         status = answer.status
         if status is None:
@@ -229,7 +171,7 @@ class Sender:
             return PermanentFailure(self.channel, self.host, reason, status, attempts)
         return None
 
-    def _wait(self, answer: _Answer, attempts: int) -> float:
+    def _wait(self, answer: Answer, attempts: int) -> float:
         policy = self.policy
         if answer.retry_after is not None:
             return min(answer.retry_after, policy.max_retry_after)
@@ -244,119 +186,19 @@ class Sender:
             "Connection": "close",
         }
 
-    def _attempt(self, body: bytes, headers: Mapping[str, str], budget: float) -> _Answer:
+    def _attempt(self, body: bytes, headers: Mapping[str, str], budget: float) -> Answer:
         """One POST on a new connection, within `budget` seconds however the receiver behaves."""
-        import urllib3.exceptions
-
-        attempt_end = time.monotonic() + budget
-        watchdog = _Watchdog(budget)
-        conn = self._connection(watchdog)
-        try:
-            with watchdog:
-                conn.connect()
-                conn.timeout = self.policy.read_timeout
-                conn.request("POST", self._target, body=body, headers=dict(headers), preload_content=False)
-                response = conn.getresponse()
-                answer = _answer_of(response)
-                self._drain(conn, response, attempt_end)
-                return answer
-        except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError, ValueError) as exc:
-            if watchdog.cut.is_set():
-                return _Answer(None, f"no complete answer within {budget:g} s")
-            return _Answer(None, _cause(exc))
-        finally:
-            conn.close()
-
-    def _connection(self, watchdog: _Watchdog) -> HTTPConnection:
-        """A urllib3 connection whose socket the watchdog can shut down as soon as it exists."""
-        from urllib3.connection import HTTPConnection, HTTPSConnection
-
-        base: type[HTTPConnection] = HTTPSConnection if self._https else HTTPConnection
-
-        class Watched(base):  # type: ignore[valid-type, misc]
-            def _new_conn(self) -> socket.socket:
-                sock: socket.socket = super()._new_conn()
-                watchdog.register(sock)
-                return sock
-
-        if self._https:
-            return Watched(
-                self.host, self._port, timeout=self.policy.connect_timeout, ssl_context=self._context()
-            )
-        return Watched(self.host, self._port, timeout=self.policy.connect_timeout)
+        policy = self.policy
+        bounds = Bounds(
+            policy.connect_timeout, policy.read_timeout, policy.answer_seconds, policy.max_answer_bytes
+        )
+        context = self._context() if self._endpoint.https else None
+        return post_once(self._endpoint, body, headers, budget=budget, bounds=bounds, context=context)
 
     def _context(self) -> ssl.SSLContext:
         if self._ssl is None:
             self._ssl = _trust()
         return self._ssl
-
-    def _drain(self, conn: HTTPConnection, response: HTTPResponse, attempt_end: float) -> None:
-        """Reads at most max_answer_bytes of the answer's body, briefly, and drops it."""
-        import urllib3.exceptions
-
-        end = min(attempt_end, time.monotonic() + self.policy.answer_seconds)
-        left = self.policy.max_answer_bytes
-        with contextlib.suppress(
-            urllib3.exceptions.HTTPError, http.client.HTTPException, OSError, ValueError
-        ):
-            while left > 0:
-                remaining = end - time.monotonic()
-                if remaining <= 0 or conn.sock is None:
-                    return
-                conn.sock.settimeout(remaining)
-                chunk = response.read1(left, decode_content=False)
-                if not chunk:
-                    return
-                left -= len(chunk)
-
-
-def _answer_of(response: HTTPResponse) -> _Answer:
-    status = response.status
-    retry_after = _retry_after(response.headers.get("Retry-After")) if status in (429, 503) else None
-    location_host = None
-    if 300 <= status < 400:
-        with contextlib.suppress(ValueError):
-            location_host = urlsplit(response.headers.get("Location") or "").hostname
-    reason = f"HTTP {status}"
-    if status in (429, 503) and retry_after is not None:
-        reason += f" (Retry-After {retry_after:g} s)"
-    return _Answer(status, reason, retry_after, location_host)
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds asked for by a Retry-After header (delta-seconds or an HTTP date); None when it is absent
-    or not one of those (`soon`, `-5`, `1.5`): the normal backoff applies then."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(when.timestamp() - time.time(), 0.0)
-
-
-def _cause(exc: BaseException) -> str:
-    """What went wrong, in fixed words: an exception's text may quote the receiver or the URL."""
-    import urllib3.exceptions
-
-    if isinstance(exc, urllib3.exceptions.NameResolutionError):
-        return "the host name did not resolve"
-    if isinstance(exc, ssl.SSLCertVerificationError | urllib3.exceptions.SSLError | ssl.SSLError):
-        return "TLS failed (is the certificate trusted and valid for the host?)"
-    if isinstance(exc, urllib3.exceptions.NewConnectionError | ConnectionRefusedError):  # before its base:
-        return "the connection was refused or failed"
-    if isinstance(exc, urllib3.exceptions.ConnectTimeoutError):
-        return "the connection timed out"
-    if isinstance(exc, TimeoutError | urllib3.exceptions.ReadTimeoutError):
-        return "the receiver stalled (read timeout)"
-    if isinstance(exc, http.client.HTTPException) and not isinstance(exc, ConnectionError):
-        return "the answer was not HTTP"
-    return f"the connection dropped ({type(exc).__name__})"
 
 
 def _trust() -> ssl.SSLContext:
@@ -380,24 +222,6 @@ def _remember_url(url: str) -> None:
     segments = [s for s in parts.path.split("/") if len(s) >= _SECRET_SEGMENT_CHARS]
     values = [v for _k, v in parse_qsl(parts.query, keep_blank_values=True)]
     remember(url, parts.path + ("?" + parts.query if parts.query else ""), parts.query, *segments, *values)
-
-
-class _ScrubFilter(logging.Filter):
-    """urllib3 logs a response with malformed headers together with the request's URL: scrubbed here."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = scrub(record.getMessage())
-        record.args = ()
-        return True
-
-
-_FILTER = _ScrubFilter()
-
-
-def _scrub_urllib3_logs() -> None:
-    logger = logging.getLogger("urllib3.connection")
-    if _FILTER not in logger.filters:
-        logger.addFilter(_FILTER)
 
 
 __all__ = [
