@@ -307,8 +307,8 @@ def test_an_unreadable_accept_weight_counts_as_zero(csv_world):
 def test_the_rendition_leaves_out_lines_that_are_not_customers(make_stack, azurite):
     """Whatever a stored line holds (not JSON, not an object, nested past the parser), the rendition is
     written for the others: a CSV answer never fails on one odd customer."""
+    from shared.jsonenc import compact as dumps
     from shared.snapshots.store import SnapshotStore, snapshot_name
-    from shared.snapshots.writer import dumps
 
     extra = {
         "API_SNAPSHOT_INLINE_MAX_BYTES": "1000",

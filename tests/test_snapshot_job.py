@@ -14,7 +14,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from devstack.population import make_customers
 from shared import events
 from shared.errors import PartnerCenterError
-from shared.snapshots.writer import dumps
+from shared.jsonenc import compact as dumps
 from tests.functions import registered, run_timer
 
 SNAPSHOT_NAME = re.compile(r"^snapshots/(\d{4})/(\d{2})/(\d{2})/customers-\1\2\3T\d{6}Z\.json$")

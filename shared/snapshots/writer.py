@@ -28,7 +28,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import json
 import queue
 import secrets
 import threading
@@ -38,6 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import SnapshotExistsError, StorageError
+from shared.jsonenc import compact
 from shared.redact import scrubbed
 from shared.snapshots.index import MEMBER_CUSTOMERS, IndexBuilder
 
@@ -92,10 +92,6 @@ def _parsed(customers: list[str]) -> Iterator[Any]:
             yield None
 
 
-def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
 class SnapshotWriter:
     def __init__(
         self,
@@ -130,7 +126,7 @@ class SnapshotWriter:
         self._worker = threading.Thread(target=self._run, name="snapshot-writer", daemon=True)
         self._worker.start()
         self._queue.put(
-            dumps({"schemaVersion": SCHEMA_VERSION, "generatedAt": generated_at})[:-1] + ',"customers":['
+            compact({"schemaVersion": SCHEMA_VERSION, "generatedAt": generated_at})[:-1] + ',"customers":['
         )
 
     # -- producer side (the job's thread) ------------------------------------------------------
@@ -151,7 +147,7 @@ class SnapshotWriter:
         from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError
         from azure.storage.blob import BlobBlock, ContentSettings
 
-        self._queue.put("\n]," + dumps(trailer)[1:] + "\n")
+        self._queue.put("\n]," + compact(trailer)[1:] + "\n")
         self._queue.put(_STOP)
         self._written.wait()  # the worker goes on to seal the index meanwhile (see _run)
         self._raise_worker_error()
