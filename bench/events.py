@@ -23,7 +23,8 @@ from typing import Any
 from devstack.azurite import Azurite
 from devstack.storage_proxy import StorageProxy
 from shared.changes.record import Counts
-from shared.changes.store import RecordHeader, changes_name, write_record
+from shared.changes.store import RecordHeader, write_record
+from shared.storage.layout import changes_name
 
 
 @dataclass

@@ -234,7 +234,7 @@ class _Run:
         return str(self.context["correlationId"])
 
     def execute(self, cleanup: ExitStack) -> dict[str, Any]:
-        from shared.snapshots.store import snapshot_name
+        from shared.storage.layout import snapshot_name
 
         tokens, write_back, credential = self.credentials()
         pager = cleanup.enter_context(self.pager(tokens))
@@ -532,8 +532,9 @@ class _Run:
         is a baseline (empty lists). When the previous snapshot could not be read, the record says the
         comparison is unavailable (empty lists, no counts): the chain of records goes on through it, and
         the API says that step's changes are unknown rather than cut the history there."""
-        from shared.changes.store import RecordHeader, changes_name, unreadable_reason, write_record
+        from shared.changes.store import RecordHeader, unreadable_reason, write_record
         from shared.snapshots.store import ChangeRef
+        from shared.storage.layout import changes_name
 
         changes = tracker.finish()
         unavailable = None

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from shared import events
 from shared.errors import RunLockLost, StorageError
 from shared.events import log_event
+from shared.storage import layout
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobClient, BlobLeaseClient
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("shared.job")
 
-LOCK_BLOB = "locks/run.lock"
+LOCK_BLOB = layout.LOCK
 LEASE_SECONDS = 60  # Blob Storage allows 15..60 s or infinite; finite, so a dead run's lease expires
 RENEW_SECONDS = 20  # three chances to renew before the lease would expire
 

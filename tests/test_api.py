@@ -30,7 +30,8 @@ from devstack.population import make_customers
 from devstack.stack import DevStack
 from shared.api.context import api_context
 from shared.jsonenc import compact as dumps
-from shared.snapshots.store import SnapshotStore, snapshot_name
+from shared.snapshots.store import SnapshotStore
+from shared.storage.layout import snapshot_name
 from tests.conftest import Snapshots
 from tests.functions import registered, run_timer
 

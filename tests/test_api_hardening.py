@@ -24,7 +24,8 @@ import pytest
 
 from devstack.relay import Relay
 from shared.api.context import api_context
-from shared.snapshots.store import SnapshotStore, snapshot_name
+from shared.snapshots.store import SnapshotStore
+from shared.storage.layout import snapshot_name
 from tests.functions import run_timer
 from tests.test_api import (
     SPECIAL,

@@ -31,6 +31,7 @@ from shared.api.handlers import NO_PARAMETERS, _context, _latest, _max_age, _nex
 from shared.api.http import answer, cache_control, json_bytes, make_etag, utc_now
 from shared.errors import SnapshotFormatError
 from shared.events import log_event
+from shared.storage.layout import SNAPSHOT_NAME, date_of
 
 if TYPE_CHECKING:
     from shared.api.context import ApiContext
@@ -166,11 +167,6 @@ def _unknown(ctx: ApiContext, record: RecordInfo) -> dict[str, Any] | None:
     return None
 
 
-def _date_of(name: str) -> date:
-    year, month, day = name.split("/")[1:4]
-    return date(int(year), int(month), int(day))
-
-
 # -- GET /api/changes --------------------------------------------------------------------------------
 CHANGES_PARAMETERS = frozenset({"since", "until", "type", "top", "continuation"})
 CHANGES_TOP = (100, 1000)  # default, maximum
@@ -194,8 +190,6 @@ class ChangesQuery:
 
 def changes_query(params: dict[str, str], today: date) -> ChangesQuery:
     """The query of GET /api/changes; 400 naming the parameter for anything not allowed."""
-    from shared.snapshots.store import SNAPSHOT_NAME
-
     if "since" not in params:
         raise p.bad_parameter("since", "since is required: a UTC date, YYYY-MM-DD")
     since = _date_param(params, "since")
@@ -241,7 +235,7 @@ def changes(req: func.HttpRequest) -> func.HttpResponse:
         chain = [
             record
             for record in published_chain(ctx.store, manifest)
-            if query.since <= _date_of(record.snapshot) <= query.until
+            if query.since <= date_of(record.snapshot) <= query.until
         ]
         found, after = _collect(ctx, chain, query)
         _read_all(ctx, chain)  # so that every page knows every step of the range that cannot be read

@@ -45,6 +45,7 @@ from shared.api.http import (
     utc_now,
 )
 from shared.events import log_event
+from shared.storage.layout import file_name, rendition_file, rendition_name
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobClient
@@ -165,7 +166,7 @@ def page_bytes(loaded: Snapshot, positions: Sequence[int]) -> bytes:
 
 
 def filename(snapshot: str) -> str:
-    return snapshot.rsplit("/", 1)[-1].removesuffix(".json") + ".csv"
+    return rendition_file(snapshot)
 
 
 def csv_headers(snapshot: str) -> dict[str, str]:
@@ -211,10 +212,6 @@ def whole_latest(
 
 
 # -- the whole latest snapshot, large: a CSV rendition beside it ----------------------------------------
-def rendition_name(snapshot: str) -> str:
-    return snapshot.removesuffix(".json") + ".csv"
-
-
 _write_lock = threading.Lock()
 
 
@@ -294,7 +291,7 @@ def _write_rendition(ctx: ApiContext, manifest: Manifest, blob: BlobClient) -> N
                 content_disposition=f'attachment; filename="{filename(manifest.snapshot)}"',
             ),
             metadata={
-                "sourcesnapshot": manifest.snapshot.rsplit("/", 1)[-1],
+                "sourcesnapshot": file_name(manifest.snapshot),
                 "sourcesha256": manifest.sha256,
             },
         )

@@ -36,6 +36,7 @@ from shared.api.http import (
     utc_now,
 )
 from shared.events import log_event
+from shared.storage.layout import SNAPSHOT_NAME, day_prefix
 
 if TYPE_CHECKING:
     from shared.api.context import ApiContext
@@ -240,7 +241,6 @@ def snapshots(req: func.HttpRequest) -> func.HttpResponse:
     params = p.query(req, SNAPSHOTS_PARAMETERS)
     top = p.top(params, *SNAPSHOTS_TOP)
     continuation = p.decode_continuation(params, ("before",))
-    from shared.snapshots.store import SNAPSHOT_NAME
 
     before = continuation["before"] if continuation is not None else None
     if before is not None and not (isinstance(before, str) and SNAPSHOT_NAME.fullmatch(before)):
@@ -280,7 +280,7 @@ def snapshot_by_date(req: func.HttpRequest) -> func.HttpResponse:
     p.query(req, NO_PARAMETERS)
     day = p.snapshot_date(req)
     ctx = _context()
-    taken = ctx.store.list_snapshots(prefix=f"snapshots/{day:%Y/%m/%d}/", latest=_latest_if_readable(ctx))
+    taken = ctx.store.list_snapshots(prefix=day_prefix(day), latest=_latest_if_readable(ctx))
     if not taken:
         raise ApiError(
             404, "snapshot_not_found", f"no snapshot was taken on {day.isoformat()}", parameter="date"

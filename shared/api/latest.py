@@ -49,6 +49,7 @@ from shared.gc_pause import cyclic_gc_paused
 from shared.snapshots.document import iter_customer_lines
 from shared.snapshots.index import UnusableIndex
 from shared.snapshots.store import Manifest, ManifestError, SnapshotStore
+from shared.storage.layout import LATEST
 
 log = logging.getLogger("shared.api")
 _BATCH = 2000
@@ -356,7 +357,7 @@ class LatestCache:
             self._checked_at = self._answered_at = _clock()
             self._failure = _not_a_manifest()
             self._generation += 1
-            log_event(log, logging.ERROR, events.API_LATEST_UNREADABLE, blob="latest.json")
+            log_event(log, logging.ERROR, events.API_LATEST_UNREADABLE, blob=LATEST)
             raise _again(self._failure) from None
         except AzureError as exc:
             now = _clock()

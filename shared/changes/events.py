@@ -56,18 +56,10 @@ from shared.changes.cloudevents import (
     message_of,
     reduced,
 )
-from shared.changes.outbox import (
-    FAILED,
-    OUTBOX,
-    RECORD_FILE,
-    Outbox,
-    ascii_metadata,
-    failed_message_name,
-    failed_name,
-    record_order,
-)
+from shared.changes.outbox import Outbox, ascii_metadata
 from shared.events import log_event
 from shared.snapshots.writer import storage_problem
+from shared.storage import layout
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -78,7 +70,7 @@ if TYPE_CHECKING:
     from shared.settings import Settings
     from shared.snapshots.store import SnapshotStore
 
-__all__ = ["OUTBOX", "EventSender", "Outbox", "cloud_event", "event_id", "queue_client"]
+__all__ = ["EventSender", "Outbox", "cloud_event", "event_id", "queue_client"]
 
 log = logging.getLogger("shared.job")
 
@@ -240,12 +232,12 @@ class EventSender:
         from azure.core.exceptions import AzureError
 
         try:
-            listing = list(self.store.container.list_blobs(name_starts_with=OUTBOX))
+            listing = list(self.store.container.list_blobs(name_starts_with=layout.OUTBOX))
         except AzureError as exc:
-            raise Stop(f"listing {OUTBOX}: {storage_problem(exc)}", exc) from None
-        state.failed = sum(1 for props in listing if props.name.startswith(FAILED))
+            raise Stop(f"listing {layout.OUTBOX}: {storage_problem(exc)}", exc) from None
+        state.failed = sum(1 for props in listing if layout.is_set_aside(props.name))
         listed = sorted(
-            (p for p in listing if not p.name.startswith(FAILED)), key=lambda p: record_order(p.name)
+            (p for p in listing if not layout.is_set_aside(p.name)), key=lambda p: layout.outbox_order(p.name)
         )
         state.listed = [props.name for props in listed]
         for props in listed:
@@ -264,7 +256,7 @@ class EventSender:
 
         from shared.storage.reader import StoredDocumentError, read_json
 
-        if not RECORD_FILE.fullmatch(name):
+        if not layout.OUTBOX_RECORD.fullmatch(name):
             self._set_aside_record(name, etag, f"{name}: a name outside the outbox layout")
             return None
         try:
@@ -301,13 +293,11 @@ class EventSender:
         """When each snapshot's `.published` marker was written, by snapshot name."""
         from azure.core.exceptions import AzureError
 
-        from shared.snapshots.store import MARKER_NAME, PREFIX
-
         try:
             return {
-                props.name.removesuffix(".published") + ".json": props.last_modified
-                for props in self.store.container.list_blobs(name_starts_with=PREFIX)
-                if MARKER_NAME.fullmatch(props.name)
+                layout.snapshot_of_marker(props.name): props.last_modified
+                for props in self.store.container.list_blobs(name_starts_with=layout.PREFIX)
+                if layout.MARKER_NAME.fullmatch(props.name)
             }
         except AzureError as exc:
             raise Stop(f"listing the .published markers: {storage_problem(exc)}", exc) from None
@@ -495,7 +485,7 @@ class EventSender:
         """Writes the message (the full CloudEvent, or the entry as stored) to outbox/failed/."""
         from azure.core.exceptions import AzureError
 
-        name = failed_message_name(outbox.name, message.index)
+        name = layout.failed_message_name(outbox.name, message.index)
         if message.problem is None:
             full = cloud_event(
                 message.kind, message.subject, outbox.generated_at, self.source, message.data, outbox.snapshot
@@ -577,7 +567,7 @@ class EventSender:
         from azure.core import MatchConditions
         from azure.core.exceptions import AzureError, ResourceModifiedError, ResourceNotFoundError
 
-        target = failed_name(name)
+        target = layout.failed_name(name)
         blob = self.store.blob(name)
         try:
             data = _head(blob, etag) if content is None else content

@@ -34,7 +34,6 @@ JSON object with an id; anything else is a StoredDocumentError naming the record
 from __future__ import annotations
 
 import base64
-import re
 import tempfile
 import zlib
 from collections.abc import Iterable, Iterator
@@ -43,6 +42,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from shared.changes.record import Changes, Counts, encoded, pointer_of_dotted
 from shared.errors import NothingToCompareError, SnapshotFormatError
+from shared.storage.layout import PREFIX, RECORD_NAME, snapshot_of
 from shared.storage.reader import (
     MAX_LINE_BYTES,
     StoredDocumentError,
@@ -62,19 +62,7 @@ READABLE_VERSIONS = (1, 2)
 MAX_ENTRY_BYTES = 2 * MAX_LINE_BYTES
 SECTIONS = ("added", "removed", "changed")
 UNAVAILABLE = "unavailable"  # metadata `comparison` of a record whose run could not compare
-RECORD_NAME = re.compile(r"^snapshots/\d{4}/\d{2}/\d{2}/changes-\d{8}T\d{6}Z\.json$")
 _BLOCK_BYTES = 4 * 1024 * 1024
-
-
-def changes_name(snapshot: str) -> str:
-    """The change record's blob name for snapshot `snapshot` (same folder, same stamp)."""
-    folder, _, file = snapshot.rpartition("/")
-    return f"{folder}/{file.replace('customers-', 'changes-', 1)}"
-
-
-def snapshot_of(record: str) -> str:
-    folder, _, file = record.rpartition("/")
-    return f"{folder}/{file.replace('changes-', 'customers-', 1)}"
 
 
 NOTHING_TO_COMPARE = "latest.json and the .published markers cannot be read: nothing to compare with"
@@ -230,7 +218,7 @@ class RecordInfo:
         }
 
 
-def list_records(container: ContainerClient, prefix: str = "snapshots/") -> dict[str, RecordInfo]:
+def list_records(container: ContainerClient, prefix: str = PREFIX) -> dict[str, RecordInfo]:
     """Every change record in the container by its snapshot's name (one listing, with metadata)."""
     from azure.core.exceptions import ResourceNotFoundError
 

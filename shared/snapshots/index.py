@@ -95,11 +95,6 @@ def search_bytes(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")  # a substring of UTF-8 is a substring of the text
 
 
-def index_name(snapshot: str) -> str:
-    """snapshots/Y/M/D/customers-T.json → snapshots/Y/M/D/customers-T.index (aged with its snapshot)."""
-    return snapshot.removesuffix(".json") + ".index"
-
-
 def fields_of(customer: Any) -> tuple[str, str, str] | None:
     """(id, domain, companyName) of a parsed customer; None when the API's indexes could not use it."""
     if type(customer) is not dict or type(customer.get("id")) is not str or not customer["id"]:

@@ -22,7 +22,6 @@ import mmap
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from shared import events
@@ -31,8 +30,9 @@ from shared.errors import PublishConflictError, SnapshotExistsError, SnapshotFor
 from shared.events import log_event
 from shared.snapshots.document import customer_ids, inflated
 from shared.snapshots.document import iter_customer_lines as iter_customer_lines
-from shared.snapshots.index import IndexBuilder, index_name
+from shared.snapshots.index import IndexBuilder
 from shared.snapshots.writer import CommittedSnapshot, SnapshotWriter, storage_problem
+from shared.storage.layout import LATEST, MARKER_NAME, PREFIX, SNAPSHOT_NAME, index_name, marker_name
 from shared.storage.reader import StoredDocumentError, parse_json, read_json, stream
 
 if TYPE_CHECKING:
@@ -43,13 +43,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LATEST = "latest.json"
-PREFIX = "snapshots/"
 MANIFEST_VERSION = 1
-
-
-def snapshot_name(started: datetime) -> str:
-    return f"{PREFIX}{started:%Y/%m/%d}/customers-{started:%Y%m%dT%H%M%SZ}.json"
 
 
 @dataclass(frozen=True)
@@ -552,18 +546,9 @@ class SnapshotStore:
         return sorted(infos, key=lambda info: info.name)
 
 
-SNAPSHOT_NAME = re.compile(r"^snapshots/\d{4}/\d{2}/\d{2}/customers-\d{8}T\d{6}Z\.json$")
-MARKER_NAME = re.compile(r"^snapshots/\d{4}/\d{2}/\d{2}/customers-\d{8}T\d{6}Z\.published$")
-
-
 def _same_etag(one: str, other: str) -> bool:
     # Listings give ETags bare, response headers quoted.
     return bool(one) and one.strip('"') == other.strip('"')
-
-
-def marker_name(snapshot: str) -> str:
-    """The `.published` marker of a snapshot, next to it (the same lifecycle rule ages both)."""
-    return snapshot.removesuffix(".json") + ".published"
 
 
 @dataclass(frozen=True)
