@@ -57,8 +57,8 @@ print(json.dumps(out))
 
 
 def measure(azurite: Azurite, customers: int) -> dict[str, Any]:
+    from shared.jsonenc import compact as dumps
     from shared.snapshots.store import SnapshotStore
-    from shared.snapshots.writer import dumps
     from shared.storage.layout import snapshot_name
 
     with DevStack(customers=0, azurite=azurite) as stack:

@@ -64,7 +64,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def write_snapshot(store: Any, customers: list[dict[str, Any]], when: datetime) -> Any:
     """A committed (not published) snapshot written by the job's own writer, as the job would lay it out."""
-    from shared.snapshots.writer import dumps
+    from shared.jsonenc import compact as dumps
     from shared.storage.layout import snapshot_name
 
     generated_at = when.strftime("%Y-%m-%dT%H:%M:%SZ")

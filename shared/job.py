@@ -9,7 +9,8 @@ transient failure, so the Functions host records it as failed and its retry poli
       _Run.credentials           Key Vault's secrets (or the environment's), the token source
       CustomerPager.start        the first page on the wire while storage opens
       _Run.open_store            the snapshot container
-      hold_run_lock              one run at a time (shared/run_lock.py): held, or snapshot.skipped and done
+      hold_run_lock              one run at a time (shared/storage/lease.py): held, or snapshot.skipped
+                                 and done
       _Run.previous_manifest     latest.json as it was (unreadable: the newest readable .published
                                  marker's manifest; none readable: the guard fails closed)
       DeadlineWatch              its customer count and the pace of the first pages: deadline_at_risk
@@ -49,8 +50,8 @@ from shared.errors import SnapshotWithheldError
 from shared.events import log_event
 from shared.gc_pause import cyclic_gc_paused
 from shared.redact import scrub
-from shared.run_lock import hold_run_lock
 from shared.settings import Settings
+from shared.storage.lease import hold_run_lock
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -298,13 +299,14 @@ class _Run:
             channels = Channels.of(settings, secrets, self.context)
         if settings.events_queue is None and channels is None:
             return None
-        from shared.changes.events import EventSender, queue_client
+        from shared.changes.events import SEND_WORKERS, EventSender
         from shared.identity import azure_credential
+        from shared.storage.queue import queue_client
 
         queue = None
         if settings.events_queue is not None:
             credential = functools.cache(lambda: azure_credential(settings.azure_client_id))
-            queue = cleanup.enter_context(queue_client(settings, credential))
+            queue = cleanup.enter_context(queue_client(settings, credential, workers=SEND_WORKERS))
         return EventSender(store, queue, self.context, channels=channels)
 
     def publish(
@@ -394,7 +396,8 @@ class _Run:
 
     def open_store(self, cleanup: ExitStack, credential: Callable[[], TokenCredential]) -> SnapshotStore:
         """The snapshot store, its container created when it does not exist (local runs)."""
-        from shared.snapshots.store import SnapshotStore, container_client
+        from shared.snapshots.store import SnapshotStore
+        from shared.storage.blobs import container_client
 
         store = SnapshotStore(cleanup.enter_context(container_client(self.settings, credential)))
         store.ensure_container()
@@ -550,16 +553,9 @@ class _Run:
             previous_generated_at=previous.generated_at if previous else None,
             unavailable=unavailable,
         )
-        from azure.core.exceptions import AzureError
-
-        from shared.errors import StorageError
-        from shared.snapshots.writer import storage_problem
-
-        try:
-            with changes or contextlib.nullcontext():
-                write_record(store.blob(name), header, changes)
-        except AzureError as exc:  # the record exists already (never overwritten), or storage failed
-            raise StorageError(f"writing the change record {name}: {storage_problem(exc)}") from None
+        with changes or contextlib.nullcontext():
+            # StorageError when the record exists already (never overwritten), or storage failed
+            write_record(store, name, header, changes)
         if changes is None:
             return ChangeRef(name, None, None, None, unavailable)
         counts = changes.counts

@@ -6,7 +6,6 @@ http.py      ETag / If-None-Match, gzip negotiation, Cache-Control, JSON answers
 schedule.py  when the next snapshot can exist (NCRONTAB), for Cache-Control
 text.py      case- and accent-folding for search, domain keys
 latest.py    the warm-instance cache of the latest snapshot and its indexes
-sas.py       short-lived read-only SAS URLs for snapshots too large to answer inline
 context.py   settings, storage client and cache per process, rebuilt when the settings change
 handlers.py  one function per route: HttpRequest → HttpResponse, nothing escapes
 """

@@ -106,7 +106,7 @@ def published_chain(store: SnapshotStore, manifest: Manifest) -> list[RecordInfo
     a record whose comparison was unavailable does not)."""
     from shared.changes.store import list_records
 
-    records = list_records(store.container)
+    records = list_records(store)
     chain: list[RecordInfo] = []
     seen: set[str] = set()
     info = records.get(manifest.snapshot)
@@ -141,7 +141,7 @@ def record_entries(ctx: ApiContext, record: RecordInfo) -> Iterator[tuple[str, b
     if verdict is False:
         raise RecordUnreadable(record.name)
     try:
-        yield from read_record(ctx.store.blob(record.name), etag=record.etag, verify=verdict is None)
+        yield from read_record(ctx.store, record.name, etag=record.etag, verify=verdict is None)
     except StoredDocumentError as exc:
         _remember(ctx, key, False)
         log_event(
@@ -446,7 +446,7 @@ def _bases(
         yield manifest.snapshot, manifest.generated_at, []
         return
     first = chain[0]
-    if first.unavailable is None and first.previous_snapshot and store.blob(first.previous_snapshot).exists():
+    if first.unavailable is None and first.previous_snapshot and store.exists(first.previous_snapshot):
         yield first.previous_snapshot, first.previous_generated_at, chain
     for position, record in enumerate(chain):
         yield record.snapshot, record.generated_at, chain[position + 1 :]
@@ -458,9 +458,9 @@ def _holds(ctx: ApiContext, snapshot: str, key: str) -> bool:
     is asked for (SnapshotFormatError, remembered by its ETag); after that the read stops at the customer."""
     from shared.changes.record import change_key
     from shared.snapshots.document import customer_lines, line_id
-    from shared.storage.reader import inflate_limit, inflated, stream
+    from shared.storage.reader import inflate_limit, inflated
 
-    chunks, gzipped, properties = stream(ctx.store.blob(snapshot))
+    chunks, gzipped, properties = ctx.store.stream(snapshot)
     verdict_key = (snapshot, str(properties.etag))
     verdict = ctx.readable.get(verdict_key)
     if verdict is False:

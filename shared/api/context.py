@@ -16,8 +16,8 @@ from shared.settings import SETTINGS, Settings
 
 if TYPE_CHECKING:
     from shared.api.latest import LatestCache
-    from shared.api.sas import SasIssuer
     from shared.snapshots.store import SnapshotStore
+    from shared.storage.sas import SasIssuer
 
 # The settings the API reads, plus what decides which credential and trust store the SDK uses.
 _KEY_NAMES = (
@@ -67,9 +67,10 @@ def api_context() -> ApiContext:
 
 def _build() -> ApiContext:
     from shared.api.latest import LatestCache
-    from shared.api.sas import SasIssuer
     from shared.identity import azure_credential
-    from shared.snapshots.store import SnapshotStore, container_client
+    from shared.snapshots.store import SnapshotStore
+    from shared.storage.blobs import container_client
+    from shared.storage.sas import SasIssuer
 
     settings = Settings.from_env(api=True)
     credential = functools.cache(lambda: azure_credential(settings.azure_client_id))

@@ -73,7 +73,7 @@ def check_drop(
         drop_percent=round(drop, 2),
         max_drop_percent=max_drop_percent,
     )
-    store.blob(layout.WITHHELD).upload_blob(json.dumps(withheld.to_json(), indent=2).encode(), overwrite=True)
+    store.put(layout.WITHHELD, json.dumps(withheld.to_json(), indent=2).encode())
     log_event(log, logging.ERROR, events.SNAPSHOT_WITHHELD, **withheld.to_json(), **context)
     error = SnapshotWithheldError(
         f"{committed.customer_count} customers where the latest published snapshot has "
@@ -149,10 +149,10 @@ def read_withheld(store: SnapshotStore, **request_options: Any) -> Withheld | st
     Withheld. `request_options`: per-request SDK options (retry_total, timeouts); AzureError as it is."""
     from azure.core.exceptions import ResourceNotFoundError
 
-    from shared.storage.reader import StoredDocumentError, read_json
+    from shared.storage.reader import StoredDocumentError
 
     try:
-        value, _ = read_json(store.blob(layout.WITHHELD), **request_options)
+        value, _ = store.read_json(layout.WITHHELD, **request_options)
     except ResourceNotFoundError:
         return None
     except StoredDocumentError:
@@ -169,16 +169,16 @@ def previous_published(store: SnapshotStore) -> Manifest | None:
 
     from shared.errors import ManifestError, StorageError
     from shared.snapshots.store import Manifest
-    from shared.snapshots.writer import storage_problem
-    from shared.storage.reader import StoredDocumentError, read_json
+    from shared.storage.problems import storage_problem
+    from shared.storage.reader import StoredDocumentError
 
     step = "reading the .published markers"
     try:
-        listed = store.container.list_blobs(name_starts_with=layout.PREFIX)
+        listed = store.listing(layout.PREFIX)
         markers = sorted((b.name for b in listed if layout.MARKER_NAME.fullmatch(b.name)), reverse=True)
         for name in markers[:MARKERS_TRIED]:
             try:
-                manifest = Manifest.from_json(read_json(store.blob(name))[0])
+                manifest = Manifest.from_json(store.read_json(name)[0])
             except (StoredDocumentError, ManifestError, ResourceNotFoundError):
                 continue
             if layout.marker_name(manifest.snapshot) == name:
