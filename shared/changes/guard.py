@@ -80,7 +80,7 @@ def check_drop(
         f"{previous.customer_count} ({withheld.drop_percent}% fewer, more than SNAPSHOT_MAX_DROP_PERCENT="
         f"{max_drop_percent:g}): {committed.name} is kept but not published"
     )
-    error.withheld = withheld  # the run tells the notification channels (shared/job.py)
+    error.withheld = withheld  # the run tells the notification channels (shared/job/)
     raise error
 
 
