@@ -15,7 +15,7 @@ import json
 import logging
 import re
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
@@ -36,7 +36,7 @@ from shared.api.http import (
     utc_now,
 )
 from shared.events import log_event
-from shared.storage.layout import SNAPSHOT_NAME, day_prefix
+from shared.storage.layout import SNAPSHOT_NAME, date_of, day_prefix
 
 if TYPE_CHECKING:
     from shared.api.context import ApiContext
@@ -261,16 +261,11 @@ def snapshots(req: func.HttpRequest) -> func.HttpResponse:
 def _listed(info: SnapshotInfo) -> dict[str, object]:
     return {
         "name": info.name,
-        "date": _date_of(info.name).isoformat(),
+        "date": date_of(info.name).isoformat(),
         "generatedAt": info.generated_at,
         "customerCount": info.customer_count,
         "sizeBytes": info.stored_bytes,  # as stored, gzip-encoded
     }
-
-
-def _date_of(name: str) -> date:
-    year, month, day = name.split("/")[1:4]
-    return date(int(year), int(month), int(day))
 
 
 # -- /api/snapshots/{date} -----------------------------------------------------------------------------
