@@ -57,8 +57,9 @@ print(json.dumps(out))
 
 
 def measure(azurite: Azurite, customers: int) -> dict[str, Any]:
-    from shared.snapshots.store import SnapshotStore, snapshot_name
-    from shared.snapshots.writer import dumps
+    from shared.jsonenc import compact as dumps
+    from shared.snapshots.store import SnapshotStore
+    from shared.storage.layout import snapshot_name
 
     with DevStack(customers=0, azurite=azurite) as stack:
         env = child_env(stack, 500)
@@ -99,7 +100,7 @@ def measure(azurite: Azurite, customers: int) -> dict[str, Any]:
         rows = None
         if figures["first"]["location"]:
             # With the shared key: Azurite rejects the SDK's user-delegation SAS (see tests/test_api.py).
-            from shared.api.csv_answer import rendition_name
+            from shared.storage.layout import rendition_name
 
             blob = container.get_blob_client(rendition_name(manifest.snapshot))
             inflate = zlib.decompressobj(31)

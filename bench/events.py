@@ -23,7 +23,8 @@ from typing import Any
 from devstack.azurite import Azurite
 from devstack.storage_proxy import StorageProxy
 from shared.changes.record import Counts
-from shared.changes.store import RecordHeader, changes_name, write_record
+from shared.changes.store import RecordHeader, write_record
+from shared.storage.layout import changes_name
 
 
 @dataclass
@@ -85,8 +86,9 @@ def _rate(azurite: Azurite, events: int, workers: int, queue_url: str | None = N
     """Events per second draining one outbox record of `events` changes (plus its snapshot.published)."""
     from azure.storage.blob import BlobServiceClient
 
-    from shared.changes.events import EventSender, Outbox, queue_client
+    from shared.changes.events import EventSender, Outbox
     from shared.snapshots.store import ChangeRef, SnapshotStore
+    from shared.storage.queue import queue_client
 
     suffix = uuid.uuid4().hex[:12]
     service = BlobServiceClient.from_connection_string(
@@ -98,7 +100,7 @@ def _rate(azurite: Azurite, events: int, workers: int, queue_url: str | None = N
     snapshot = "snapshots/2026/11/24/customers-20261124T020000Z.json"
     record = changes_name(snapshot)
     header = RecordHeader(snapshot, None, "2026-11-24T02:00:00Z", None)
-    write_record(store.blob(record), header, _AllChanged(events))  # type: ignore[arg-type]
+    write_record(store, record, header, _AllChanged(events))  # type: ignore[arg-type]
     connection = azurite.connection_string
     if queue_url is not None:
         connection = connection.replace(azurite.queue_account_url, queue_url)

@@ -64,8 +64,8 @@ def percentile(values: list[float], q: float) -> float:
 
 def write_snapshot(store: Any, customers: list[dict[str, Any]], when: datetime) -> Any:
     """A committed (not published) snapshot written by the job's own writer, as the job would lay it out."""
-    from shared.snapshots.store import snapshot_name
-    from shared.snapshots.writer import dumps
+    from shared.jsonenc import compact as dumps
+    from shared.storage.layout import snapshot_name
 
     generated_at = when.strftime("%Y-%m-%dT%H:%M:%SZ")
     writer = store.new_snapshot(snapshot_name(when), generated_at)

@@ -195,7 +195,7 @@ module snapshotStorage 'app/storage.bicep' = {
     ]
     softDeleteDays: blobSoftDeleteDays
     lifecycleEnabled: true
-    lifecyclePrefix: '${snapshotContainerName}/snapshots/' // shared/snapshots/store.py PREFIX: not latest.json
+    lifecyclePrefix: '${snapshotContainerName}/snapshots/' // shared/storage/layout.py PREFIX: not latest.json
     coolAfterDays: snapshotCoolAfterDays
     deleteAfterDays: snapshotRetentionDays
   }

@@ -14,9 +14,9 @@ import json
 import logging
 from typing import Any
 
-# -- the snapshot run (shared/job.py) -------------------------------------------------------------
+# -- the snapshot run (shared/job/) -------------------------------------------------------------
 SNAPSHOT_PAST_DUE = "snapshot.past_due"
-SNAPSHOT_SKIPPED = "snapshot.skipped"  # another run holds the run lock (shared/run_lock.py): not a failure
+SNAPSHOT_SKIPPED = "snapshot.skipped"  # another run holds the run lock (storage/lease.py): not a failure
 SNAPSHOT_LOCK_LOST = "snapshot.lock_lost"  # the run lock's renewal was refused: this run will not publish
 SNAPSHOT_PAGE = "snapshot.page"
 SNAPSHOT_DEADLINE_AT_RISK = "snapshot.deadline_at_risk"  # the pace says paging will pass the deadline

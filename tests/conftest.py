@@ -73,7 +73,7 @@ class Snapshots:
         return json.loads(self.document_bytes(name))
 
     def snapshot_names(self) -> list[str]:
-        from shared.snapshots.store import SNAPSHOT_NAME
+        from shared.storage.layout import SNAPSHOT_NAME
 
         return [n for n in self.names() if SNAPSHOT_NAME.fullmatch(n)]  # not their .published markers
 

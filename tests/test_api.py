@@ -29,8 +29,9 @@ import requests
 from devstack.population import make_customers
 from devstack.stack import DevStack
 from shared.api.context import api_context
-from shared.snapshots.store import SnapshotStore, snapshot_name
-from shared.snapshots.writer import dumps
+from shared.jsonenc import compact as dumps
+from shared.snapshots.store import SnapshotStore
+from shared.storage.layout import snapshot_name
 from tests.conftest import Snapshots
 from tests.functions import InstanceSettings, registered, run_timer
 

@@ -25,7 +25,8 @@ import pytest
 from devstack.relay import Relay
 from shared.api.context import api_context, build, use
 from shared.settings import Settings
-from shared.snapshots.store import SnapshotStore, snapshot_name
+from shared.snapshots.store import SnapshotStore
+from shared.storage.layout import snapshot_name
 from tests.functions import MovableClock, run_timer
 from tests.test_api import (
     SPECIAL,

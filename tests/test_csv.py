@@ -17,9 +17,10 @@ import requests
 
 from devstack.population import make_customers
 from devstack.stack import DevStack
-from shared.api.csv_answer import _gzip, encode, rendition_name
+from shared.api.csv_answer import _gzip, encode
 from shared.api.csv_answer import cell as csv_cell
 from shared.api.csv_answer import row as csv_row
+from shared.storage.layout import rendition_name
 from tests.conftest import Snapshots
 from tests.functions import new_instance, run_timer
 from tests.test_api import (
@@ -307,8 +308,9 @@ def test_an_unreadable_accept_weight_counts_as_zero(csv_world):
 def test_the_rendition_leaves_out_lines_that_are_not_customers(make_stack, azurite):
     """Whatever a stored line holds (not JSON, not an object, nested past the parser), the rendition is
     written for the others: a CSV answer never fails on one odd customer."""
-    from shared.snapshots.store import SnapshotStore, snapshot_name
-    from shared.snapshots.writer import dumps
+    from shared.jsonenc import compact as dumps
+    from shared.snapshots.store import SnapshotStore
+    from shared.storage.layout import snapshot_name
 
     extra = {
         "API_SNAPSHOT_INLINE_MAX_BYTES": "1000",

@@ -26,8 +26,9 @@ from devstack.population import make_customers
 from shared.api.context import api_context
 from shared.api.indexed import IndexedSnapshot
 from shared.api.loaded import LoadedSnapshot
-from shared.snapshots.index import MEMBER_CUSTOMERS, SnapshotIndex, UnusableIndex, header_sha256, index_name
+from shared.snapshots.index import MEMBER_CUSTOMERS, SnapshotIndex, UnusableIndex, header_sha256
 from shared.snapshots.store import Manifest, SnapshotStore
+from shared.storage.layout import index_name
 from tests.functions import run_timer
 from tests.test_api import SPECIAL, body, call, customer_call, follow, ids, write_snapshot
 

@@ -685,7 +685,7 @@ def test_storage_accounts_are_hardened():
     assert re.search(
         r"delete:\s*\{\s*daysAfterModificationGreaterThan: deleteAfterDays", lifecycle.body.source
     )
-    from shared.snapshots.store import LATEST, PREFIX
+    from shared.storage.layout import LATEST, PREFIX
 
     snapshot = bicep("main.bicep").modules
     params = next(m for m in snapshot if m.symbol == "snapshotStorage").body.child("params").keys()

@@ -55,7 +55,7 @@ class _NoLock:
 
 def _no_lock_on_thread(monkeypatch, name: str) -> None:
     """Runs on the thread called `name` take no run lock."""
-    import shared.job as job
+    import shared.job.run as job
 
     holding = job.hold_run_lock
 

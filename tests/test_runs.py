@@ -427,7 +427,7 @@ def test_a_lease_left_by_a_dead_run_is_named_then_expires_on_its_own(make_stack,
 
 
 def test_the_lock_is_renewed_while_the_run_lives_and_released_at_its_end(make_stack, monkeypatch, caplog):
-    import shared.run_lock as run_lock
+    import shared.storage.lease as run_lock
 
     monkeypatch.setattr(run_lock, "LEASE_SECONDS", 15)  # Blob Storage's shortest lease
     monkeypatch.setattr(run_lock, "RENEW_SECONDS", 3)
@@ -464,7 +464,7 @@ def _lock_lost(caplog) -> list[str]:
 def test_a_run_that_lost_its_lock_publishes_nothing(make_stack, monkeypatch, caplog):
     from azure.storage.blob import BlobLeaseClient
 
-    import shared.run_lock as run_lock
+    import shared.storage.lease as run_lock
 
     monkeypatch.setattr(run_lock, "RENEW_SECONDS", 0.5)  # its renewer notices while the run waits
     stack, snapshots, latest_before, _names = _published(make_stack)

@@ -14,7 +14,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from devstack.population import make_customers
 from shared import events
 from shared.errors import PartnerCenterError
-from shared.snapshots.writer import dumps
+from shared.jsonenc import compact as dumps
 from tests.functions import registered, run_timer
 
 SNAPSHOT_NAME = re.compile(r"^snapshots/(\d{4})/(\d{2})/(\d{2})/customers-\1\2\3T\d{6}Z\.json$")
@@ -587,13 +587,15 @@ def run_timer_summary() -> dict:
 def test_a_failing_writer_thread_fails_the_snapshot_and_commits_nothing(make_stack, monkeypatch):
     import shared.snapshots.writer as writer_module
     from shared.snapshots.writer import SnapshotWriter
+    from shared.storage.blobs import Blobs
 
     monkeypatch.setattr(writer_module, "BLOCK_BYTES", 64)  # the worker stages as soon as zlib emits
     stack, _snapshots = make_stack(customers=0)
     service = stack.blob_service_client()
     # A container that does not exist: the worker thread's first stage_block fails.
     name = "snapshots/2026/11/23/customers-20261123T020000Z.json"
-    writer = SnapshotWriter(service.get_blob_client("no-such-container", name), "2026-11-23T02:00:00Z")
+    blobs = Blobs(service.get_container_client("no-such-container"))
+    writer = SnapshotWriter(blobs, name, "2026-11-23T02:00:00Z")
     page = [dumps(customer) for customer in make_customers(500, seed=5)]
 
     with pytest.raises(ResourceNotFoundError):  # the worker's error, raised on this thread by add()

@@ -7,7 +7,7 @@
 //                   in outbox/failed/), or a Teams workflow or webhook endpoint that refused for good
 //                   (`notify.given_up`: a configuration error, that card or those events given up);
 //                   evaluated hourly over the last two hours, stateful, so one failure notifies once and
-//                   resolves by itself. Event names: shared/events.py, shared/job.py.
+//                   resolves by itself. Event names: shared/events.py, shared/job/.
 //   snapshot stale  no `snapshot.summary` line (one per successful run) for staleAfterHours; also fires
 //                   during the first staleAfterHours after a fresh deployment, until the first night ran
 // Cost at rest: two log alert rules at the hourly frequency (the cheapest tier: a small monthly fee

@@ -30,6 +30,7 @@ from shared.api.errors import ApiError, snapshot_unavailable
 from shared.api.http import answer, cache_control, json_bytes, make_etag, utc_now
 from shared.errors import SnapshotAppError, SnapshotFormatError
 from shared.events import log_event
+from shared.storage.layout import SNAPSHOT_NAME, date_of
 
 if TYPE_CHECKING:
     from shared.api.context import ApiContext
@@ -103,7 +104,7 @@ def published_chain(store: SnapshotStore, manifest: Manifest) -> list[RecordInfo
     a record whose comparison was unavailable does not)."""
     from shared.changes.store import list_records
 
-    records = list_records(store.container)
+    records = list_records(store)
     chain: list[RecordInfo] = []
     seen: set[str] = set()
     info = records.get(manifest.snapshot)
@@ -138,7 +139,7 @@ def record_entries(ctx: ApiContext, record: RecordInfo) -> Iterator[tuple[str, b
     if verdict is False:
         raise RecordUnreadable(record.name)
     try:
-        yield from read_record(ctx.store.blob(record.name), etag=record.etag, verify=verdict is None)
+        yield from read_record(ctx.store, record.name, etag=record.etag, verify=verdict is None)
     except StoredDocumentError as exc:
         _remember(ctx, key, False)
         log_event(
@@ -164,11 +165,6 @@ def _unknown(ctx: ApiContext, record: RecordInfo) -> dict[str, Any] | None:
     return None
 
 
-def _date_of(name: str) -> date:
-    year, month, day = name.split("/")[1:4]
-    return date(int(year), int(month), int(day))
-
-
 # -- GET /api/changes --------------------------------------------------------------------------------
 CHANGES_PARAMETERS = frozenset({"since", "until", "type", "top", "continuation"})
 CHANGES_TOP = (100, 1000)  # default, maximum
@@ -192,8 +188,6 @@ class ChangesQuery:
 
 def changes_query(params: dict[str, str], today: date) -> ChangesQuery:
     """The query of GET /api/changes; 400 naming the parameter for anything not allowed."""
-    from shared.snapshots.store import SNAPSHOT_NAME
-
     if "since" not in params:
         raise p.bad_parameter("since", "since is required: a UTC date, YYYY-MM-DD")
     since = _date_param(params, "since")
@@ -239,7 +233,7 @@ def changes(req: func.HttpRequest) -> func.HttpResponse:
         chain = [
             record
             for record in published_chain(ctx.store, manifest)
-            if query.since <= _date_of(record.snapshot) <= query.until
+            if query.since <= date_of(record.snapshot) <= query.until
         ]
         found, after = _collect(ctx, chain, query)
         _read_all(ctx, chain)  # so that every page knows every step of the range that cannot be read
@@ -450,7 +444,7 @@ def _bases(
         yield manifest.snapshot, manifest.generated_at, []
         return
     first = chain[0]
-    if first.unavailable is None and first.previous_snapshot and store.blob(first.previous_snapshot).exists():
+    if first.unavailable is None and first.previous_snapshot and store.exists(first.previous_snapshot):
         yield first.previous_snapshot, first.previous_generated_at, chain
     for position, record in enumerate(chain):
         yield record.snapshot, record.generated_at, chain[position + 1 :]
@@ -462,9 +456,9 @@ def _holds(ctx: ApiContext, snapshot: str, key: str) -> bool:
     is asked for (SnapshotFormatError, remembered by its ETag); after that the read stops at the customer."""
     from shared.changes.record import change_key
     from shared.snapshots.document import customer_lines, line_id
-    from shared.storage.reader import inflate_limit, inflated, stream
+    from shared.storage.reader import inflate_limit, inflated
 
-    chunks, gzipped, properties = stream(ctx.store.blob(snapshot))
+    chunks, gzipped, properties = ctx.store.stream(snapshot)
     verdict_key = (snapshot, str(properties.etag))
     verdict = ctx.readable.get(verdict_key)
     if verdict is False:

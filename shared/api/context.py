@@ -19,8 +19,8 @@ from shared.settings import Settings
 
 if TYPE_CHECKING:
     from shared.api.latest import LatestCache
-    from shared.api.sas import SasIssuer
     from shared.snapshots.store import SnapshotStore
+    from shared.storage.sas import SasIssuer
 
 
 @dataclass(frozen=True)
@@ -69,9 +69,10 @@ def use(context: ApiContext | None) -> None:
 def build(settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> ApiContext:
     """A context over the snapshot container `settings` name, with its own caches."""
     from shared.api.latest import LatestCache
-    from shared.api.sas import SasIssuer
     from shared.identity import azure_credential
-    from shared.snapshots.store import SnapshotStore, container_client
+    from shared.snapshots.store import SnapshotStore
+    from shared.storage.blobs import container_client
+    from shared.storage.sas import SasIssuer
 
     credential = functools.cache(lambda: azure_credential(settings.azure_client_id))
     container = container_client(settings, credential, api=True)

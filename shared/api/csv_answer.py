@@ -46,10 +46,10 @@ from shared.api.http import (
     utc_now,
 )
 from shared.events import log_event
+from shared.storage.blobs import Content
+from shared.storage.layout import file_name, rendition_file, rendition_name
 
 if TYPE_CHECKING:
-    from azure.storage.blob import BlobClient
-
     from shared.api.context import ApiContext
     from shared.api.latest import Snapshot
     from shared.snapshots.store import Manifest
@@ -166,7 +166,7 @@ def page_bytes(loaded: Snapshot, positions: Sequence[int]) -> bytes:
 
 
 def filename(snapshot: str) -> str:
-    return snapshot.rsplit("/", 1)[-1].removesuffix(".json") + ".csv"
+    return rendition_file(snapshot)
 
 
 def csv_headers(snapshot: str) -> dict[str, str]:
@@ -212,10 +212,6 @@ def whole_latest(
 
 
 # -- the whole latest snapshot, large: a CSV rendition beside it ----------------------------------------
-def rendition_name(snapshot: str) -> str:
-    return snapshot.removesuffix(".json") + ".csv"
-
-
 _write_lock = threading.Lock()
 
 
@@ -250,24 +246,24 @@ def ensure_rendition(ctx: ApiContext, manifest: Manifest) -> int:
     503 at once from then on, without streaming the snapshot again."""
     from azure.core.exceptions import AzureError, ResourceNotFoundError
 
-    blob = ctx.store.blob(rendition_name(manifest.snapshot))
+    name = rendition_name(manifest.snapshot)
     version = (manifest.snapshot, manifest.etag)
     with _write_lock:  # one writer per instance; the others wait and find it written
         if version in ctx.failed_renditions:
             raise _cannot_be_read()
         try:
-            return int(blob.get_blob_properties().size)
+            return int(ctx.store.properties(name).size)
         except ResourceNotFoundError:
             pass
         started = time.monotonic()
         try:
-            _write_rendition(ctx, manifest, blob)
+            _write_rendition(ctx, manifest, name)
         except AzureError:
             raise  # storage trouble, not the snapshot's: a later request tries again
         except Exception:  # the snapshot does not match latest.json (logged where it was found), or worse
             ctx.failed_renditions.add(version)
             raise
-        size = int(blob.get_blob_properties().size)
+        size = int(ctx.store.properties(name).size)
         log_event(
             log,
             logging.INFO,
@@ -279,25 +275,16 @@ def ensure_rendition(ctx: ApiContext, manifest: Manifest) -> int:
         return size
 
 
-def _write_rendition(ctx: ApiContext, manifest: Manifest, blob: BlobClient) -> None:
+def _write_rendition(ctx: ApiContext, manifest: Manifest, name: str) -> None:
     from azure.core.exceptions import ResourceExistsError
-    from azure.storage.blob import ContentSettings
 
+    content = Content(
+        CSV_TYPE, encoding="gzip", disposition=f'attachment; filename="{filename(manifest.snapshot)}"'
+    )
+    metadata = {"sourcesnapshot": file_name(manifest.snapshot), "sourcesha256": manifest.sha256}
     with contextlib.suppress(ResourceExistsError):  # another instance wrote it in the meantime
-        blob.upload_blob(
-            _gzip(_rendition_csv(ctx, manifest)),
-            blob_type="BlockBlob",
-            overwrite=False,
-            max_concurrency=1,
-            content_settings=ContentSettings(
-                content_type=CSV_TYPE,
-                content_encoding="gzip",
-                content_disposition=f'attachment; filename="{filename(manifest.snapshot)}"',
-            ),
-            metadata={
-                "sourcesnapshot": manifest.snapshot.rsplit("/", 1)[-1],
-                "sourcesha256": manifest.sha256,
-            },
+        ctx.store.put(
+            name, _gzip(_rendition_csv(ctx, manifest)), if_absent=True, metadata=metadata, content=content
         )
 
 

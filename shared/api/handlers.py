@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING
 
 import azure.functions as func
@@ -37,6 +37,7 @@ from shared.api.http import (
     utc_now,
 )
 from shared.events import log_event
+from shared.storage.layout import SNAPSHOT_NAME, date_of, day_prefix
 
 if TYPE_CHECKING:
     from shared.api.context import ApiContext
@@ -184,7 +185,6 @@ def snapshots(req: func.HttpRequest) -> func.HttpResponse:
     params = p.query(req, SNAPSHOTS_PARAMETERS)
     top = p.top(params, *SNAPSHOTS_TOP)
     continuation = p.decode_continuation(params, ("before",))
-    from shared.snapshots.store import SNAPSHOT_NAME
 
     before = continuation["before"] if continuation is not None else None
     if before is not None and not (isinstance(before, str) and SNAPSHOT_NAME.fullmatch(before)):
@@ -205,16 +205,11 @@ def snapshots(req: func.HttpRequest) -> func.HttpResponse:
 def _listed(info: SnapshotInfo) -> dict[str, object]:
     return {
         "name": info.name,
-        "date": _date_of(info.name).isoformat(),
+        "date": date_of(info.name).isoformat(),
         "generatedAt": info.generated_at,
         "customerCount": info.customer_count,
         "sizeBytes": info.stored_bytes,  # as stored, gzip-encoded
     }
-
-
-def _date_of(name: str) -> date:
-    year, month, day = name.split("/")[1:4]
-    return date(int(year), int(month), int(day))
 
 
 # -- /api/snapshots/{date} -----------------------------------------------------------------------------
@@ -224,7 +219,7 @@ def snapshot_by_date(req: func.HttpRequest) -> func.HttpResponse:
     p.query(req, NO_PARAMETERS)
     day = p.snapshot_date(req)
     ctx = context()
-    taken = ctx.store.list_snapshots(prefix=f"snapshots/{day:%Y/%m/%d}/", latest=_latest_if_readable(ctx))
+    taken = ctx.store.list_snapshots(prefix=day_prefix(day), latest=_latest_if_readable(ctx))
     if not taken:
         raise ApiError(
             404, "snapshot_not_found", f"no snapshot was taken on {day.isoformat()}", parameter="date"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import azure.functions as func
 
 from shared.api.errors import JSON_TYPE
+from shared.jsonenc import compact_bytes
 
 IMMUTABLE = "private, max-age=31536000, immutable"
 NO_STORE = "no-store"
@@ -21,7 +21,7 @@ GZIP_LEVEL = 6
 def json_bytes(value: Any) -> bytes:
     """Compact UTF-8 JSON; a lone surrogate (strict JSON, which UTF-8 cannot carry) as its JSON escape,
     the form it was stored in (as change records write it: shared/changes/record.py `encoded`)."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "backslashreplace")
+    return compact_bytes(value)
 
 
 def make_etag(*parts: str) -> str:

@@ -39,6 +39,7 @@ from shared.errors import SnapshotAppError
 from shared.events import log_event
 from shared.snapshots.index import UnusableIndex
 from shared.snapshots.store import Manifest, ManifestError, SnapshotStore
+from shared.storage.layout import LATEST
 
 log = logging.getLogger("shared.api")
 
@@ -175,7 +176,7 @@ class LatestCache:
             self._checked_at = self._answered_at = self._clock()
             self._failure = _not_a_manifest()
             self._generation += 1
-            log_event(log, logging.ERROR, events.API_LATEST_UNREADABLE, blob="latest.json")
+            log_event(log, logging.ERROR, events.API_LATEST_UNREADABLE, blob=LATEST)
             raise _again(self._failure) from None
         except AzureError as exc:
             now = self._clock()

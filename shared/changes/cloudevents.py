@@ -15,6 +15,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from shared.jsonenc import compact_bytes
+
 EVENT_TYPE = "partnercenter.customer."
 PUBLISHED_TYPE = "partnercenter.snapshot.published"
 WITHHELD_TYPE = "partnercenter.snapshot.withheld"
@@ -47,9 +49,8 @@ def cloud_event(
         **(extensions or {}),
         "data": data,
     }
-    text = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
     # A lone surrogate ("\ud800", strict JSON) has no UTF-8 form: sent as the JSON escape it came as.
-    return text.encode("utf-8", "backslashreplace").decode()
+    return compact_bytes(event).decode()
 
 
 def fits(text: str) -> bool:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from shared import events
 from shared.errors import NothingToCompareError, SnapshotWithheldError
 from shared.events import log_event
+from shared.storage import layout
 
 if TYPE_CHECKING:
     from shared.snapshots.store import Manifest, SnapshotStore
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("shared.job")
 
-WITHHELD = "withheld.json"
 UNREADABLE = "unreadable"  # read_withheld: withheld.json is there but is not what check_drop writes
 MARKERS_TRIED = 5  # the newest .published markers read, at most, when latest.json cannot be
 GUARD_OFF = 100.0  # SNAPSHOT_MAX_DROP_PERCENT: no drop is over it
@@ -73,14 +73,14 @@ def check_drop(
         drop_percent=round(drop, 2),
         max_drop_percent=max_drop_percent,
     )
-    store.blob(WITHHELD).upload_blob(json.dumps(withheld.to_json(), indent=2).encode(), overwrite=True)
+    store.put(layout.WITHHELD, json.dumps(withheld.to_json(), indent=2).encode())
     log_event(log, logging.ERROR, events.SNAPSHOT_WITHHELD, **withheld.to_json(), **context)
     error = SnapshotWithheldError(
         f"{committed.customer_count} customers where the latest published snapshot has "
         f"{previous.customer_count} ({withheld.drop_percent}% fewer, more than SNAPSHOT_MAX_DROP_PERCENT="
         f"{max_drop_percent:g}): {committed.name} is kept but not published"
     )
-    error.withheld = withheld  # the run tells the notification channels (shared/job.py)
+    error.withheld = withheld  # the run tells the notification channels (shared/job/)
     raise error
 
 
@@ -110,15 +110,13 @@ class Withheld:
     @classmethod
     def from_json(cls, value: Any) -> Withheld | None:
         """The Withheld of withheld.json's value; None unless every field is what check_drop writes."""
-        from shared.snapshots.store import SNAPSHOT_NAME
-
         if not isinstance(value, dict):
             return None
         names: list[Any] = [value.get("snapshot"), value.get("latestSnapshot")]
         counts: list[Any] = [value.get("customerCount"), value.get("latestCustomerCount")]
         percents: list[Any] = [value.get("dropPercent"), value.get("maxDropPercent")]
         if not (
-            all(isinstance(name, str) and SNAPSHOT_NAME.fullmatch(name) for name in names)
+            all(isinstance(name, str) and layout.SNAPSHOT_NAME.fullmatch(name) for name in names)
             and all(type(count) is int and count >= 0 for count in counts)
             and all(type(p) in (int, float) and math.isfinite(p) and 0 <= p <= 100 for p in percents)
             and rfc3339(value.get("generatedAt")) is not None
@@ -151,10 +149,10 @@ def read_withheld(store: SnapshotStore, **request_options: Any) -> Withheld | st
     Withheld. `request_options`: per-request SDK options (retry_total, timeouts); AzureError as it is."""
     from azure.core.exceptions import ResourceNotFoundError
 
-    from shared.storage.reader import StoredDocumentError, read_json
+    from shared.storage.reader import StoredDocumentError
 
     try:
-        value, _ = read_json(store.blob(WITHHELD), **request_options)
+        value, _ = store.read_json(layout.WITHHELD, **request_options)
     except ResourceNotFoundError:
         return None
     except StoredDocumentError:
@@ -170,20 +168,20 @@ def previous_published(store: SnapshotStore) -> Manifest | None:
     from azure.core.exceptions import AzureError, ResourceNotFoundError
 
     from shared.errors import ManifestError, StorageError
-    from shared.snapshots.store import MARKER_NAME, PREFIX, Manifest, marker_name
-    from shared.snapshots.writer import storage_problem
-    from shared.storage.reader import StoredDocumentError, read_json
+    from shared.snapshots.store import Manifest
+    from shared.storage.problems import storage_problem
+    from shared.storage.reader import StoredDocumentError
 
     step = "reading the .published markers"
     try:
-        listed = store.container.list_blobs(name_starts_with=PREFIX)
-        markers = sorted((b.name for b in listed if MARKER_NAME.fullmatch(b.name)), reverse=True)
+        listed = store.listing(layout.PREFIX)
+        markers = sorted((b.name for b in listed if layout.MARKER_NAME.fullmatch(b.name)), reverse=True)
         for name in markers[:MARKERS_TRIED]:
             try:
-                manifest = Manifest.from_json(read_json(store.blob(name))[0])
+                manifest = Manifest.from_json(store.read_json(name)[0])
             except (StoredDocumentError, ManifestError, ResourceNotFoundError):
                 continue
-            if marker_name(manifest.snapshot) == name:
+            if layout.marker_name(manifest.snapshot) == name:
                 return manifest
     except AzureError as exc:
         raise StorageError(f"{step}: {storage_problem(exc)}") from None

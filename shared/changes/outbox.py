@@ -36,16 +36,20 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from shared.storage.layout import (
+    RECORD_NAME,
+    SNAPSHOT_NAME,
+    changes_name,
+    is_withheld_record,
+    outbox_name,
+    stamped,
+)
 from shared.storage.reader import StoredDocumentError
 
 if TYPE_CHECKING:
     from shared.changes.guard import Withheld
     from shared.snapshots.store import ChangeRef
 
-OUTBOX = "outbox/"
-FAILED = OUTBOX + "failed/"
-RECORD_FILE = re.compile(r"^outbox/(changes|withheld)-\d{8}T\d{6}Z\.json$")
-WITHHELD_PREFIX = OUTBOX + "withheld-"
 _ENDPOINT_KEY = re.compile(r"^[0-9a-f]{16}$")
 MAX_ENDPOINTS = 10  # webhook endpoints a record may owe (WEBHOOK_URLS holds at most 10)
 _TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
@@ -73,8 +77,7 @@ class Outbox:
 
     @property
     def name(self) -> str:
-        file = self.changes.rpartition("/")[2]
-        return WITHHELD_PREFIX + file.removeprefix("changes-") if self.withheld else OUTBOX + file
+        return outbox_name(self.changes, withheld=self.withheld is not None)
 
     @property
     def messages(self) -> int:
@@ -153,9 +156,6 @@ class Outbox:
     @classmethod
     def from_json(cls, doc: Any, name: str) -> Outbox:
         """The record stored as `name`; StoredDocumentError naming it and the field that is wrong."""
-        from shared.changes.store import RECORD_NAME, changes_name
-        from shared.snapshots.store import SNAPSHOT_NAME
-
         if not isinstance(doc, dict):
             raise StoredDocumentError(f"{name}: not a JSON object")
         snapshot, changes = doc.get("snapshot"), doc.get("changes")
@@ -169,7 +169,7 @@ class Outbox:
         if not (isinstance(generated_at, str) and _TIME.fullmatch(generated_at)):
             raise StoredDocumentError(f"{name}: `generatedAt` is not a UTC time")
         stamp = re.sub(r"[-:]", "", generated_at)  # a snapshot is named by its run's start
-        if not snapshot.endswith(f"/customers-{stamp}.json"):
+        if not stamped(snapshot, stamp):
             raise StoredDocumentError(f"{name}: `generatedAt` is not its snapshot's time")
         counts, unavailable = _counts(doc, name)
         outbox = cls(
@@ -190,7 +190,7 @@ def _withheld(doc: dict[str, Any], name: str) -> Withheld | None:
     """What withheld.json said, for a record of a withheld snapshot (its name says which kind it is)."""
     from shared.changes.guard import Withheld
 
-    if not name.startswith(WITHHELD_PREFIX):
+    if not is_withheld_record(name):
         return None
     withheld = Withheld.from_json(doc)
     if withheld is None or doc.get("kind") != "withheld":
@@ -245,21 +245,6 @@ def _counts(doc: dict[str, Any], name: str) -> tuple[dict[str, int] | None, str 
     if not (isinstance(counts, dict) and set(counts) == set(_SECTIONS)):
         raise StoredDocumentError(f"{name}: `counts` is not added, removed and changed")
     return {key: _number(counts, key, name) for key in _SECTIONS}, None
-
-
-def record_order(name: str) -> tuple[str, str]:
-    """Outbox records oldest first (by their stamp, whatever their kind)."""
-    return name[-len("YYYYMMDDTHHMMSSZ.json") :], name
-
-
-def failed_name(name: str) -> str:
-    """Where an outbox blob is set aside."""
-    return FAILED + name.removeprefix(OUTBOX)
-
-
-def failed_message_name(record: str, index: int) -> str:
-    """Where message `index` of outbox record `record` is set aside."""
-    return f"{failed_name(record).removesuffix('.json')}/{index}.json"
 
 
 def ascii_metadata(text: str) -> str:

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
+from shared.jsonenc import compact_bytes
 from shared.snapshots.document import line_id
 
 WINDOW = 4_000  # customers per side waiting in memory for their counterpart (~4 MB each)
@@ -98,14 +99,9 @@ def changed_fields(before: dict[str, Any], after: dict[str, Any]) -> dict[str, d
     return fields
 
 
-def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
 def encoded(value: Any) -> bytes:
-    """`value` as compact UTF-8 JSON. A lone surrogate ("\ud800", strict JSON that Partner Center may send)
-    has no UTF-8 form: it is written as the JSON escape it came as, which reads back as the same string."""
-    return dumps(value).encode("utf-8", "backslashreplace")
+    """`value` as compact UTF-8 JSON, a lone surrogate as its JSON escape (shared/jsonenc.py)."""
+    return compact_bytes(value)
 
 
 @dataclass(frozen=True)

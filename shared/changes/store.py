@@ -33,8 +33,6 @@ JSON object with an id; anything else is a StoredDocumentError naming the record
 
 from __future__ import annotations
 
-import base64
-import re
 import tempfile
 import zlib
 from collections.abc import Iterable, Iterator
@@ -43,6 +41,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 from shared.changes.record import Changes, Counts, encoded, pointer_of_dotted
 from shared.errors import NothingToCompareError, SnapshotFormatError
+from shared.storage.blobs import GZIP_JSON
+from shared.storage.layout import PREFIX, RECORD_NAME, snapshot_of
 from shared.storage.reader import (
     MAX_LINE_BYTES,
     StoredDocumentError,
@@ -53,7 +53,7 @@ from shared.storage.reader import (
 )
 
 if TYPE_CHECKING:
-    from azure.storage.blob import BlobClient, ContainerClient
+    from shared.storage.blobs import Blobs
 
 RECORD_VERSION = 2  # 2: field paths are JSON Pointers; 1: dotted paths (still read)
 READABLE_VERSIONS = (1, 2)
@@ -62,19 +62,7 @@ READABLE_VERSIONS = (1, 2)
 MAX_ENTRY_BYTES = 2 * MAX_LINE_BYTES
 SECTIONS = ("added", "removed", "changed")
 UNAVAILABLE = "unavailable"  # metadata `comparison` of a record whose run could not compare
-RECORD_NAME = re.compile(r"^snapshots/\d{4}/\d{2}/\d{2}/changes-\d{8}T\d{6}Z\.json$")
 _BLOCK_BYTES = 4 * 1024 * 1024
-
-
-def changes_name(snapshot: str) -> str:
-    """The change record's blob name for snapshot `snapshot` (same folder, same stamp)."""
-    folder, _, file = snapshot.rpartition("/")
-    return f"{folder}/{file.replace('customers-', 'changes-', 1)}"
-
-
-def snapshot_of(record: str) -> str:
-    folder, _, file = record.rpartition("/")
-    return f"{folder}/{file.replace('changes-', 'customers-', 1)}"
 
 
 NOTHING_TO_COMPARE = "latest.json and the .published markers cannot be read: nothing to compare with"
@@ -132,29 +120,26 @@ class RecordHeader:
         return metadata | {name: str(getattr(counts, name)) for name in SECTIONS}
 
 
-def write_record(blob: BlobClient, header: RecordHeader, changes: Changes | None) -> None:
-    """Writes the record as one gzip blob, staged in blocks and committed only if the blob does not exist
-    (If-None-Match: *); the SDK raises ResourceExistsError otherwise (a record is never overwritten).
-    `changes` None: the comparison is unavailable (`header.unavailable` says why), the lists are empty."""
-    from azure.core import MatchConditions
-    from azure.storage.blob import BlobBlock, ContentSettings
+def write_record(blobs: Blobs, name: str, header: RecordHeader, changes: Changes | None) -> None:
+    """Writes the record as one gzip blob, staged in blocks (shared/storage/blocks.py) and committed only if
+    the blob does not exist (a record is never overwritten). `changes` None: the comparison is unavailable
+    (`header.unavailable` says why), the lists are empty. Raises StorageError naming the record when Blob
+    Storage refuses (the record exists already, or storage failed)."""
+    from azure.core.exceptions import AzureError
 
     assert (changes is None) == (header.unavailable is not None)
     counts = None if changes is None else changes.counts
-    with tempfile.TemporaryFile() as file:
-        _gzip_to(file, _document(header, changes))
-        file.seek(0)
-        blocks: list[BlobBlock] = []
-        while chunk := file.read(_BLOCK_BYTES):
-            block_id = base64.b64encode(f"{len(blocks):08d}".encode()).decode()
-            blob.stage_block(block_id, chunk, length=len(chunk))
-            blocks.append(BlobBlock(block_id))
-    blob.commit_block_list(
-        blocks,
-        content_settings=ContentSettings(content_type="application/json", content_encoding="gzip"),
-        metadata=header.metadata(counts),
-        match_condition=MatchConditions.IfMissing,
-    )
+    stager = blobs.stager(name, f"writing the change record {name}")
+    try:
+        with tempfile.TemporaryFile() as file:
+            _gzip_to(file, _document(header, changes))
+            file.seek(0)
+            blocks: list[str] = []
+            while chunk := file.read(_BLOCK_BYTES):
+                blocks.append(stager.append(chunk))
+        stager.commit(blocks, content=GZIP_JSON, metadata=header.metadata(counts))
+    except AzureError as exc:
+        raise stager.failure(exc) from None
 
 
 def _document(header: RecordHeader, changes: Changes | None) -> Iterator[bytes]:
@@ -230,14 +215,14 @@ class RecordInfo:
         }
 
 
-def list_records(container: ContainerClient, prefix: str = "snapshots/") -> dict[str, RecordInfo]:
+def list_records(blobs: Blobs, prefix: str = PREFIX) -> dict[str, RecordInfo]:
     """Every change record in the container by its snapshot's name (one listing, with metadata)."""
     from azure.core.exceptions import ResourceNotFoundError
 
     try:
         listed = [
             RecordInfo.of(props)
-            for props in container.list_blobs(name_starts_with=prefix, include=["metadata"])
+            for props in blobs.listing(prefix, metadata=True)
             if RECORD_NAME.fullmatch(props.name)
         ]
     except ResourceNotFoundError:
@@ -246,24 +231,17 @@ def list_records(container: ContainerClient, prefix: str = "snapshots/") -> dict
 
 
 def read_record(
-    blob: BlobClient, *, etag: str | None = None, verify: bool = True
+    blobs: Blobs, name: str, *, etag: str | None = None, verify: bool = True
 ) -> Iterator[tuple[str, bytes]]:
     """(section, entry JSON) of a stored record, streamed through the bounded reader; with `etag`, only that
     version (ResourceModifiedError otherwise). Raises StoredDocumentError (with the ETag read) when it is
     not a complete record this code reads; the SDK's errors as they are (absent: ResourceNotFoundError).
     `verify` False: for a version read whole before, the entries are not parsed again."""
-    from azure.core import MatchConditions
-
-    from shared.storage.reader import stream
-
-    conditions: dict[str, Any] = (
-        {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}
-    )
-    chunks, gzipped, properties = stream(blob, **conditions)
+    chunks, gzipped, properties = blobs.stream(name, etag=etag)
     try:
         yield from iter_entries(chunks, gzipped, limit=inflate_limit(properties.size), verify=verify)
     except SnapshotFormatError as exc:
-        raise StoredDocumentError(f"{blob.blob_name}: {exc}", etag=str(properties.etag)) from None
+        raise StoredDocumentError(f"{name}: {exc}", etag=str(properties.etag)) from None
 
 
 def iter_entries(

@@ -183,7 +183,7 @@ def _unknown_card(digest: RunDigest, link: str | None) -> dict[str, Any]:
 def withheld_card(
     withheld: Withheld, removed: RunDigest | None, link: str | None, level: _Level = _LEVELS[0]
 ) -> dict[str, Any]:
-    from shared.changes.store import changes_name
+    from shared.storage.layout import changes_name
 
     drop = withheld.drop_percent
     title = f"Snapshot withheld: {drop:g}% fewer customers"

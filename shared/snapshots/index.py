@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.customer_rule import indexed_fields
+from shared.storage.blocks import BlockIds
 from shared.text import domain_key, fold
 
 MAGIC = b"CSPINDEX"
@@ -96,11 +97,6 @@ def search_bytes(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")  # a substring of UTF-8 is a substring of the text
 
 
-def index_name(snapshot: str) -> str:
-    """snapshots/Y/M/D/customers-T.json → snapshots/Y/M/D/customers-T.index (aged with its snapshot)."""
-    return snapshot.removesuffix(".json") + ".index"
-
-
 def _table_size(count: int) -> int:
     return 1 << max(4, (2 * count).bit_length())  # at most half full: short probes
 
@@ -132,10 +128,12 @@ Stage = Callable[[str, bytes], None]  # (block id, data): stages one block of th
 
 
 class _Section:
-    """One section of the index blob, staged in blocks of about BLOCK_BYTES as it fills."""
+    """One section of the index blob, staged in blocks of about BLOCK_BYTES as it fills (its own lane of
+    block ids: shared/storage/blocks.py)."""
 
-    def __init__(self, number: int, run_id: str, stage: Stage) -> None:
-        self._prefix = f"{run_id}-{number}-"  # every block id of the blob has the same length
+    def __init__(self, lane: str, ids: BlockIds, stage: Stage) -> None:
+        self._lane = lane
+        self._ids = ids
         self._stage = stage
         self._pending: list[bytes] = []
         self._pending_bytes = 0
@@ -154,7 +152,7 @@ class _Section:
 
     def flush(self) -> None:
         if self._pending:
-            block_id = f"{self._prefix}{len(self.block_ids):06d}"
+            block_id = self._ids.next(self._lane)
             self._stage(block_id, b"".join(self._pending))
             self.block_ids.append(block_id)
             self._pending, self._pending_bytes = [], 0
@@ -162,12 +160,13 @@ class _Section:
 
 class IndexBuilder:
     """Fed each customer in stored order by the snapshot writer's worker thread; stages the index blob's
-    blocks through `stage` as sections fill, and the header last (`finish`)."""
+    blocks through `stage` as sections fill, and the header last (`finish`). `ids`: the block ids of the
+    blob's stager (unique to the run, so two runs staging the same name never mix their blocks)."""
 
-    def __init__(self, stage: Stage) -> None:
-        run_id = secrets.token_hex(8)  # two runs staging the same name never mix their blocks
-        self._header_id = f"{run_id}-h-{0:06d}"
-        self._sections = {name: _Section(number, run_id, stage) for number, name in enumerate(SECTIONS)}
+    def __init__(self, stage: Stage, ids: BlockIds | None = None) -> None:
+        ids = ids or BlockIds()
+        self._header_id = ids.next("h")
+        self._sections = {name: _Section(str(number), ids, stage) for number, name in enumerate(SECTIONS)}
         self._stage = stage
         self._hash_key = secrets.token_bytes(HASH_KEY_BYTES)  # this index's own: see the module's docstring
         self._key_hash = KeyHash(self._hash_key)

@@ -1,261 +1,60 @@
-"""Blob layout of the snapshot container and every read or write of it.
+"""The snapshot container as the job and the API use it: new snapshots, latest.json, `.published` markers.
 
-    snapshots/YYYY/MM/DD/customers-YYYYMMDDTHHMMSSZ.json        one per run (UTC start), never overwritten
-    snapshots/YYYY/MM/DD/customers-YYYYMMDDTHHMMSSZ.published   written once latest.json named it
-    latest.json                                                manifest of the newest committed snapshot
+(The blob names: shared/storage/layout.py; the requests: shared/storage/blobs.py, which SnapshotStore is.)
 
 `latest.json` is replaced only after its snapshot is committed, and only by a snapshot at least as new
 as the one it names (a replayed timer occurrence cannot move it back in time). The `.published` marker
 is what the HTTP API lists and serves by date: a run that committed and then failed to publish leaves a
 snapshot nobody is shown. It holds the snapshot's ETag, sha256 and sizes, so a blob replaced or damaged
-later is never served either. The snapshot document's own format (one customer per line, gzip-encoded)
-is read back by document.py.
+later is never served either. What they hold: manifest.py. The snapshot document's own format (one
+customer per line, gzip-encoded) is read back by document.py.
 """
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import json
 import logging
-import mmap
 import re
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
 
 from shared import events
 from shared.errors import ManifestError as ManifestError
-from shared.errors import PublishConflictError, SnapshotExistsError, SnapshotFormatError, StorageError
+from shared.errors import PublishConflictError, SnapshotExistsError, StorageError
 from shared.events import log_event
 from shared.snapshots.document import customer_ids, inflated
-from shared.snapshots.document import iter_customer_lines as iter_customer_lines
-from shared.snapshots.index import IndexBuilder, index_name
-from shared.snapshots.writer import CommittedSnapshot, SnapshotWriter, storage_problem
-from shared.storage.reader import StoredDocumentError, parse_json, read_json, stream
-
-if TYPE_CHECKING:
-    from azure.core.credentials import TokenCredential
-    from azure.storage.blob import BlobClient, ContainerClient
-
-    from shared.settings import Settings
+from shared.snapshots.index import IndexBuilder
+from shared.snapshots.manifest import ChangeRef as ChangeRef
+from shared.snapshots.manifest import Manifest as Manifest
+from shared.snapshots.manifest import SnapshotInfo as SnapshotInfo
+from shared.snapshots.manifest import same_etag
+from shared.snapshots.writer import CommittedSnapshot, SnapshotWriter
+from shared.storage.blobs import JSON, Blobs, Content
+from shared.storage.layout import LATEST, MARKER_NAME, PREFIX, SNAPSHOT_NAME, index_name, marker_name
+from shared.storage.problems import storage_problem
+from shared.storage.reader import StoredDocumentError
 
 log = logging.getLogger(__name__)
 
-LATEST = "latest.json"
-PREFIX = "snapshots/"
-MANIFEST_VERSION = 1
+_LATEST_CONTENT = Content("application/json", cache_control="no-cache")
 
 
-def snapshot_name(started: datetime) -> str:
-    return f"{PREFIX}{started:%Y/%m/%d}/customers-{started:%Y%m%dT%H%M%SZ}.json"
+def _pretty(manifest: Manifest) -> bytes:
+    """latest.json and a marker as stored: indented, for people who open them."""
+    return json.dumps(manifest.to_json(), indent=2).encode()
 
 
-@dataclass(frozen=True)
-class ChangeRef:
-    """The change record a manifest names, with its counts (see shared/changes). A record whose run could
-    not read the previous snapshot has no counts (None) and says why (`unavailable`)."""
-
-    name: str
-    added: int | None
-    removed: int | None
-    changed: int | None
-    unavailable: str | None = None
-
-    @property
-    def counts(self) -> dict[str, int] | None:
-        if self.added is None or self.removed is None or self.changed is None:
-            return None
-        return {"added": self.added, "removed": self.removed, "changed": self.changed}
-
-    def to_json(self) -> dict[str, Any]:
-        found: dict[str, Any] = {"name": self.name, "counts": self.counts}
-        if self.unavailable is None:
-            return found
-        return found | {"comparison": {"available": False, "reason": self.unavailable}}
-
-    @classmethod
-    def parse(cls, value: Any) -> ChangeRef | None:
-        """None when absent (a manifest written before change records): such a manifest still parses."""
-        if value is None:
-            return None
-        counts = value["counts"]
-        if counts is None:  # the comparison was unavailable
-            reason = value["comparison"]["reason"]
-            return cls(_str(value["name"]), None, None, None, _str(reason))
-        return cls(_str(value["name"]), int(counts["added"]), int(counts["removed"]), int(counts["changed"]))
-
-
-@dataclass(frozen=True)
-class Manifest:
-    snapshot: str
-    etag: str
-    generated_at: str
-    customer_count: int
-    sha256: str
-    stored_bytes: int
-    json_bytes: int
-    changes: ChangeRef | None = None
-    index: str | None = None  # the lookup index beside the snapshot (index.py); absent before issue 9
-    index_sha256: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        optional = {"index": self.index, "indexSha256": self.index_sha256} if self.index else {}
-        changes = {} if self.changes is None else {"changes": self.changes.to_json()}
-        return (
-            {
-                "schemaVersion": MANIFEST_VERSION,
-                "snapshot": self.snapshot,
-                "etag": self.etag,
-                "generatedAt": self.generated_at,
-                "customerCount": self.customer_count,
-                "sha256": self.sha256,
-                "storedBytes": self.stored_bytes,
-                "jsonBytes": self.json_bytes,
-                "contentEncoding": "gzip",
-            }
-            | changes
-            | optional
-        )
-
-    @classmethod
-    def parse(cls, data: bytes) -> Manifest:
-        try:
-            doc = parse_json(data, LATEST)
-        except StoredDocumentError as exc:
-            raise ManifestError(f"{LATEST} is not a valid manifest ({exc})") from None
-        return cls.from_json(doc)
-
-    @classmethod
-    def from_json(cls, doc: Any) -> Manifest:
-        """The manifest of latest.json's (or a marker's) JSON value; ManifestError when it is not one."""
-        try:
-            manifest = cls(
-                snapshot=_str(doc["snapshot"]),
-                etag=_str(doc["etag"]),
-                generated_at=_str(doc["generatedAt"]),
-                customer_count=_count(doc["customerCount"], minimum=0),
-                sha256=_str(doc["sha256"]),
-                stored_bytes=_count(doc["storedBytes"], minimum=1),
-                json_bytes=_count(doc["jsonBytes"], minimum=1),
-                changes=ChangeRef.parse(doc.get("changes")),
-            )
-            manifest = _with_index(manifest, doc)
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ManifestError(f"{LATEST} is not a valid manifest ({type(exc).__name__})") from None
-        if not SNAPSHOT_NAME.fullmatch(manifest.snapshot):
-            # Only a name of the layout: never "../other-container/x.json" or latest.json itself.
-            raise ManifestError(f"{LATEST} names a blob outside the snapshot layout")
-        return manifest
-
-    @classmethod
-    def of(cls, committed: CommittedSnapshot, changes: ChangeRef | None = None) -> Manifest:
-        return cls(
-            snapshot=committed.name,
-            etag=committed.etag,
-            generated_at=committed.generated_at,
-            customer_count=committed.customer_count,
-            sha256=committed.sha256,
-            stored_bytes=committed.stored_bytes,
-            json_bytes=committed.json_bytes,
-            index=committed.index,
-            index_sha256=committed.index_sha256,
-            changes=changes,
-        )
-
-
-def _with_index(manifest: Manifest, doc: dict[str, Any]) -> Manifest:
-    """The manifest with the index latest.json names; one that is not beside its snapshot, or has no
-    sha256, is ignored (the API then loads the snapshot whole, as before indexes)."""
-    index, sha256 = doc.get("index"), doc.get("indexSha256")
-    if index != index_name(manifest.snapshot) or not (
-        isinstance(sha256, str) and re.fullmatch(r"[0-9a-f]{64}", sha256)
-    ):
-        return manifest
-    return replace(manifest, index=index, index_sha256=sha256)
-
-
-def _str(value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValueError("expected a non-empty string")
-    return value
-
-
-def _count(value: Any, *, minimum: int) -> int:
-    if type(value) is not int or value < minimum:  # not a bool, a float or a string
-        raise ValueError(f"expected a whole number of at least {minimum}")
-    return value
-
-
-# The SDK joins each range's body with b"".join(list(body)), and list() sizes itself by the body's len(),
-# which is its length in bytes: a list of that many pointers (8 bytes each) is allocated for a moment. A
-# range of 1 MiB costs 8 MiB at that moment; the SDK's 4 MiB ranges cost 32 MiB (measured: azure-storage-blob
-# 12.x, azure-core's StreamDownloadGenerator.__len__).
-DOWNLOAD_RANGE_BYTES = 1024 * 1024
-
-
-def container_client(
-    settings: Settings, credential_factory: Callable[[], TokenCredential], *, api: bool = False
-) -> ContainerClient:
-    """The snapshot container, with retries bounded by settings (the SDK default waits minutes).
-
-    `api`: for the HTTP API, which answers people waiting: at most 2 retries about a second apart and a
-    5 s connect timeout, whatever SNAPSHOT_STORAGE_RETRIES says (the job may retry longer)."""
-    from azure.storage.blob import BlobServiceClient
-
-    from shared.events import quiet_azure_sdk_logs
-
-    quiet_azure_sdk_logs()
-    options: dict[str, Any] = {
-        "retry_total": min(settings.storage_retries, 2) if api else settings.storage_retries,
-        "initial_backoff": 0.5 if api else 1,
-        "increment_base": 1 if api else 2,
-        "random_jitter_range": 0.5 if api else 3,
-        "connection_timeout": 5 if api else 20,
-        "read_timeout": 30 if api else 120,
-        # Downloads come in ranges of DOWNLOAD_RANGE_BYTES (the SDK's first range is 32 MiB): reading a
-        # snapshot streams.
-        "max_single_get_size": DOWNLOAD_RANGE_BYTES,
-        "max_chunk_get_size": DOWNLOAD_RANGE_BYTES,
-    }
-    target = settings.storage
-    if target.connection_string:
-        service = BlobServiceClient.from_connection_string(target.connection_string, **options)
-    else:
-        service = BlobServiceClient(target.account_url or "", credential=credential_factory(), **options)
-    return service.get_container_client(settings.container)
-
-
-class SnapshotStore:
-    def __init__(self, container: ContainerClient) -> None:
-        self.container = container
-
-    def blob(self, name: str) -> BlobClient:
-        return self.container.get_blob_client(name)
-
-    def ensure_container(self) -> None:
-        from azure.core.exceptions import AzureError, ResourceExistsError
-
-        # Infra creates the container in Azure (where the identity may not create containers);
-        # local runs create it here.
-        try:
-            if not self.container.exists():
-                with contextlib.suppress(ResourceExistsError):  # created by a concurrent run
-                    self.container.create_container()
-        except AzureError as exc:
-            raise StorageError(
-                f"opening container {self.container.container_name}: {storage_problem(exc)}"
-            ) from None
+class SnapshotStore(Blobs):
+    """The snapshot container (Blobs) with the snapshot layout's own steps."""
 
     def new_snapshot(self, name: str, generated_at: str) -> SnapshotWriter:
         """A writer for snapshot `name`. Raises SnapshotExistsError when that blob exists already,
         StorageError when Blob Storage cannot tell."""
         from azure.core.exceptions import AzureError
 
-        blob = self.blob(name)
         try:
-            exists = blob.exists()
+            exists = self.exists(name)
         except AzureError as exc:
             raise StorageError(f"checking snapshot {name}: {storage_problem(exc)}") from None
         if exists:
@@ -263,7 +62,7 @@ class SnapshotStore:
                 f"snapshot {name} already exists (another run started in the same second); "
                 "it is never overwritten"
             )
-        return SnapshotWriter(blob, generated_at, index_blob=self.blob(index_name(name)))
+        return SnapshotWriter(self, name, generated_at, with_index=True)
 
     # -- latest.json --------------------------------------------------------------------------
     def commit_index(self, committed: CommittedSnapshot, index: IndexBuilder | None) -> CommittedSnapshot:
@@ -271,24 +70,22 @@ class SnapshotStore:
         and sha256: the writer staged its sections while the customers passed; the tables and the header
         are staged here. `committed` with the index named, or as it was when no index could be built (a
         customer the API's indexes cannot use). Raises StorageError when Blob Storage refuses."""
-        from azure.core import MatchConditions
         from azure.core.exceptions import AzureError
-        from azure.storage.blob import BlobBlock
 
         if index is None or not index.usable:
             return committed
         name = index_name(committed.name)
+        step = f"committing index {name}"
         digest = index.finish(
             snapshot=committed.name,
             etag=committed.etag,
             sha256=committed.sha256,
             customer_count=committed.customer_count,
         )
-        blocks = [BlobBlock(base64.b64encode(block_id.encode()).decode()) for block_id in index.block_ids()]
-        try:
-            self.blob(name).commit_block_list(blocks, match_condition=MatchConditions.IfMissing)
+        try:  # the blocks the writer staged (IndexBuilder's ids), in layout order
+            self.stager(name, step).commit(index.block_ids())
         except AzureError as exc:
-            raise StorageError(f"committing index {name}: {storage_problem(exc)}") from None
+            raise StorageError(f"{step}: {storage_problem(exc)}") from None
         return replace(committed, index=name, index_sha256=digest)
 
     def read_latest(self) -> tuple[Manifest | None, str | None]:
@@ -323,13 +120,10 @@ class SnapshotStore:
             raise StorageError(f"{step}: {storage_problem(exc)}") from None
 
     def _verify(self, committed: CommittedSnapshot, step: str) -> None:
-        from azure.core import MatchConditions
         from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
         try:
-            props = self.blob(committed.name).get_blob_properties(
-                etag=committed.etag, match_condition=MatchConditions.IfNotModified
-            )
+            props = self.properties(committed.name, etag=committed.etag)
         except (ResourceModifiedError, ResourceNotFoundError):
             raise StorageError(
                 f"{step}: snapshot {committed.name} changed or vanished since it was committed; not published"
@@ -342,16 +136,14 @@ class SnapshotStore:
             )
 
     def _publish(self, committed: CommittedSnapshot, changes: ChangeRef | None) -> Manifest | None:
-        from azure.core import MatchConditions
         from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
-        from azure.storage.blob import ContentSettings
 
         manifest = Manifest.of(committed, changes)
         for _attempt in range(3):
             try:
                 current, etag = self.read_latest()
             except ManifestError:  # a corrupt manifest is replaced by the next good publish
-                current, etag = None, self.blob(LATEST).get_blob_properties().etag
+                current, etag = None, self.properties(LATEST).etag
             if current is not None and current.generated_at > committed.generated_at:
                 log_event(log, logging.WARNING, events.SNAPSHOT_NOT_PUBLISHED, newer=current.snapshot)
                 return None
@@ -359,20 +151,9 @@ class SnapshotStore:
                 # It was published: marked (again) before latest.json moves on, so a run that stopped
                 # between publishing and marking leaves no gap in the listing.
                 self.mark_published(current)
-            # overwrite=False sends If-None-Match: *, the etag If-Match: either way only one racer wins.
-            conditions: dict[str, Any] = (
-                {"overwrite": True, "etag": etag, "match_condition": MatchConditions.IfNotModified}
-                if etag
-                else {"overwrite": False}
-            )
+            # If-None-Match: * without a latest.json, If-Match its ETag: either way only one racer wins.
             try:
-                self.blob(LATEST).upload_blob(
-                    json.dumps(manifest.to_json(), indent=2).encode(),
-                    content_settings=ContentSettings(
-                        content_type="application/json", cache_control="no-cache"
-                    ),
-                    **conditions,
-                )
+                self.put(LATEST, _pretty(manifest), etag=etag, if_absent=not etag, content=_LATEST_CONTENT)
             except (ResourceModifiedError, ResourceExistsError):
                 continue  # someone published in between: look again
             return manifest
@@ -383,7 +164,7 @@ class SnapshotStore:
         """The JSON document of a snapshot, decompressed as it streams (the SDK would decompress each
         ranged chunk on its own, which breaks gzip across chunks); SnapshotFormatError once it grows past
         `json_bytes`, the size its manifest published."""
-        chunks, gzipped, _ = stream(self.blob(name))
+        chunks, gzipped, _ = self.stream(name)
         yield from inflated(chunks, gzipped, json_bytes)
 
     def iter_customer_ids(self, name: str) -> Iterator[str]:
@@ -405,19 +186,14 @@ class SnapshotStore:
             raise StorageError(f"marking {manifest.snapshot} published: {storage_problem(exc)}") from None
 
     def _write_marker(self, manifest: Manifest) -> None:
-        from azure.storage.blob import ContentSettings
-
-        self.blob(marker_name(manifest.snapshot)).upload_blob(
-            json.dumps(manifest.to_json(), indent=2).encode(),
-            overwrite=True,  # marking twice is harmless
-            metadata={
-                "snapshotetag": manifest.etag,
-                "sha256": manifest.sha256,
-                "jsonbytes": str(manifest.json_bytes),
-                "storedbytes": str(manifest.stored_bytes),
-            },
-            content_settings=ContentSettings(content_type="application/json"),
-        )
+        metadata = {
+            "snapshotetag": manifest.etag,
+            "sha256": manifest.sha256,
+            "jsonbytes": str(manifest.json_bytes),
+            "storedbytes": str(manifest.stored_bytes),
+        }
+        # overwritten: marking twice is harmless
+        self.put(marker_name(manifest.snapshot), _pretty(manifest), metadata=metadata, content=JSON)
 
     # -- reads for the HTTP API ------------------------------------------------------------------
     def read_latest_if_changed(
@@ -426,14 +202,10 @@ class SnapshotStore:
         """Like read_latest(), but None when latest.json still has `etag` (a conditional GET: 304, no
         body), so a warm reader pays one cheap request to learn that nothing was published.
         `request_options`: per-request SDK options (retry_total, connection_timeout, read_timeout)."""
-        from azure.core import MatchConditions
         from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
-        conditions: dict[str, Any] = (
-            {"etag": etag, "match_condition": MatchConditions.IfModified} if etag else {}
-        )
         try:
-            doc, etag = read_json(self.blob(LATEST), **conditions, **request_options)
+            doc, etag = self.read_json(LATEST, if_modified=etag, **request_options)
         except ResourceNotFoundError:
             return None, None
         except StoredDocumentError as exc:
@@ -451,71 +223,6 @@ class SnapshotStore:
             exc.etag = etag
             raise
 
-    def read_stored(
-        self, name: str, etag: str | None = None, *, max_bytes: int | None = None
-    ) -> tuple[bytes, bool]:
-        """(bytes as stored, gzip-encoded?) of a snapshot; with `etag`, only that version of it
-        (ResourceModifiedError otherwise); with `max_bytes`, SnapshotFormatError for a larger blob, before
-        the rest of it is downloaded."""
-        from azure.core import MatchConditions
-
-        conditions: dict[str, Any] = (
-            {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}
-        )
-        download = self.blob(name).download_blob(decompress=False, max_concurrency=4, **conditions)
-        if max_bytes is not None and download.size > max_bytes:
-            raise SnapshotFormatError(f"{download.size} bytes stored where {max_bytes} were published")
-        data = download.readall()
-        gzipped = (download.properties.content_settings.content_encoding or "").lower() == "gzip"
-        return data, gzipped
-
-    def stored_size(self, name: str, *, etag: str) -> int:
-        """The stored size of that version of a blob (ResourceModifiedError for another version)."""
-        from azure.core import MatchConditions
-
-        props = self.blob(name).get_blob_properties(etag=etag, match_condition=MatchConditions.IfNotModified)
-        return int(props.size)
-
-    def read_range(self, name: str, etag: str, offset: int, length: int) -> bytes:
-        """`length` stored bytes of that version of a blob from `offset` (one deflate block of a snapshot)."""
-        from azure.core import MatchConditions
-
-        download = self.blob(name).download_blob(
-            offset=offset,
-            length=length,
-            decompress=False,
-            etag=etag,
-            match_condition=MatchConditions.IfNotModified,
-        )
-        return download.readall()
-
-    def read_into_buffer(
-        self, name: str, etag: str | None = None, *, max_bytes: int | None = None
-    ) -> mmap.mmap:
-        """A blob as stored (with `etag`, that version only), in one anonymous mapping of its size: memory
-        is taken as the bytes arrive (readall() would hold them twice at the end, a zeroed bytearray all at
-        once). SnapshotFormatError when it is larger than `max_bytes`, or ends early."""
-        from azure.core import MatchConditions
-
-        conditions: dict[str, Any] = (
-            {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}
-        )
-        download = self.blob(name).download_blob(decompress=False, max_concurrency=1, **conditions)
-        if max_bytes is not None and download.size > max_bytes:
-            raise SnapshotFormatError(f"{download.size} bytes stored where at most {max_bytes} were expected")
-        # Private: pages a reader is done with can be given back (index.py releases the compressed search).
-        private = {"flags": mmap.MAP_PRIVATE} if hasattr(mmap, "MAP_PRIVATE") else {}
-        buffer = mmap.mmap(-1, max(download.size, 1), **private)
-        filled = 0
-        for chunk in download.chunks():
-            if filled + len(chunk) > download.size:
-                break
-            buffer[filled : filled + len(chunk)] = chunk
-            filled += len(chunk)
-        if filled != download.size:
-            raise SnapshotFormatError(f"{filled} bytes read where {download.size} were announced")
-        return buffer
-
     def list_snapshots(self, prefix: str = PREFIX, *, latest: Manifest | None = None) -> list[SnapshotInfo]:
         """Published snapshots under `prefix`, oldest first (names sort by time); none before the first run
         created the container. Published: its marker names its ETag, or it is the snapshot `latest`
@@ -526,7 +233,7 @@ class SnapshotStore:
         blobs: dict[str, Any] = {}
         markers: dict[str, dict[str, str]] = {}
         try:
-            for props in self.container.list_blobs(name_starts_with=prefix, include=["metadata"]):
+            for props in self.listing(prefix, metadata=True):
                 if SNAPSHOT_NAME.fullmatch(props.name):
                     blobs[props.name] = props
                 elif MARKER_NAME.fullmatch(props.name):
@@ -536,9 +243,9 @@ class SnapshotStore:
         infos: list[SnapshotInfo] = []
         for name, props in blobs.items():
             marker = markers.get(marker_name(name), {})
-            if _same_etag(marker.get("snapshotetag", ""), props.etag):
+            if same_etag(marker.get("snapshotetag", ""), props.etag):
                 published = [marker.get(key, "") for key in ("sha256", "jsonbytes", "storedbytes")]
-            elif latest is not None and latest.snapshot == name and _same_etag(latest.etag, props.etag):
+            elif latest is not None and latest.snapshot == name and same_etag(latest.etag, props.etag):
                 published = [latest.sha256, str(latest.json_bytes), str(latest.stored_bytes)]
             else:
                 continue  # committed but never published, or replaced since
@@ -550,46 +257,3 @@ class SnapshotStore:
                     )
                 )
         return sorted(infos, key=lambda info: info.name)
-
-
-SNAPSHOT_NAME = re.compile(r"^snapshots/\d{4}/\d{2}/\d{2}/customers-\d{8}T\d{6}Z\.json$")
-MARKER_NAME = re.compile(r"^snapshots/\d{4}/\d{2}/\d{2}/customers-\d{8}T\d{6}Z\.published$")
-
-
-def _same_etag(one: str, other: str) -> bool:
-    # Listings give ETags bare, response headers quoted.
-    return bool(one) and one.strip('"') == other.strip('"')
-
-
-def marker_name(snapshot: str) -> str:
-    """The `.published` marker of a snapshot, next to it (the same lifecycle rule ages both)."""
-    return snapshot.removesuffix(".json") + ".published"
-
-
-@dataclass(frozen=True)
-class SnapshotInfo:
-    """One snapshot blob as listed: no download needed."""
-
-    name: str
-    etag: str
-    stored_bytes: int
-    generated_at: str | None
-    customer_count: int | None
-    sha256: str  # of the JSON document, as published
-    json_bytes: int  # of the JSON document, as published
-    published_bytes: int  # as stored, as published (stored_bytes is what the blob holds now)
-
-    @classmethod
-    def of(cls, props: Any, *, sha256: str, json_bytes: int, published_bytes: int) -> SnapshotInfo:
-        metadata = props.metadata or {}
-        count = metadata.get("customercount", "")
-        return cls(
-            name=props.name,
-            etag=props.etag,
-            stored_bytes=props.size,
-            generated_at=metadata.get("generatedat") or None,
-            customer_count=int(count) if count.isdigit() else None,
-            sha256=sha256,
-            json_bytes=json_bytes,
-            published_bytes=published_bytes,
-        )

@@ -18,19 +18,17 @@ the blob is still one gzip member of the same document, and index.py's index, bu
 pass and staged to its own blob as its sections fill, says where each block between flush points lies so
 the API can inflate one customer's block alone.
 
-Block ids start with a random id of the run: two runs staging the same blob name at once (a timer occurrence
-and a manual run in the same second) never overwrite each other's blocks, the first commit wins whole, the
-other run fails naming the snapshot, and the committed block list is checked against what this run staged.
+Both blobs are staged through shared/storage/blocks.py, whose block ids are unique to the run: two runs
+staging the same blob name at once (a timer occurrence and a manual run in the same second) never overwrite
+each other's blocks, the first commit wins whole, the other run fails naming the snapshot, and the committed
+block list is checked against what this run staged.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
-import json
 import queue
-import secrets
 import threading
 import zlib
 from collections.abc import Iterator, Sequence
@@ -38,11 +36,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import SnapshotExistsError, StorageError
-from shared.redact import scrubbed
+from shared.jsonenc import compact
 from shared.snapshots.index import MEMBER_CUSTOMERS, IndexBuilder
+from shared.storage.blobs import GZIP_JSON
+from shared.storage.layout import index_name
+from shared.storage.problems import storage_problem
 
 if TYPE_CHECKING:
-    from azure.storage.blob import BlobClient
+    from shared.storage.blobs import Blobs
 
 SCHEMA_VERSION = 1
 BLOCK_BYTES = 1024 * 1024  # compressed bytes per staged block (about 10 MB of JSON); 50,000 max
@@ -63,24 +64,6 @@ class CommittedSnapshot:
     index_sha256: str | None = None
 
 
-def _plain(block_id: str, size: int) -> tuple[str, int]:
-    # The SDK decodes block ids it can decode; some services send them encoded twice.
-    if "-" not in block_id:
-        with contextlib.suppress(ValueError):
-            block_id = base64.b64decode(block_id, validate=True).decode()
-    return block_id, size
-
-
-def storage_problem(exc: BaseException) -> str:
-    """One line about a failed Blob Storage request: its status and error code, never the SDK's dump."""
-    status = getattr(exc, "status_code", None)
-    code = getattr(exc, "error_code", None)
-    code = getattr(code, "value", code)  # the SDK's StorageErrorCode enum, or the header's text
-    if status:
-        return f"Blob Storage answered HTTP {status}" + (f" {scrubbed(str(code), 100)}" if code else "")
-    return f"no answer from Blob Storage ({type(exc).__name__})"
-
-
 def _parsed(customers: list[str]) -> Iterator[Any]:
     """Each customer parsed by the storable rule, None for one that breaks it (then no index is built)."""
     from shared.customer_rule import NotStorable, check_storable
@@ -92,45 +75,39 @@ def _parsed(customers: list[str]) -> Iterator[Any]:
             yield None
 
 
-def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
 class SnapshotWriter:
     def __init__(
         self,
-        blob: BlobClient,
+        blobs: Blobs,
+        name: str,
         generated_at: str,
         *,
-        index_blob: BlobClient | None = None,  # where the lookup index goes; None: no index
+        with_index: bool = False,  # the lookup index beside it (index.py)
         queue_pages: int = 4,
     ) -> None:
-        self._blob = blob
-        self._index_blob = index_blob
+        self.name = name
+        self._stager = blobs.stager(name, self._step)
+        index = blobs.stager(index_name(name), f"storing index {index_name(name)}")
         self.generated_at = generated_at
         self._sha = hashlib.sha256()
         self._gzip = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # wbits 31: gzip container
         self._pending: list[bytes] = []
         self._pending_bytes = 0
-        self._blocks: list[str] = []
-        self._staged: list[tuple[str, int]] = []  # (block id, bytes) as staged, for the check after commit
-        self._run_id = secrets.token_hex(8)  # every block id of one blob has the same length
+        self._blocks: list[str] = []  # block ids in order: what is committed and checked after
         self._page = 0  # the page the worker is storing, for messages
-        self.failed_step: str | None = None  # what the worker was doing when Blob Storage failed it
         self.count = 0
         self.json_bytes = 0
-        self.stored_bytes = 0
         self._produced = 0  # compressed bytes so far: where the next block starts
         self._in_member = 0  # customers in the current block
         self._header_done = False
-        self.index = IndexBuilder(self._stage_index) if index_blob is not None else None
+        self.index = IndexBuilder(index.stage_named, index.ids) if with_index else None
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_pages)
         self._error: BaseException | None = None
         self._written = threading.Event()  # every block of the snapshot staged, or the worker failed
         self._worker = threading.Thread(target=self._run, name="snapshot-writer", daemon=True)
         self._worker.start()
         self._queue.put(
-            dumps({"schemaVersion": SCHEMA_VERSION, "generatedAt": generated_at})[:-1] + ',"customers":['
+            compact({"schemaVersion": SCHEMA_VERSION, "generatedAt": generated_at})[:-1] + ',"customers":['
         )
 
     # -- producer side (the job's thread) ------------------------------------------------------
@@ -147,26 +124,23 @@ class SnapshotWriter:
         checks that the committed blob is made of exactly the blocks this run staged. Raises the worker
         thread's error, SnapshotExistsError when another run committed the name first, StorageError when
         Blob Storage refuses or the check fails: then nothing of this run is committed."""
-        from azure.core import MatchConditions
         from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError
-        from azure.storage.blob import BlobBlock, ContentSettings
 
-        self._queue.put("\n]," + dumps(trailer)[1:] + "\n")
+        self._queue.put("\n]," + compact(trailer)[1:] + "\n")
         self._queue.put(_STOP)
         self._written.wait()  # the worker goes on to seal the index meanwhile (see _run)
         self._raise_worker_error()
-        name = self._blob.blob_name
+        name = self.name
         step = f"committing snapshot {name}"
         try:
             self._stage(self._gzip.flush())
             digest = self._sha.hexdigest()
-            result = self._blob.commit_block_list(
-                [BlobBlock(block_id) for block_id in self._blocks],
-                content_settings=ContentSettings(content_type="application/json", content_encoding="gzip"),
+            etag = self._stager.commit(  # only if no snapshot of this name exists: never replaced
+                self._blocks,
+                content=GZIP_JSON,
                 metadata={**metadata, "sha256": digest, "customercount": str(self.count)},
-                match_condition=MatchConditions.IfMissing,  # never replace a snapshot
             )
-            committed = [_plain(block.id, block.size) for block in self._blob.get_block_list("committed")[0]]
+            whole = self._stager.committed_as_staged(self._blocks)
         except (ResourceExistsError, ResourceModifiedError):
             raise SnapshotExistsError(
                 f"{step}: another run committed snapshot {name} first (a run started in the same second); "
@@ -174,11 +148,11 @@ class SnapshotWriter:
             ) from None
         except AzureError as exc:
             raise StorageError(f"{step}: {storage_problem(exc)}") from None
-        if committed != self._staged:
+        if not whole:
             raise StorageError(f"{step}: the committed blob is not made of the blocks this run staged")
         return CommittedSnapshot(
-            name=self._blob.blob_name,
-            etag=str(result["etag"]),
+            name=name,
+            etag=etag,
             generated_at=self.generated_at,
             customer_count=self.count,
             sha256=digest,
@@ -196,9 +170,20 @@ class SnapshotWriter:
     def named_failure(self, exc: BaseException) -> BaseException:
         """`exc` as the job reports it: the worker's Blob Storage error becomes a StorageError naming the
         step (storing page N of the snapshot); anything else is returned as it is."""
-        if exc is self._error and self.failed_step is not None:
-            return StorageError(f"{self.failed_step}: {storage_problem(exc)}")
+        if exc is self._error and self._stager.failed_step is not None:
+            return self._stager.failure(exc)
         return exc
+
+    @property
+    def stored_bytes(self) -> int:
+        return self._stager.stored_bytes
+
+    def _step(self) -> str:
+        """What the worker is doing, for an error of Blob Storage: which page of the snapshot it stores."""
+        return {
+            0: f"storing the start of snapshot {self.name}",
+            -1: f"committing snapshot {self.name}",
+        }.get(self._page, f"storing page {self._page} of snapshot {self.name}")
 
     def _raise_worker_error(self) -> None:
         if self._error is not None:
@@ -256,17 +241,6 @@ class SnapshotWriter:
         if self.index is not None:
             self.index.members.append(self._produced)
 
-    def _stage_index(self, block_id: str, data: bytes) -> None:
-        """Stages one block of the index blob (index.py decides which and when). Raises StorageError."""
-        from azure.core.exceptions import AzureError
-
-        blob = self._index_blob
-        assert blob is not None
-        try:
-            blob.stage_block(base64.b64encode(block_id.encode()).decode(), data, length=len(data))
-        except AzureError as exc:
-            raise StorageError(f"storing index {blob.blob_name}: {storage_problem(exc)}") from None
-
     def _write(self, data: bytes) -> None:
         self._sha.update(data)
         self.json_bytes += len(data)
@@ -278,21 +252,6 @@ class SnapshotWriter:
             self._pending.append(data)
             self._pending_bytes += len(data)
         if self._pending_bytes and (final or self._pending_bytes >= BLOCK_BYTES):
-            from azure.core.exceptions import AzureError
-
-            plain_id = f"{self._run_id}-{len(self._blocks):06d}"
-            block_id = base64.b64encode(plain_id.encode()).decode()
-            chunk = b"".join(self._pending)
-            try:
-                self._blob.stage_block(block_id, chunk, length=len(chunk))
-            except AzureError:
-                name = self._blob.blob_name
-                self.failed_step = {
-                    0: f"storing the start of snapshot {name}",
-                    -1: f"committing snapshot {name}",
-                }.get(self._page, f"storing page {self._page} of snapshot {name}")
-                raise
-            self._blocks.append(block_id)
-            self._staged.append((plain_id, len(chunk)))
-            self.stored_bytes += len(chunk)
+            # Blob Storage's error is raised as it is; the stager remembers the step (named_failure).
+            self._blocks.append(self._stager.append(b"".join(self._pending)))
             self._pending, self._pending_bytes = [], 0

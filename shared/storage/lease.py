@@ -4,7 +4,7 @@ Two runs that overlap (the timer and a manual run, two apps on one container) wo
 same previous snapshot, and the later one's record would skip the earlier one's changes. So a run takes the
 lease before it reads latest.json and keeps it until it ends:
 
-    hold_run_lock(store, ...)  the lease (LEASE_SECONDS, finite), renewed every RENEW_SECONDS on a daemon
+    hold_run_lock(blobs, ...)  the lease (LEASE_SECONDS, finite), renewed every RENEW_SECONDS on a daemon
                                thread; None when another run holds it: snapshot.skipped names that run
     RunLock.confirm()          right before latest.json moves: renews once more, RunLockLost if the lease
                                was lost (a stalled run whose lease expired and was taken by another)
@@ -26,32 +26,34 @@ from typing import TYPE_CHECKING, Any
 from shared import events
 from shared.errors import RunLockLost, StorageError
 from shared.events import log_event
+from shared.storage import layout
+from shared.storage.problems import storage_problem
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobClient, BlobLeaseClient
 
-    from shared.snapshots.store import SnapshotStore
+    from shared.storage.blobs import Blobs
 
 log = logging.getLogger("shared.job")
 
-LOCK_BLOB = "locks/run.lock"
+LOCK_BLOB = layout.LOCK
 LEASE_SECONDS = 60  # Blob Storage allows 15..60 s or infinite; finite, so a dead run's lease expires
 RENEW_SECONDS = 20  # three chances to renew before the lease would expire
 
 
-def hold_run_lock(store: SnapshotStore, context: Mapping[str, Any], started_at: str) -> RunLock | None:
+def hold_run_lock(blobs: Blobs, context: Mapping[str, Any], started_at: str) -> RunLock | None:
     """The run lock of this container, renewed in the background until release(); None when another run
     holds it (logged as snapshot.skipped, naming that run). Raises StorageError when Blob Storage refuses or
     does not answer."""
     from azure.core.exceptions import AzureError
 
-    blob = store.blob(LOCK_BLOB)
+    blob = blobs.client(LOCK_BLOB)
     step = f"taking the run lock {LOCK_BLOB}"
     try:
         lease = _acquire(blob)
     except AzureError as exc:
         if getattr(exc, "status_code", None) != 409:  # 409 LeaseAlreadyPresent: another run holds it
-            raise StorageError(f"{step}: {_problem(exc)}") from None
+            raise StorageError(f"{step}: {storage_problem(exc)}") from None
         _log_skipped(blob, context)
         return None
     lock = RunLock(blob, lease)
@@ -64,7 +66,7 @@ def hold_run_lock(store: SnapshotStore, context: Mapping[str, Any], started_at: 
         blob.set_blob_metadata(holder, lease=lease)
     except AzureError as exc:
         lock.release()
-        raise StorageError(f"{step}: {_problem(exc)}") from None
+        raise StorageError(f"{step}: {storage_problem(exc)}") from None
     lock.start()
     return lock
 
@@ -100,12 +102,6 @@ def _log_skipped(blob: BlobClient, context: Mapping[str, Any]) -> None:
     )
 
 
-def _problem(exc: BaseException) -> str:
-    from shared.snapshots.writer import storage_problem
-
-    return storage_problem(exc)
-
-
 class RunLock:
     """A held lease on the lock blob; renewed on a daemon thread until release()."""
 
@@ -131,8 +127,9 @@ class RunLock:
                     self._lease.renew()
                 except AzureError as exc:
                     if not _refused(exc):
-                        raise StorageError(f"renewing the run lock {LOCK_BLOB}: {_problem(exc)}") from None
-                    self._lost = _problem(exc)
+                        step = f"renewing the run lock {LOCK_BLOB}"
+                        raise StorageError(f"{step}: {storage_problem(exc)}") from None
+                    self._lost = storage_problem(exc)
             if self._lost is not None:
                 raise RunLockLost(
                     f"the run lock {LOCK_BLOB} was lost ({self._lost}): another run may hold it; "
@@ -162,7 +159,7 @@ class RunLock:
                     self._lease.renew()
                 except AzureError as exc:
                     if _refused(exc):  # another run took it: confirm() says so before publishing
-                        self._lost = _problem(exc)
+                        self._lost = storage_problem(exc)
                         log_event(
                             log, logging.WARNING, events.SNAPSHOT_LOCK_LOST, lock=LOCK_BLOB, reason=self._lost
                         )
