@@ -73,9 +73,9 @@ def changes(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="customers/{customerId}/history", methods=None, auth_level=func.AuthLevel.FUNCTION)
 def customer_history(req: func.HttpRequest) -> func.HttpResponse:
     """GET /api/customers/{customerId}/history: first and last seen, present, its events oldest first."""
-    from shared.api import changes as routes
+    from shared.api import history as route
 
-    return routes.history(req)
+    return route.history(req)
 
 
 @app.route(route="openapi.json", methods=None, auth_level=func.AuthLevel.ANONYMOUS)

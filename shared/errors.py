@@ -18,6 +18,10 @@
     ├── NotStorable                  (shared.customer_rule) a customer the API could not serve
     └── ApiError                     (shared.api.errors) an HTTP answer: status, stable code, message
 
+Control flow inside the app derives from the root too (a page that is not JSON, an index that does not
+verify, an outbox record another run took, a snapshot replaced under a request, a body cut short), so no
+exception class of shared/ stands outside this tree (tests/test_codebase.py holds it).
+
 Anything else that escapes (an SDK's AzureError, OSError, a bug) is not ours and is reported as such; the
 job wraps Blob Storage's errors in StorageError to say which step failed.
 Messages name settings, secrets, blobs and service codes: never a secret's value, a token or customer data.

@@ -40,3 +40,32 @@ def test_file_length_limit(tmp_path, lines, fails):
 
     assert (done.returncode == 1) is fails
     assert ("module.py has 401 lines (at most 400)" in done.stdout) is fails
+
+
+def test_the_lint_target_runs_the_size_guard_and_import_linter():
+    makefile = (SCRIPT.parents[1] / "Makefile").read_text()
+    assert ".ci/sizes.py shared function_app.py --max 60 --file-max 400" in makefile
+    assert "$(VENV)/bin/lint-imports" in makefile
+
+
+def test_import_linter_refuses_a_private_name_imported_from_another_module(tmp_path):
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("def _hidden():\n    return 1\n")
+    (package / "b.py").write_text("def f():\n    from pkg.a import _hidden\n\n    return _hidden()\n")
+    config = tmp_path / ".importlinter"
+    config.write_text(
+        "[importlinter]\nroot_package = pkg\ncontract_types =\n"
+        "    private_names: lint.private_names.PrivateNamesContract\n\n"
+        "[importlinter:contract:private]\nname = private\ntype = private_names\ncontainers =\n    pkg\n"
+    )
+    repo = SCRIPT.parents[1]
+    lint_imports = Path(sys.executable).parent / "lint-imports"
+    env = {"PYTHONPATH": f"{tmp_path}:{repo}", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [str(lint_imports), "--config", str(config), "--no-cache"],
+        capture_output=True, text=True, check=False, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "pkg.b imports _hidden from pkg.a" in done.stdout

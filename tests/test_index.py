@@ -225,7 +225,7 @@ def test_the_previous_snapshot_answers_while_the_next_index_loads(make_stack, mo
 # -- what the index refuses, and the stored bytes it does not match ------------------------------------
 def _built(customers: list[Any], members: int | None = None) -> tuple[bytes, indexed.Expected]:
     """An index blob as the job commits it: its blocks in the order of the block list."""
-    from shared.snapshots.index import IndexBuilder
+    from shared.snapshots.index_builder import IndexBuilder
 
     staged: dict[str, bytes] = {}
     builder = IndexBuilder(staged.__setitem__)
@@ -293,7 +293,7 @@ def test_an_index_blob_that_does_not_hold_together_is_refused():
 
 
 def test_no_customer_the_indexes_cannot_use_gets_an_index():
-    from shared.snapshots.index import IndexBuilder
+    from shared.snapshots.index_builder import IndexBuilder
 
     for odd in (
         ["not", "a", "dict"],
@@ -309,7 +309,7 @@ def test_no_customer_the_indexes_cannot_use_gets_an_index():
 
 def test_the_job_stages_index_sections_as_they_fill_and_keeps_only_the_hashes_low_halves(monkeypatch):
     import shared.snapshots.index as index_module
-    from shared.snapshots.index import IndexBuilder
+    from shared.snapshots.index_builder import IndexBuilder
 
     monkeypatch.setattr(index_module, "BLOCK_BYTES", 4096)
     staged: dict[str, bytes] = {}

@@ -2,8 +2,10 @@
 
 endpoint.py     what every route shares: GET only, the error boundary, the context, Cache-Control, links
 handlers.py     /api/customers, /api/customers/{id}, /api/snapshots, /api/snapshots/{date}
-changes.py      /api/changes and /api/customers/{id}/history, from the change records
-health.py       /api/health: anonymous, status only
+changes.py      /api/changes: what changed in a date range, from the change records
+history.py      /api/customers/{id}/history: when a customer was seen, and its events
+records.py      the published chain of change records, each version read whole once
+health.py       /api/health: anonymous, status only (and the guard's withheld snapshot)
 openapi.py      /api/openapi.json (openapi.json, the API's contract)
 csv_answer.py   ?format=csv answers and the whole snapshot's CSV rendition
 errors.py       ApiError → the JSON error answer every route shares

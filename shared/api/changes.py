@@ -1,168 +1,35 @@
-"""GET /api/changes and GET /api/customers/{customerId}/history: what changed, read from change records.
-
-Only published snapshots count: each change record names the published snapshot it was compared with
-(its blob metadata repeats it), so the chain from latest.json back through `previousSnapshot` is exactly the
-published history; a withheld snapshot's record is on no chain. One listing call gives the chain.
-
-A run that could not read the previous snapshot wrote a record saying so (comparison unavailable): the chain
-goes on through it, and answers list such steps in `incomplete` (their changes are unknown), never as a
-step where nothing changed. So is a step whose record cannot be read (not gzip, entries that are not JSON,
-past the reader's bounds): each version of a record (and of a snapshot history reads) is read whole once per
-instance, and one that failed is remembered by its ETag and not read again until it changes.
-"""
+"""GET /api/changes: what changed across the published snapshots of a date range, read from the change
+records (shared/api/records.py reads the chain and remembers what cannot be read)."""
 
 from __future__ import annotations
 
 import json
-import logging
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
 
-from shared import events
 from shared.api import params as p
-from shared.api.endpoint import NO_PARAMETERS, context, endpoint, latest_manifest, max_age, next_link
-from shared.api.errors import ApiError, snapshot_unavailable
+from shared.api.endpoint import context, endpoint, latest_manifest, max_age, next_link
 from shared.api.http import answer, cache_control, json_bytes, make_etag, utc_now
-from shared.errors import SnapshotAppError, SnapshotFormatError
-from shared.events import log_event
+from shared.api.records import (
+    RecordUnreadable,
+    change_event,
+    may_hold,
+    published_chain,
+    record_entries,
+    unknown,
+)
 from shared.storage.layout import SNAPSHOT_NAME, date_of
 
 if TYPE_CHECKING:
     from shared.api.context import ApiContext
-    from shared.changes.guard import Withheld
     from shared.changes.store import RecordInfo
-    from shared.snapshots.store import Manifest, SnapshotStore
 
-log = logging.getLogger("shared.api")
 
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # not \d: it matches every script's digits
-
-
-_WITHHELD_TTL = 30.0  # seconds a health answer reuses its look at withheld.json (per latest.json)
-
-
-def withheld_since(ctx: ApiContext, manifest: Manifest) -> dict[str, Any] | str | None:
-    """For /api/health: the snapshot the completeness guard withheld, when it is newer than the latest
-    (numbers, RFC 3339 times and a snapshot name, each checked: health is anonymous), or "unreadable" when
-    withheld.json cannot be read or holds anything else. One short read of withheld.json (bounded, no
-    retries, the check timeouts of latest.json) at most every _WITHHELD_TTL seconds per latest.json; None
-    when there is none or the read fails."""
-    now = ctx.clock()
-    seen = ctx.withheld_seen.get(manifest.etag)
-    if seen is not None and now - seen[0] < _WITHHELD_TTL:
-        found: dict[str, Any] | str | None = seen[1]
-        return found
-    found = _withheld(ctx.store, manifest)
-    if len(ctx.withheld_seen) > 64:
-        ctx.withheld_seen.clear()
-    ctx.withheld_seen[manifest.etag] = (now, found)
-    return found
-
-
-def _withheld(store: SnapshotStore, manifest: Manifest) -> dict[str, Any] | str | None:
-    from azure.core.exceptions import AzureError
-
-    from shared.api.latest import LATEST_CHECK_OPTIONS
-    from shared.changes.guard import read_withheld, rfc3339
-
-    try:
-        withheld = read_withheld(store, retry_total=0, **LATEST_CHECK_OPTIONS)
-    except AzureError:  # health answers without it rather than fail on it
-        return None
-    if withheld is None or isinstance(withheld, str):
-        return withheld
-    latest = rfc3339(manifest.generated_at)
-    generated = rfc3339(withheld.generated_at)
-    if latest is not None and generated is not None and generated <= latest:
-        return None
-    return _typed(withheld)
-
-
-def _typed(withheld: Withheld) -> dict[str, Any]:
-    return {
-        "snapshot": withheld.snapshot,
-        "generatedAt": withheld.generated_at,
-        "customerCount": withheld.customer_count,
-        "latestCustomerCount": withheld.latest_customer_count,
-        "dropPercent": withheld.drop_percent,
-        "maxDropPercent": withheld.max_drop_percent,
-    }
-
-
-# -- the published chain ----------------------------------------------------------------------------
-MAX_RECORDS = 400  # a year of daily records, and some: history and /api/changes read no further back
-
-
-def published_chain(store: SnapshotStore, manifest: Manifest) -> list[RecordInfo]:
-    """The change records of the published snapshots, oldest first: from latest.json's snapshot back
-    through each record's previousSnapshot (at most MAX_RECORDS; a missing record or a baseline ends it;
-    a record whose comparison was unavailable does not)."""
-    from shared.changes.store import list_records
-
-    records = list_records(store)
-    chain: list[RecordInfo] = []
-    seen: set[str] = set()
-    info = records.get(manifest.snapshot)
-    while info is not None and info.snapshot not in seen and len(chain) < MAX_RECORDS:
-        chain.append(info)
-        seen.add(info.snapshot)
-        info = records.get(info.previous_snapshot) if info.previous_snapshot else None
-    chain.reverse()
-    return chain
-
-
-# -- reading records (and the snapshots history reads), each version read whole once --------------------
-RECORD_UNREADABLE = "the change record of this step cannot be read"
-BASE_UNREADABLE = "the snapshot before this step, the oldest retained, cannot be read"
-_REMEMBERED = 5000  # (name, ETag) verdicts kept: years of daily records and snapshots; never unbounded
-
-
-class RecordUnreadable(SnapshotAppError):
-    """A change record that cannot be read (now, or remembered from an earlier read of its version)."""
-
-
-def record_entries(ctx: ApiContext, record: RecordInfo) -> Iterator[tuple[str, bytes]]:
-    """(section, entry JSON) of a change record, streamed from storage (that version only). The first read
-    of a version checks every entry; one that cannot be read is logged once (api.change_record_unreadable,
-    the record's name and the kind of damage, never its content), remembered by its ETag and raises
-    RecordUnreadable, now and on every later read until it changes."""
-    from shared.changes.store import read_record
-    from shared.storage.reader import StoredDocumentError
-
-    key = (record.name, record.etag or "")
-    verdict = ctx.readable.get(key)
-    if verdict is False:
-        raise RecordUnreadable(record.name)
-    try:
-        yield from read_record(ctx.store, record.name, etag=record.etag, verify=verdict is None)
-    except StoredDocumentError as exc:
-        _remember(ctx, key, False)
-        log_event(
-            log, logging.ERROR, events.API_CHANGE_RECORD_UNREADABLE, record=record.name, problem=str(exc)
-        )
-        raise RecordUnreadable(record.name) from None
-    _remember(ctx, key, True)
-
-
-def _remember(ctx: ApiContext, key: tuple[str, str], readable: bool) -> None:
-    if len(ctx.readable) >= _REMEMBERED:
-        ctx.readable.clear()
-    ctx.readable[key] = readable
-
-
-def _unknown(ctx: ApiContext, record: RecordInfo) -> dict[str, Any] | None:
-    """The record's step as `incomplete` lists it, when its changes are unknown (its run could not compare,
-    or it cannot be read); None when they are known (or not yet read)."""
-    if record.unavailable is not None:
-        return record.unknown_step()
-    if ctx.readable.get((record.name, record.etag or "")) is False:
-        return record.unknown_step(RECORD_UNREADABLE)
-    return None
 
 
 # -- GET /api/changes --------------------------------------------------------------------------------
@@ -242,7 +109,7 @@ def changes(req: func.HttpRequest) -> func.HttpResponse:
             "query": query.criteria,
             "changes": found,
             # the whole range's, on every page: steps whose changes are unknown (not "nothing changed")
-            "incomplete": [step for record in chain if (step := _unknown(ctx, record)) is not None],
+            "incomplete": [step for record in chain if (step := unknown(ctx, record)) is not None],
             "nextLink": next_link(req, params, token),
         }
         return json_bytes(body), False
@@ -260,7 +127,7 @@ def _collect(
         if query.after is not None and record.snapshot < query.after[0]:
             continue
         start = query.after[1] if query.after is not None and record.snapshot == query.after[0] else 0
-        if not _may_hold(record, query.type):
+        if not may_hold(record, query.type):
             continue
         try:
             taken, following = _take(ctx, record, start, query.type, query.top - len(found))
@@ -289,189 +156,16 @@ def _take(
             if ctx.readable.get((record.name, record.etag or "")):
                 break  # read whole before: no need to go on
             continue
-        taken.append(_event(section, record, entry))
+        taken.append(change_event(section, record, entry))
     return taken, following
 
 
 def _read_all(ctx: ApiContext, chain: list[RecordInfo]) -> None:
     """Reads each record of the chain with entries that was never read whole (once per version)."""
     for record in chain:
-        if _may_hold(record, None) and (record.name, record.etag or "") not in ctx.readable:
+        if may_hold(record, None) and (record.name, record.etag or "") not in ctx.readable:
             try:
                 for _entry in record_entries(ctx, record):
                     pass
             except RecordUnreadable:
                 continue
-
-
-def _may_hold(record: RecordInfo, kind: str | None) -> bool:
-    """False when the record's counts (blob metadata) say it has no entry of this kind, or it says its
-    comparison was unavailable (no entries): no download."""
-    if record.unavailable is not None:
-        return False
-    counts = record.counts
-    if counts is None:
-        return True
-    if kind is None:
-        return counts.added + counts.removed + counts.changed > 0
-    return bool(getattr(counts, kind))
-
-
-def _event(section: str, record: RecordInfo, entry: bytes) -> dict[str, Any]:
-    head = {"type": section, "generatedAt": record.generated_at, "snapshot": record.snapshot}
-    body: dict[str, Any] = json.loads(entry)
-    return head | body
-
-
-# -- GET /api/customers/{customerId}/history --------------------------------------------------------
-@endpoint
-def history(req: func.HttpRequest) -> func.HttpResponse:
-    """When a customer was first and last seen in the retained published snapshots, whether it is in the
-    latest, and its events (added, removed, changed) oldest first; 404 when never seen."""
-    p.query(req, NO_PARAMETERS)
-    customer_id = p.customer_id(req)
-    ctx = context()
-    manifest = latest_manifest(ctx)
-    cache = cache_control(max_age(ctx.settings, manifest.generated_at))
-
-    def produce() -> tuple[bytes, bool]:
-        found = History.of(ctx, manifest, customer_id)
-        if found.first_seen is None:
-            raise ApiError(
-                404,
-                "customer_not_found",
-                "no customer with this id in the retained published snapshots",
-                parameter="customerId",
-            )
-        return json_bytes(found.to_json()), False
-
-    return answer(req, make_etag("history", manifest.etag, customer_id), cache, produce)
-
-
-@dataclass
-class History:
-    customer_id: str
-    retained_since: str | None
-    first_seen: str | None = None
-    last_seen: str | None = None
-    present: bool = False
-    events: list[dict[str, Any]] = field(default_factory=list)
-    incomplete: list[dict[str, Any]] = field(default_factory=list)  # steps whose changes are unknown
-
-    @classmethod
-    def of(cls, ctx: ApiContext, manifest: Manifest, customer_id: str) -> History:
-        """Replays the chain: membership in its oldest snapshot that can be read, then each record's entries
-        for this id. A retained snapshot that cannot be read as the base is passed over: the history starts
-        at the next one, and the step after it is named in `incomplete`."""
-        from azure.core.exceptions import ResourceNotFoundError
-
-        from shared.changes.record import change_key
-
-        key = change_key(customer_id)
-        passed: list[dict[str, Any]] = []
-        for base, base_time, replay in _bases(ctx.store, manifest, published_chain(ctx.store, manifest)):
-            try:
-                held = _holds(ctx, base, key)
-            except (ResourceNotFoundError, SnapshotFormatError):
-                if not replay:  # not even the latest snapshot reads: nothing to tell
-                    raise snapshot_unavailable("the retained snapshots cannot be read") from None
-                passed.append(replay[0].unknown_step(BASE_UNREADABLE))
-                continue
-            found = cls(customer_id, base_time, incomplete=passed)
-            if held:
-                found.present, found.first_seen, found.last_seen = True, base_time, base_time
-            for record in replay:
-                found._apply(ctx, record, key)
-            return found
-        raise AssertionError("_bases ends with the latest snapshot")  # pragma: no cover
-
-    def _apply(self, ctx: ApiContext, record: RecordInfo, key: str) -> None:
-        from shared.changes.record import change_key
-        from shared.snapshots.document import line_id
-
-        if record.unavailable is not None:
-            self._cross(ctx, record, key, record.unknown_step())
-        elif _may_hold(record, None):
-            try:  # a record is taken whole or not at all
-                mine = [item for item in record_entries(ctx, record) if change_key(line_id(item[1])) == key]
-            except RecordUnreadable:
-                self._cross(ctx, record, key, record.unknown_step(RECORD_UNREADABLE))
-                mine = []
-            for section, entry in mine:
-                self.events.append(_event(section, record, entry))
-                if section == "added":
-                    self.present = True
-                    self.first_seen = self.first_seen or record.generated_at
-                elif section == "removed":
-                    self.present = False
-        if self.present:
-            self.last_seen = record.generated_at
-
-    def _cross(self, ctx: ApiContext, record: RecordInfo, key: str, step: dict[str, Any]) -> None:
-        """A step whose changes are unknown: listed in `incomplete`; whether the customer is there after it
-        is read from the step's own snapshot (unknown when that cannot be read either: as before)."""
-        from azure.core.exceptions import ResourceNotFoundError
-
-        self.incomplete.append(step)
-        try:
-            present = _holds(ctx, record.snapshot, key)
-        except (ResourceNotFoundError, SnapshotFormatError):
-            return
-        if present and not self.present:
-            self.first_seen = self.first_seen or record.generated_at
-        self.present = present
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.customer_id,
-            "firstSeen": self.first_seen,
-            "lastSeen": self.last_seen,
-            "present": self.present,
-            "retainedSince": self.retained_since,
-            "events": self.events,
-            "incomplete": self.incomplete,
-        }
-
-
-def _bases(
-    store: SnapshotStore, manifest: Manifest, chain: list[RecordInfo]
-) -> Iterator[tuple[str, str | None, list[RecordInfo]]]:
-    """Where history may start, oldest first: (a retained published snapshot, its generatedAt, the records
-    after it). The snapshot the oldest record was compared with, when it is still there (retention takes
-    the oldest first), unless that record's comparison was unavailable (no step to replay); then each
-    record's own snapshot, the latest last."""
-    if not chain:
-        yield manifest.snapshot, manifest.generated_at, []
-        return
-    first = chain[0]
-    if first.unavailable is None and first.previous_snapshot and store.exists(first.previous_snapshot):
-        yield first.previous_snapshot, first.previous_generated_at, chain
-    for position, record in enumerate(chain):
-        yield record.snapshot, record.generated_at, chain[position + 1 :]
-
-
-def _holds(ctx: ApiContext, snapshot: str, key: str) -> bool:
-    """Whether a stored snapshot holds the customer, read one line at a time through the bounded reader.
-    A version not read whole before is read to its end, so that a damaged one is refused whichever customer
-    is asked for (SnapshotFormatError, remembered by its ETag); after that the read stops at the customer."""
-    from shared.changes.record import change_key
-    from shared.snapshots.document import customer_lines, line_id
-    from shared.storage.reader import inflate_limit, inflated
-
-    chunks, gzipped, properties = ctx.store.stream(snapshot)
-    verdict_key = (snapshot, str(properties.etag))
-    verdict = ctx.readable.get(verdict_key)
-    if verdict is False:
-        raise SnapshotFormatError(f"{snapshot}: could not be read before")
-    found = False
-    try:
-        for line in customer_lines(inflated(chunks, gzipped, inflate_limit(properties.size))):
-            if change_key(line_id(line)) == key:
-                found = True
-                if verdict:
-                    return True
-    except SnapshotFormatError:
-        _remember(ctx, verdict_key, False)
-        raise
-    _remember(ctx, verdict_key, True)
-    return found

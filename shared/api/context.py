@@ -34,9 +34,9 @@ class ApiContext:
     # (snapshot name, ETag) of snapshots whose CSV rendition failed for what they hold: tried once.
     failed_renditions: set[tuple[str, str]] = field(default_factory=set)
     # (blob name, ETag) → whether that version of a change record, or of a snapshot history reads, read
-    # whole: one that did not is not read again until it changes (shared/api/changes.py).
+    # whole: one that did not is not read again until it changes (shared/api/records.py).
     readable: dict[tuple[str, str], bool] = field(default_factory=dict)
-    # latest.json's ETag → (clock(), what /api/health last found in withheld.json) (shared/api/changes.py).
+    # latest.json's ETag → (clock(), what /api/health last found in withheld.json) (shared/api/health.py).
     withheld_seen: dict[str, tuple[float, Any]] = field(default_factory=dict)
 
     @property

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
 
 from shared import events
 from shared.api import params as p
-from shared.api.changes import withheld_since
 from shared.api.endpoint import NO_PARAMETERS, context, endpoint, parse_time
 from shared.api.errors import ApiError
 from shared.api.http import status_response, utc_now
 from shared.events import log_event
+
+if TYPE_CHECKING:
+    from shared.api.context import ApiContext
+    from shared.changes.guard import Withheld
+    from shared.snapshots.store import Manifest, SnapshotStore
 
 log = logging.getLogger("shared.api")
 
@@ -70,3 +75,54 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
     if unreachable is None and not ctx.latest.checking() and (withheld := withheld_since(ctx, manifest)):
         report["withheld"] = withheld
     return status_response(200 if report["status"] in ("ok", "degraded") else 503, report)
+
+
+_WITHHELD_TTL = 30.0  # seconds a health answer reuses its look at withheld.json (per latest.json)
+
+
+def withheld_since(ctx: ApiContext, manifest: Manifest) -> dict[str, Any] | str | None:
+    """For /api/health: the snapshot the completeness guard withheld, when it is newer than the latest
+    (numbers, RFC 3339 times and a snapshot name, each checked: health is anonymous), or "unreadable" when
+    withheld.json cannot be read or holds anything else. One short read of withheld.json (bounded, no
+    retries, the check timeouts of latest.json) at most every _WITHHELD_TTL seconds per latest.json; None
+    when there is none or the read fails."""
+    now = ctx.clock()
+    seen = ctx.withheld_seen.get(manifest.etag)
+    if seen is not None and now - seen[0] < _WITHHELD_TTL:
+        found: dict[str, Any] | str | None = seen[1]
+        return found
+    found = _withheld(ctx.store, manifest)
+    if len(ctx.withheld_seen) > 64:
+        ctx.withheld_seen.clear()
+    ctx.withheld_seen[manifest.etag] = (now, found)
+    return found
+
+
+def _withheld(store: SnapshotStore, manifest: Manifest) -> dict[str, Any] | str | None:
+    from azure.core.exceptions import AzureError
+
+    from shared.api.latest import LATEST_CHECK_OPTIONS
+    from shared.changes.guard import read_withheld, rfc3339
+
+    try:
+        withheld = read_withheld(store, retry_total=0, **LATEST_CHECK_OPTIONS)
+    except AzureError:  # health answers without it rather than fail on it
+        return None
+    if withheld is None or isinstance(withheld, str):
+        return withheld
+    latest = rfc3339(manifest.generated_at)
+    generated = rfc3339(withheld.generated_at)
+    if latest is not None and generated is not None and generated <= latest:
+        return None
+    return _typed(withheld)
+
+
+def _typed(withheld: Withheld) -> dict[str, Any]:
+    return {
+        "snapshot": withheld.snapshot,
+        "generatedAt": withheld.generated_at,
+        "customerCount": withheld.customer_count,
+        "latestCustomerCount": withheld.latest_customer_count,
+        "dropPercent": withheld.drop_percent,
+        "maxDropPercent": withheld.max_drop_percent,
+    }

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from shared import events
 from shared.changes.cloudevents import Message, cloud_event, event_id
 from shared.changes.outbox import Outbox, ascii_metadata
+from shared.errors import SnapshotAppError
 from shared.events import log_event
 from shared.storage import layout
 from shared.storage.problems import storage_problem
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("shared.job")
 
 
-class Stop(Exception):
+class Stop(SnapshotAppError):
     """Storage or the queue failed: the drain ends here, what is left stays for the next run."""
 
     def __init__(self, step: str, error: BaseException) -> None:
@@ -41,7 +42,7 @@ class Stop(Exception):
         self.error = type(error).__name__
 
 
-class Unusable(Exception):
+class Unusable(SnapshotAppError):
     """The record's messages cannot be produced (its change record is missing or damaged)."""
 
 

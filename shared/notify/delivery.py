@@ -204,9 +204,9 @@ class Sender:
 def _trust() -> ssl.SSLContext:
     """The trust the app's other HTTPS clients (requests, MSAL) use: REQUESTS_CA_BUNDLE when it is set,
     else certifi's bundle."""
-    import certifi
+    from shared.settings import ca_bundle
 
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
+    bundle = ca_bundle()
     if os.path.isdir(bundle):
         context = ssl.create_default_context(capath=bundle)
     else:

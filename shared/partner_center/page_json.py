@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from shared.customer_rule import reject_constant
+from shared.errors import SnapshotAppError
 
 _Scanner = Callable[[str, int], tuple[Any, int]]
 # (text, index) -> (value, end index): the C scanner json.loads uses, an instance attribute the stubs omit.
@@ -25,7 +26,7 @@ _SCANNERS: dict[bool, _Scanner] = {
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 
 
-class PageSyntaxError(ValueError):
+class PageSyntaxError(SnapshotAppError, ValueError):
     pass
 
 

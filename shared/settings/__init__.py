@@ -42,6 +42,7 @@ __all__ = [
     "Settings",
     "SettingsError",
     "StorageTarget",
+    "ca_bundle",
     "environment_secrets",
 ]
 
@@ -136,3 +137,15 @@ def environment_secrets(environ: Mapping[str, str] | None = None) -> dict[str, s
     credentials from. Kept out of Settings so that no repr or log of the settings can carry them."""
     env = os.environ if environ is None else environ
     return {name: value for name in CREDENTIAL_SETTINGS if (value := env.get(name, "").strip())}
+
+
+def ca_bundle(environ: Mapping[str, str] | None = None) -> str:
+    """The CA bundle (file or directory) HTTPS clients trust: REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE, as
+    requests reads them, else certifi's; clients that requests does not build (shared/notify) take it here."""
+    env = os.environ if environ is None else environ
+    bundle = env.get("REQUESTS_CA_BUNDLE") or env.get("CURL_CA_BUNDLE")
+    if bundle:
+        return bundle
+    import certifi
+
+    return str(certifi.where())

@@ -24,7 +24,7 @@ from shared.errors import ManifestError as ManifestError
 from shared.errors import PublishConflictError, SnapshotExistsError, StorageError
 from shared.events import log_event
 from shared.snapshots.document import customer_ids, inflated
-from shared.snapshots.index import IndexBuilder
+from shared.snapshots.index_builder import IndexBuilder
 from shared.snapshots.manifest import ChangeRef as ChangeRef
 from shared.snapshots.manifest import Manifest as Manifest
 from shared.snapshots.manifest import SnapshotInfo as SnapshotInfo

@@ -37,7 +37,8 @@ from typing import TYPE_CHECKING, Any
 
 from shared.errors import SnapshotExistsError, StorageError
 from shared.jsonenc import compact
-from shared.snapshots.index import MEMBER_CUSTOMERS, IndexBuilder
+from shared.snapshots.index import MEMBER_CUSTOMERS
+from shared.snapshots.index_builder import IndexBuilder
 from shared.storage.blobs import GZIP_JSON
 from shared.storage.layout import index_name
 from shared.storage.problems import storage_problem

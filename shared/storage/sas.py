@@ -52,7 +52,7 @@ class SasIssuer:
     def _delegation_key(self, now: datetime, needed_until: datetime) -> Any:
         with self._lock:
             if self._key is None or self._key_expiry is None or self._key_expiry < needed_until:
-                service = self.container._get_blob_service_client()  # documented in the SDK's samples
+                service = self.container._get_blob_service_client()  # noqa: SLF001 - in the SDK's own samples
                 expiry = now + KEY_LIFETIME
                 self._key = service.get_user_delegation_key(now - CLOCK_SKEW, expiry)
                 self._key_expiry = expiry

@@ -1,0 +1,1 @@
+"""Checks `make lint` runs that the linters do not have built in (import-linter contract types)."""
