@@ -41,7 +41,7 @@ param enableSnapshotSas bool = true
 @description('NCRONTAB (six fields, seconds first, UTC) of the nightly snapshot; the app setting SNAPSHOT_SCHEDULE.')
 param snapshotSchedule string = '0 0 2 * * *'
 
-@description('Longest one invocation may run (hh:mm:ss; -1: no limit, which Flex Consumption allows): the app setting AzureFunctionsJobHost__functionTimeout, overriding host.json. The nightly run ends itself before it (SNAPSHOT_RUN_DEADLINE_SECONDS follows it); raise it for large partners (README, Operations).')
+@description('Longest one invocation may run (hh:mm:ss; -1: no limit, which Flex Consumption allows): the app setting AzureFunctionsJobHost__functionTimeout, overriding host.json. The nightly run ends itself before it (SNAPSHOT_RUN_DEADLINE_SECONDS follows it); raise it for large partners (docs/operations.md).')
 @minLength(2)
 param functionTimeout string = '00:30:00'
 

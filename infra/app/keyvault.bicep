@@ -1,6 +1,6 @@
 // The vault holding the Partner Center app credentials (partner-center-tenant-id, -client-id,
 // -client-secret and, for App+User, -refresh-token, which the job rewrites after each token exchange).
-// Secrets are seeded by a person after `azd up` (README), never by this template: a template that set
+// Secrets are seeded by a person after `azd up` (docs/operations.md), never by this template: a template that set
 // them would overwrite the live refresh token on every `azd provision`.
 // Access is Azure RBAC only (no access policies; role assignments in rbac.bicep); soft delete with purge
 // protection means a deleted vault or secret can be recovered for softDeleteRetentionInDays and cannot

@@ -76,7 +76,7 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
   name: keyVaultName
 }
 
-// Must exist before enableRefreshTokenRotation is turned on: seed it first (README).
+// Must exist before enableRefreshTokenRotation is turned on: seed it first (docs/operations.md).
 resource refreshTokenSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' existing = {
   parent: vault
   name: refreshTokenSecretName

@@ -6,7 +6,7 @@ texts cleaned and cut to MAX_TEXT characters; every other entry is counted witho
 night with a million changes, or a customer whose name is 60,000 characters long, costs the same memory as
 a quiet one. It never fails on an entry it cannot read: the entry is counted and shown as unreadable.
 
-Entries, as README "The change record" describes them:
+Entries, as docs/changes-and-events.md "The change record" describes them:
 
     added / removed   {"id", "companyName", "domain", "relationshipToPartner"}
     changed           {"id", "fields": {"/companyProfile/companyName": {"before", "after"}, ...}}

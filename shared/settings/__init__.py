@@ -1,6 +1,6 @@
 """Every app setting the product reads: name, default, validation. One frozen object per run.
 
-`SETTINGS` is the catalogue (README and the infra consistency test read it); `Settings.from_env()`
+`SETTINGS` is the catalogue (docs/settings.md and the infra consistency test follow it); `Settings.from_env()`
 validates all of them at once and reports every problem in one error, never a setting's value
 when the setting is a secret. `Settings.from_env(api=True)` reads only the settings the HTTP lookup
 API uses (marked `api`), so the API needs no Partner Center credentials and a job-only mistake

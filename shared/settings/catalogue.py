@@ -1,6 +1,6 @@
 """The catalogue of every app setting the product reads: name, default, help, and who reads it.
 
-README's settings page and the infra consistency test read it; shared/settings/reader.py validates values.
+docs/settings.md and the infra consistency test follow it; shared/settings/reader.py validates values.
 """
 
 from __future__ import annotations
