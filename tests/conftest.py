@@ -15,7 +15,7 @@ import pytest
 
 from devstack.azurite import Azurite
 from devstack.stack import DevStack
-from tests.functions import new_instance
+from tests.support.functions import new_instance
 
 _containers = itertools.count(1)
 
