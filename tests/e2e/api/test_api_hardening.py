@@ -26,7 +26,7 @@ from devstack.relay import Relay
 from shared.api.context import api_context, build, use
 from shared.settings import Settings
 from shared.snapshots.store import SnapshotStore, snapshot_name
-from tests.e2e.api.test_lookups import (
+from tests.support.api import (
     SPECIAL,
     assert_error,
     body,

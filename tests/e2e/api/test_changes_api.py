@@ -2,60 +2,15 @@
 
 from __future__ import annotations
 
-import copy
 import gzip
-from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from devstack.population import make_customers
 from shared.errors import SnapshotWithheldError
 from shared.job import run_snapshot
-from tests.e2e.api.test_lookups import assert_error, body, call
-
-
-def day(n: int) -> datetime:
-    """02:00 UTC, n days before today."""
-    today = datetime.now(UTC).replace(hour=2, minute=0, second=0, microsecond=0)
-    return today - timedelta(days=n)
-
-
-def history_call(customer_id: str, **kwargs):
-    return call(
-        "customer_history",
-        path=f"customers/{customer_id}/history",
-        route={"customerId": customer_id},
-        **kwargs,
-    )
-
-
-class Nights:
-    """Four nights: a baseline; one gone and one renamed; the one gone back and one new; nothing."""
-
-    def __init__(self, make_stack) -> None:
-        self.stack, self.snapshots = make_stack(
-            customers=60, env_overrides={"PARTNER_CENTER_PAGE_SIZE": "25"}
-        )
-        pc = self.stack.partner_center
-        first = copy.deepcopy(pc.customers)
-        self.leaver, self.renamed, self.gone = first[7], first[8], first[9]
-        self.newcomer = make_customers(1, seed=31337)[0]
-        self.generated = []
-        self.run(4)
-        second = [c for c in copy.deepcopy(first) if c["id"] != self.leaver["id"]]
-        second[7]["companyProfile"]["companyName"] = "Renamed Ltd"  # first[8]: [7] once first[7] is gone
-        pc.customers = second
-        self.run(3)
-        third = copy.deepcopy(second)
-        third.insert(7, copy.deepcopy(self.leaver))
-        third = [c for c in third if c["id"] != self.gone["id"]] + [self.newcomer]
-        pc.customers = third
-        self.run(2)
-        self.run(1)
-
-    def run(self, days_ago: int) -> None:
-        self.generated.append(run_snapshot(now=day(days_ago))["generatedAt"])
+from tests.support.api import assert_error, body, call
+from tests.support.changes import Nights, day, history_call, since, snapshot_at
 
 
 @pytest.fixture
@@ -71,11 +26,6 @@ def summary(customer: dict) -> dict:
         "domain": profile["domain"],
         "relationshipToPartner": customer["relationshipToPartner"],
     }
-
-
-def snapshot_at(nights: Nights, generated_at: str) -> str:
-    stamp = generated_at.replace("-", "").replace(":", "")
-    return f"snapshots/{generated_at[:4]}/{generated_at[5:7]}/{generated_at[8:10]}/customers-{stamp}.json"
 
 
 # -- history ------------------------------------------------------------------------------------------
@@ -154,8 +104,6 @@ def test_history_before_any_snapshot(make_stack):
 
 
 # -- /api/changes -------------------------------------------------------------------------------------
-def since(days_ago: int) -> str:
-    return day(days_ago).date().isoformat()
 
 
 def test_changes_of_every_published_snapshot_oldest_first(nights):

@@ -21,13 +21,13 @@ from shared.api.csv_answer import _gzip, encode, rendition_name
 from shared.api.csv_answer import cell as csv_cell
 from shared.api.csv_answer import row as csv_row
 from tests.conftest import Snapshots
-from tests.e2e.api.test_lookups import (
-    _customer,
-    _foreign_settings,
+from tests.support.api import (
+    HOSTILE,
     assert_error,
     body,
     call,
     customer_call,
+    foreign_settings,
     write_snapshot,
 )
 from tests.support.functions import new_instance, run_timer
@@ -35,31 +35,13 @@ from tests.support.functions import new_instance, run_timer
 BOM = b"\xef\xbb\xbf"
 HEADER = ["id", "tenantId", "companyName", "domain", "relationshipToPartner"]
 
-# Names a spreadsheet would misread or choke on: formulas (OWASP's list), separators, quotes, line breaks,
-# non-ASCII scripts and emoji.
-HOSTILE = [
-    _customer(
-        "a0000000-0000-4000-8000-000000000001", '=HYPERLINK("http://evil.example","Click")', "f1.example"
-    ),
-    _customer("a0000000-0000-4000-8000-000000000002", "+1-800-FORMULA", "f2.example"),
-    _customer("a0000000-0000-4000-8000-000000000003", "-2+3+cmd|' /C calc'!A0", "f3.example"),
-    _customer("a0000000-0000-4000-8000-000000000004", "@SUM(1+1)*cmd|' /C calc'!A0", "f4.example"),
-    _customer("a0000000-0000-4000-8000-000000000005", "\tTabbed Inc", "f5.example"),
-    _customer("a0000000-0000-4000-8000-000000000006", "\rCarriage Ltd", "f6.example"),
-    _customer(
-        "a0000000-0000-4000-8000-000000000007",
-        'Smith, Jones & "Partners"\r\nLine Two; Zürich Straße 東京 🚀',
-        "münchen-prüfung.de",
-    ),
-    _customer("a0000000-0000-4000-8000-000000000008", "Plain = Name - OK", "=evil.example"),
-]
 FORMULAS = {c["id"] for c in HOSTILE[:6]}
 
 
 @pytest.fixture(scope="module")
 def csv_world(azurite) -> Iterator[dict[str, Any]]:
     patch = pytest.MonkeyPatch()
-    for name in _foreign_settings():
+    for name in foreign_settings():
         patch.delenv(name, raising=False)
     customers = make_customers(150, seed=5) + HOSTILE
     stack = DevStack(azurite=azurite, customers=customers).start()

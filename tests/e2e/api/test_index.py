@@ -28,7 +28,7 @@ from shared.api.indexed import IndexedSnapshot
 from shared.api.loaded import LoadedSnapshot
 from shared.snapshots.index import MEMBER_CUSTOMERS, SnapshotIndex, UnusableIndex, header_sha256, index_name
 from shared.snapshots.store import Manifest, SnapshotStore
-from tests.e2e.api.test_lookups import SPECIAL, body, call, customer_call, follow, ids, write_snapshot
+from tests.support.api import SPECIAL, body, call, customer_call, follow, ids, write_snapshot
 from tests.support.functions import run_timer
 
 COUNT = 3 * MEMBER_CUSTOMERS + 5  # several gzip members, the last one short

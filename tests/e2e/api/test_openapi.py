@@ -3,7 +3,6 @@ running API (schemathesis against the local host, with the function key)."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -19,18 +18,14 @@ from devstack.host import FunctionsHost
 from devstack.population import make_customers
 from devstack.stack import DevStack
 from shared.api.openapi import DOCUMENT
-from tests.e2e.api.test_csv import HOSTILE
-from tests.e2e.api.test_lookups import SPECIAL, _foreign_settings
+from tests.support.api import HOSTILE, SPECIAL, foreign_settings
 from tests.support.functions import registered, run_timer
+from tests.support.openapi import assert_documented, document
 from tests.support.paths import REPO
 
 ROOT = REPO
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 CHECKS = "not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance"
-
-
-def document() -> dict[str, Any]:
-    return json.loads(DOCUMENT.read_text(encoding="utf-8"))
 
 
 def http_routes() -> dict[str, Any]:
@@ -107,7 +102,7 @@ def test_every_error_code_the_api_can_answer_is_in_the_document():
 def served(azurite) -> Iterator[dict[str, Any]]:
     """make serve in small: stand-ins, one job run, function_app.py behind the local host on a free port."""
     patch = pytest.MonkeyPatch()
-    for name in _foreign_settings():
+    for name in foreign_settings():
         patch.delenv(name, raising=False)
     stack = DevStack(azurite=azurite, customers=make_customers(120, seed=2) + SPECIAL + HOSTILE).start()
     for name, value in {**stack.env, "SNAPSHOT_CONTAINER": f"openapi-{os.getpid()}"}.items():
@@ -174,33 +169,11 @@ def test_schemathesis_finds_the_running_api_true_to_its_document(served, tmp_pat
 
 
 # -- answers across a step whose changes are unknown (issue: the change history gap) --------------------
-def json_schema(node: Any) -> Any:
-    """An OpenAPI 3.0 schema as JSON Schema (draft 4): `nullable` becomes a null type."""
-    if isinstance(node, list):
-        return [json_schema(value) for value in node]
-    if not isinstance(node, dict):
-        return node
-    converted = {key: json_schema(value) for key, value in node.items() if key != "nullable"}
-    if node.get("nullable") and "type" in converted:
-        converted["type"] = [converted["type"], "null"]
-    return converted
-
-
-def assert_documented(payload: Any, name: str) -> None:
-    """`payload` is valid against components/schemas/<name>, and these schemas name every field it has."""
-    import jsonschema_rs
-
-    components = json_schema(document()["components"])
-    for strict in (name, "UnknownStep", "ChangeEvent"):
-        components["schemas"][strict].setdefault("additionalProperties", False)
-    root = {"$ref": f"#/components/schemas/{name}", "components": components}
-    jsonschema_rs.Draft4Validator(root).validate(payload)
 
 
 def test_answers_across_an_unknown_step_are_as_documented(make_stack):
-    from tests.e2e.api.test_changes_api import history_call, since
-    from tests.e2e.api.test_lookups import body, call
-    from tests.e2e.changes.test_changes_gap import DAMAGED, GapNights
+    from tests.support.api import body, call
+    from tests.support.changes import DAMAGED, GapNights, history_call, since
 
     nights = GapNights(make_stack, DAMAGED)
     changes = body(call("changes", {"since": since(10)}))

@@ -11,19 +11,10 @@ import pytest
 from devstack.population import make_customers
 from shared import events
 from shared.errors import SnapshotWithheldError, StorageError
-from tests.e2e.api.test_lookups import call
-from tests.e2e.job.test_snapshot_job import assert_complete, last_summary, next_second
+from tests.support.api import call
+from tests.support.changes import night_two
 from tests.support.functions import http_get, run_timer
-
-
-def entry(customer: dict) -> dict:
-    profile = customer["companyProfile"]
-    return {
-        "id": customer["id"],
-        "companyName": profile["companyName"],
-        "domain": profile["domain"],
-        "relationshipToPartner": customer["relationshipToPartner"],
-    }
+from tests.support.job import assert_complete, last_summary, next_second
 
 
 def by_id(entries: list[dict]) -> list[dict]:
@@ -34,41 +25,6 @@ def record_of(snapshots, latest: dict) -> dict:
     name = latest["changes"]["name"]
     assert name == latest["snapshot"].replace("/customers-", "/changes-")
     return snapshots.record(name)
-
-
-def night_two(before: list[dict]) -> tuple[list[dict], dict]:
-    """The next night's list: two gone, two new, a rename, a new domain, a new relationship, one new
-    field; and what the change record must say about it."""
-    after = copy.deepcopy(before)
-    new = make_customers(2, seed=777)
-    renamed, moved, demoted, tagged = after[10], after[20], after[30], after[40]
-    renamed["companyProfile"]["companyName"] = "Renamed & Co. Zürich"
-    moved["companyProfile"]["domain"] = "moved.onmicrosoft.com"
-    demoted["relationshipToPartner"] = "none" if demoted["relationshipToPartner"] != "none" else "advisor"
-    tagged["tags"] = ["new-tag"]
-    removed = [before[3], before[50]]
-    after = [c for c in after if c["id"] not in {r["id"] for r in removed}]
-    after.insert(25, new[0])
-    after.append(new[1])
-
-    def change(old: dict, path: str, new_value) -> dict:
-        if path.startswith("/companyProfile/"):
-            previous = old["companyProfile"][path.split("/")[2]]
-        else:
-            previous = old.get(path[1:])
-        return {"id": old["id"], "fields": {path: {"before": previous, "after": new_value}}}
-
-    expected = {
-        "added": [entry(new[0]), entry(new[1])],
-        "removed": [entry(r) for r in removed],
-        "changed": [
-            change(before[10], "/companyProfile/companyName", "Renamed & Co. Zürich"),
-            change(before[20], "/companyProfile/domain", "moved.onmicrosoft.com"),
-            change(before[30], "/relationshipToPartner", demoted["relationshipToPartner"]),
-            change(before[40], "/tags", ["new-tag"]),
-        ],
-    }
-    return after, expected
 
 
 def test_the_first_snapshot_is_a_baseline(make_stack):

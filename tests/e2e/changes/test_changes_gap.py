@@ -10,101 +10,26 @@ Four nights, the second snapshot made unreadable before the third night:
 
 from __future__ import annotations
 
-import copy
 import gzip
 import json
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from devstack.population import make_customers
 from shared import events
-from shared.job import run_snapshot
-from tests.e2e.api.test_changes_api import day, history_call, since
-from tests.e2e.api.test_lookups import body, call
-
-DAMAGED = "damaged"
-MISSING = "missing"
-NOT_THE_LAYOUT = "not-the-layout"
-GROWN = "grown-past-its-published-size"  # replaced by a valid document larger than its manifest says
-FORMAT_REASON = (
-    "the previous snapshot is damaged or not in the one-customer-per-line layout (SnapshotFormatError)"
+from tests.support.api import body, call
+from tests.support.changes import (
+    DAMAGED,
+    FORMAT_REASON,
+    GROWN,
+    MISSING,
+    MISSING_REASON,
+    NOT_THE_LAYOUT,
+    REASONS,
+    GapNights,
+    history_call,
+    since,
 )
-MISSING_REASON = "the previous snapshot is missing from storage (ResourceNotFoundError)"
-REASONS = {
-    DAMAGED: FORMAT_REASON,
-    NOT_THE_LAYOUT: FORMAT_REASON,
-    GROWN: FORMAT_REASON,
-    MISSING: MISSING_REASON,
-}
-
-
-def make_unreadable(container, name: str, how: str) -> None:
-    if how == DAMAGED:  # a gzip stream cut short, still labelled gzip
-        data = container.get_blob_client(name).download_blob(decompress=False).readall()
-        container.get_blob_client(name).upload_blob(
-            data[: len(data) // 2], overwrite=True, content_settings=_gzip_settings()
-        )
-    elif how == NOT_THE_LAYOUT:
-        container.upload_blob(name, b'{"customers": []}', overwrite=True)
-    elif how == GROWN:  # still the layout, with customers nobody published: not compared with
-        document = gzip.decompress(container.get_blob_client(name).download_blob(decompress=False).readall())
-        header, rest = document.split(b"\n", 1)
-        extra = b"".join(b'{"id":"extra-%d","companyProfile":{}},\n' % n for n in range(200))
-        container.get_blob_client(name).upload_blob(
-            gzip.compress(header + b"\n" + extra + rest), overwrite=True, content_settings=_gzip_settings()
-        )
-    else:
-        container.delete_blob(name)
-
-
-def _gzip_settings():
-    from azure.storage.blob import ContentSettings
-
-    return ContentSettings(content_type="application/json", content_encoding="gzip")
-
-
-class GapNights:
-    def __init__(self, make_stack, how: str, caplog=None) -> None:
-        self.stack, self.snapshots = make_stack(
-            customers=60, env_overrides={"PARTNER_CENTER_PAGE_SIZE": "25"}
-        )
-        pc = self.stack.partner_center
-        self.container = self.stack.blob_service_client().get_container_client(self.snapshots.container)
-        base = copy.deepcopy(pc.customers)
-        self.early, self.late, self.last = make_customers(3, seed=4242)
-        self.left_early, self.left_late, self.renamed = base[5], base[6], base[7]
-        self.runs: list[dict] = []
-        self.run(4)  # A
-        pc.customers = [c for c in base if c["id"] != self.left_early["id"]] + [self.early]
-        self.run(3)  # B
-        make_unreadable(self.container, self.runs[1]["snapshot"], how)
-        night_c = [c for c in copy.deepcopy(pc.customers) if c["id"] != self.left_late["id"]] + [self.late]
-        next(c for c in night_c if c["id"] == self.renamed["id"])["companyProfile"]["companyName"] = "Gap Ltd"
-        pc.customers = night_c
-        if caplog is not None:
-            caplog.set_level("INFO")
-        self.run(2)  # C
-        pc.customers = [*copy.deepcopy(night_c), self.last]
-        self.run(1)  # D
-
-    def run(self, days_ago: int) -> None:
-        self.runs.append(run_snapshot(now=day(days_ago)))
-
-    @property
-    def generated(self) -> list[str]:
-        return [r["generatedAt"] for r in self.runs]
-
-    def step(self, how: str) -> dict:
-        """The unknown step (night C) as /api/changes and history list it."""
-        b, c = self.runs[1], self.runs[2]
-        return {
-            "snapshot": c["snapshot"],
-            "generatedAt": c["generatedAt"],
-            "previousSnapshot": b["snapshot"],
-            "previousGeneratedAt": b["generatedAt"],
-            "reason": REASONS[how],
-        }
 
 
 @pytest.fixture(params=[DAMAGED, NOT_THE_LAYOUT, MISSING])

@@ -20,9 +20,9 @@ from azure.storage.blob import ContentSettings
 from devstack.population import make_customers
 from devstack.storage_proxy import StorageProxy
 from shared import events
-from tests.e2e.changes.test_events import drain, events_stack, outbox
-from tests.e2e.job.test_snapshot_job import last_summary, next_second
+from tests.support.events import drain, events_stack, logged, outbox
 from tests.support.functions import run_timer
+from tests.support.job import last_summary, next_second
 
 QUEUE_MESSAGE_LIMIT = 64 * 1024  # a Storage queue message, as sent (base64 text)
 NAMESPACE = uuid.UUID("5d0c3f5e-7f5b-4b0e-9a55-0c1f2e3d4c5b")  # the CloudEvents ids' namespace
@@ -41,16 +41,6 @@ def drain_raw(stack) -> list[str]:
 
 def decoded(raw: list[str]) -> list[dict]:
     return [json.loads(base64.b64decode(text, validate=True)) for text in raw]
-
-
-def logged(caplog, name: str) -> list[tuple[str, dict]]:
-    """(level, fields) of every `name` line logged."""
-    prefix = name + " "
-    return [
-        (r.levelname, json.loads(r.getMessage().removeprefix(prefix)))
-        for r in caplog.records
-        if r.getMessage().startswith(prefix)
-    ]
 
 
 def pending_records(snapshots) -> list[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import copy
 import json
 import uuid
@@ -10,54 +9,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from devstack.population import make_customers
 from shared import events
 from shared.job import run_snapshot
-from tests.e2e.job.test_snapshot_job import last_summary, next_second
+from tests.support.changes import change_night
+from tests.support.events import drain, events_stack, outbox
 from tests.support.functions import run_timer
-
-
-def drain(stack) -> list[dict]:
-    """Every message on the queue, base64-decoded as a Functions queue trigger does by default, deleted."""
-    queue = stack.queue_client(stack.events_queue)
-    found = []
-    while batch := list(queue.receive_messages(messages_per_page=32, visibility_timeout=30)):
-        for message in batch:
-            found.append(json.loads(base64.b64decode(message.content, validate=True)))
-            queue.delete_message(message)
-    return found
-
-
-def events_stack(make_stack, *, create_queue: bool = True):
-    name = f"changes-{uuid.uuid4().hex[:12]}"  # Azurite is shared by the whole session
-    stack, snapshots = make_stack(customers=80, env_overrides={"SNAPSHOT_EVENTS_QUEUE": name})
-    stack.events_queue = name
-    if create_queue:
-        stack.queue_client(name).create_queue()  # infra/ creates it in Azure
-    return stack, snapshots
-
-
-def change_night(stack) -> dict:
-    """One added, one removed, one renamed; what their events must say."""
-    before = stack.partner_center.customers
-    after = copy.deepcopy(before)
-    gone, renamed, new = before[4], after[5], make_customers(1, seed=4711)[0]
-    old_name = renamed["companyProfile"]["companyName"]
-    renamed["companyProfile"]["companyName"] = "Renamed GmbH"
-    after = [c for c in after if c["id"] != gone["id"]] + [new]
-    stack.partner_center.customers = after
-    return {
-        "added": (new["id"], new["companyProfile"]["companyName"]),
-        "removed": (gone["id"], gone["companyProfile"]["companyName"]),
-        "changed": (
-            renamed["id"],
-            {"/companyProfile/companyName": {"before": old_name, "after": "Renamed GmbH"}},
-        ),
-    }
-
-
-def outbox(snapshots) -> list[str]:
-    return [n for n in snapshots.names() if n.startswith("outbox/")]
+from tests.support.job import last_summary, next_second
 
 
 def test_one_cloud_event_per_change_after_a_clean_run(make_stack, caplog):

@@ -26,11 +26,11 @@ import pytest
 from azure.storage.blob import ContentSettings
 
 from shared.errors import SnapshotWithheldError
-from tests.e2e.api.test_changes_api import Nights, history_call, since, snapshot_at
-from tests.e2e.api.test_lookups import body, call
-from tests.e2e.api.test_openapi import assert_documented
-from tests.e2e.job.test_snapshot_job import last_summary, next_second
+from tests.support.api import body, call
+from tests.support.changes import Nights, history_call, since, snapshot_at
 from tests.support.functions import run_timer
+from tests.support.job import last_summary, next_second
+from tests.support.openapi import assert_documented
 
 RECORD_UNREADABLE = "the change record of this step cannot be read"
 BASE_UNREADABLE = "the snapshot before this step, the oldest retained, cannot be read"

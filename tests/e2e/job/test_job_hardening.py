@@ -19,8 +19,8 @@ import pytest
 from devstack.partner_center import PartnerCenter
 from devstack.population import make_customers
 from devstack.storage_proxy import StorageProxy
-from tests.e2e.job.test_snapshot_job import assert_complete, next_second, publish_good_snapshot
 from tests.support.functions import run_timer
+from tests.support.job import assert_complete, next_second, publish_good_snapshot
 
 
 def assert_untouched(snapshots, latest_before: bytes, names_before: list[str]) -> None:

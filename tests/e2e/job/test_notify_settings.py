@@ -13,7 +13,7 @@ from shared.identity import azure_credential
 from shared.secrets import TEAMS_WORKFLOW_URL, WEBHOOK_SIGNING_SECRET, credential_store
 from shared.settings import Settings, SettingsError, environment_secrets
 from shared.signing_secret import new_secret
-from tests.unit.settings.test_settings import MINIMAL
+from tests.support.settings import MINIMAL
 
 WITHOUT_VAULT = {
     "SNAPSHOT_STORAGE_ACCOUNT_URL": "https://a.blob.core.windows.net",

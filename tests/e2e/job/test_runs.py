@@ -16,10 +16,10 @@ import pytest
 from devstack.population import make_customers
 from devstack.storage_proxy import StorageProxy
 from shared import events
-from tests.e2e.api.test_changes_api import history_call
-from tests.e2e.api.test_lookups import call
-from tests.e2e.job.test_snapshot_job import assert_complete, next_second
+from tests.support.api import call
+from tests.support.changes import history_call
 from tests.support.functions import TimerOutcome, invoke_timer, registered
+from tests.support.job import assert_complete, next_second
 
 
 def _closed_port() -> int:

@@ -7,8 +7,8 @@ import random
 import pytest
 
 from shared.partner_center.seen import SeenKeys
-from tests.e2e.job.test_snapshot_job import assert_complete
 from tests.support.functions import run_timer
+from tests.support.job import assert_complete
 
 
 def test_seen_keys_stay_exact_on_disk():

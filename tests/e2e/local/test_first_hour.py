@@ -22,9 +22,9 @@ import requests
 from devstack.population import make_customers
 from devstack.serve import TRY_IT
 from shared.snapshots.store import ChangeRef, Manifest
-from tests.e2e.api.test_lookups import _foreign_settings
-from tests.e2e.notify.test_teams import VALIDATOR
+from tests.support.api import foreign_settings
 from tests.support.paths import REPO
+from tests.support.teams import VALIDATOR
 
 ROOT = REPO
 BASH, MAKE = shutil.which("bash") or "bash", shutil.which("make") or "make"
@@ -44,7 +44,7 @@ def readme_try_it() -> list[str]:
 
 
 def clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _foreign_settings()}
+    env = {k: v for k, v in os.environ.items() if k not in foreign_settings()}
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

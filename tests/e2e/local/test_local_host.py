@@ -20,7 +20,7 @@ import requests
 from devstack.host import FunctionsHost, remove_dot_segments
 from devstack.population import make_customers
 from devstack.stack import DevStack
-from tests.e2e.api.test_lookups import SPECIAL, _foreign_settings, write_snapshot
+from tests.support.api import SPECIAL, foreign_settings, write_snapshot
 from tests.support.functions import run_timer
 
 CUSTOMERS = make_customers(150, seed=11) + SPECIAL
@@ -30,7 +30,7 @@ CUSTOMERS = make_customers(150, seed=11) + SPECIAL
 def served(azurite) -> Iterator[dict[str, Any]]:
     """One published snapshot and a host serving function_app.py over HTTP."""
     patch = pytest.MonkeyPatch()
-    for name in _foreign_settings():
+    for name in foreign_settings():
         patch.delenv(name, raising=False)
     stack = DevStack(azurite=azurite, customers=CUSTOMERS).start()
     for name, value in {**stack.env, "SNAPSHOT_CONTAINER": f"host-{os.getpid()}"}.items():

@@ -24,11 +24,11 @@ from shared import events
 from shared.errors import SecretsError, SnapshotWithheldError
 from shared.secrets import TEAMS_WORKFLOW_URL, WEBHOOK_SIGNING_SECRET
 from shared.signing_secret import new_secret
-from tests.e2e.changes.test_event_outbox import logged
-from tests.e2e.changes.test_events import change_night, drain, outbox
-from tests.e2e.job.test_snapshot_job import last_summary, next_second
-from tests.e2e.notify.test_teams import all_text, card_of, plain_texts
+from tests.support.changes import change_night
+from tests.support.events import drain, logged, outbox
 from tests.support.functions import run_timer
+from tests.support.job import last_summary, next_second
+from tests.support.teams import all_text, card_of, plain_texts
 
 APP = "https://func-notify.azurewebsites.net"
 NAMESPACE = uuid.UUID("5d0c3f5e-7f5b-4b0e-9a55-0c1f2e3d4c5b")  # the CloudEvents ids' namespace

@@ -13,7 +13,6 @@ import tracemalloc
 from collections.abc import Iterator
 from typing import Any
 
-import jsonschema_rs
 import pytest
 
 from devstack.receivers import TeamsWorkflow
@@ -22,72 +21,28 @@ from shared.changes.store import iter_entries
 from shared.errors import SnapshotWithheldError
 from shared.notify.delivery import Delivered
 from shared.notify.digest import MAX_TEXT, Changed, Customer, FieldChange, RunDigest, clean, digest_of
+from shared.notify.teams import TeamsWorkflow as TeamsChannel
 from shared.notify.teams import (
-    CARD_CONTENT_TYPE,
-    MAX_MESSAGE_BYTES,
     changes_message,
     message_for,
     quiet_message,
     withheld_message,
 )
-from shared.notify.teams import TeamsWorkflow as TeamsChannel
-from tests.e2e.changes.test_changes import night_two
-from tests.e2e.job.test_snapshot_job import next_second
+from tests.support.changes import night_two
 from tests.support.functions import run_timer
-from tests.support.paths import DATA
+from tests.support.job import next_second
+from tests.support.teams import (
+    SCHEMA_FILE,
+    VALIDATOR,
+    all_text,
+    card_of,
+    markdown_texts,
+    plain_texts,
+    walk,
+)
 
-SCHEMA_FILE = DATA / "adaptive-card-1.5.schema.json"
-SCHEMA = json.loads(SCHEMA_FILE.read_text())
-VALIDATOR = jsonschema_rs.validator_for(SCHEMA)
 SNAPSHOT = "snapshots/2026/11/24/customers-20261124T020000Z.json"
 APP = "https://func-abc.azurewebsites.net"
-
-
-def card_of(message: bytes) -> dict[str, Any]:
-    """The card of a Workflows message, after checking the message, the schema and the size."""
-    assert len(message) <= MAX_MESSAGE_BYTES, len(message)
-    envelope = json.loads(message)
-    assert envelope["type"] == "message"
-    [attachment] = envelope["attachments"]
-    assert attachment["contentType"] == CARD_CONTENT_TYPE
-    card = attachment["content"]
-    errors = [error.message[:300] for error in VALIDATOR.iter_errors(card)]
-    assert not errors, errors
-    assert float(card["version"]) <= 1.5
-    for element in walk(card):  # no element newer than 1.5 (the schema annotates each with its version)
-        since = SCHEMA["definitions"][element["type"]].get("version", "1.0")
-        assert tuple(map(int, since.split("."))) <= (1, 5), element["type"]
-    return card
-
-
-def walk(node: Any) -> Iterator[dict[str, Any]]:
-    if isinstance(node, dict):
-        if "type" in node:
-            yield node
-        for value in node.values():
-            yield from walk(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from walk(value)
-
-
-def markdown_texts(card: dict[str, Any]) -> list[str]:
-    """Every text a Teams client renders as Markdown: TextBlocks, fact values, fallbackText."""
-    texts = [card.get("fallbackText", "")]
-    for element in walk(card):
-        if element["type"] == "TextBlock":
-            texts.append(element["text"])
-        elif element["type"] == "FactSet":
-            texts += [fact["title"] + fact["value"] for fact in element["facts"]]
-    return texts
-
-
-def plain_texts(card: dict[str, Any]) -> str:
-    return "".join(e["text"] for e in walk(card) if e["type"] == "TextRun")
-
-
-def all_text(card: dict[str, Any]) -> str:
-    return "\n".join(markdown_texts(card)) + "\n" + plain_texts(card)
 
 
 def customer(n: int, name: str | None = None, domain: str | None = None) -> bytes:

@@ -7,12 +7,9 @@ import pytest
 from shared.hosts import is_known_authority, is_loopback
 from shared.settings import SETTINGS, Settings, SettingsError
 from tests.support.paths import REPO
+from tests.support.settings import MINIMAL
 
 ROOT = REPO
-MINIMAL = {
-    "KEY_VAULT_URL": "https://kv.vault.azure.net",
-    "SNAPSHOT_STORAGE_ACCOUNT_URL": "https://a.blob.core.windows.net",
-}
 
 
 def test_defaults_are_the_documented_ones():
