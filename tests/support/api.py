@@ -196,3 +196,8 @@ HOSTILE = [
     ),
     _customer("a0000000-0000-4000-8000-000000000008", "Plain = Name - OK", "=evil.example"),
 ]
+
+
+def assert_no_internals(text: str) -> None:
+    for leak in ("Traceback", 'File "', "/work/", os.getcwd(), "devstoreaccount1", "127.0.0.1", "AccountKey"):
+        assert leak not in text, leak
