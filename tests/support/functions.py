@@ -68,8 +68,8 @@ def run_timer(past_due: bool = False) -> None:
 
     The function raises only a failure the host should retry (the timer's retry policy); one that needs an
     operator is logged as snapshot.failed with "willRetry": false and the function returns, so that the host
-    does not run it again. Tests about the failure itself get it here either way; test_runs.py looks at the
-    difference (invoke_timer)."""
+    does not run it again. Tests about the failure itself get it here either way; e2e/job/test_runs.py looks
+    at the difference (invoke_timer)."""
     outcome = invoke_timer(past_due)
     if outcome.failed is not None:
         assert outcome.failed["willRetry"] is (outcome.raised is not None), (

@@ -1,4 +1,4 @@
-"""The HTTP API under hostile answers (issue 8, items 7, 11-17): odd customers, storage outages, unreadable,
+"""The HTTP API under hostile answers: odd customers, storage outages, unreadable,
 unpublished or hostile snapshots, `If-None-Match: *`, and the Azure SDKs' log volume.
 
 Every test goes through the functions registered in function_app.py and the real SDKs against Azurite;

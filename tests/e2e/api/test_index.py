@@ -1,4 +1,4 @@
-"""Issue 9: the lookup index beside each snapshot, and the API answering from it.
+"""The lookup index beside each snapshot, and the API answering from it.
 
 The snapshot stays one standard gzip stream of the same document; the API answers from the index byte for
 byte what the whole load answers; an index that is missing or does not verify falls back to the whole
@@ -532,7 +532,7 @@ def test_a_request_that_read_latest_json_before_a_newer_snapshot_was_taken_up_an
     assert response.headers["X-Snapshot-Name"] == latest.manifest().snapshot
 
 
-# -- issue 16: keys an attacker chooses, and an index that verifies but would never let a lookup end -----
+# -- keys an attacker chooses, and an index that verifies but would never let a lookup end ---------------
 def _longest_and_total_probes(table: Any, hashes: Any) -> tuple[int, int]:
     """From a stored table alone: the longest distance of an entry from its home slot (what a lookup of its
     key walks), and the slots the build walked to place every entry (linear probing: distance + 1)."""

@@ -35,7 +35,7 @@ def test_whole_snapshot_is_served_as_stored_gzip_when_accepted(world):
     assert json.loads(plain.get_body())["customers"] == world.customers
     for response in (zipped, plain):
         assert response.headers["Content-Type"] == "application/json; charset=utf-8"
-        assert response.headers["Vary"] == "Accept, Accept-Encoding"  # JSON or CSV (issue 12)
+        assert response.headers["Vary"] == "Accept, Accept-Encoding"  # JSON or CSV
         assert re.fullmatch(r"private, max-age=\d+, must-revalidate", response.headers["Cache-Control"])
         assert response.headers["X-Snapshot-Name"] == world.latest["snapshot"]
     assert zipped.headers["ETag"] != plain.headers["ETag"]  # two representations, two strong ETags

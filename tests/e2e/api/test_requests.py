@@ -89,7 +89,7 @@ def test_the_function_key_parameter_is_not_an_unknown_parameter(world):
 
 @pytest.mark.parametrize("name", ["customers", "snapshots"])
 def test_a_caller_paging_with_code_keeps_it_in_next_link(world, name):
-    """Issue 12: a caller that authenticates with ?code= can follow nextLink as it is; a key sent in the
+    """A caller that authenticates with ?code= can follow nextLink as it is; a key sent in the
     header never appears in a body, and the ETag differs with the key (the bodies differ)."""
     query = {"code": "the-key", "top": "2"} | ({"q": "zyxwvu"} if name == "customers" else {})
     with_code = body(call(name, query))

@@ -1,9 +1,9 @@
-"""Change records, the completeness guard and /api/health under a hostile store (issue 16, items 7-12).
+"""Change records, the completeness guard and /api/health under a hostile store.
 
 End to end: the timer function and the registered HTTP functions, the stand-ins, Azurite; what a hostile
 store holds is written straight into the container (and a storage proxy counts what the API reads).
 
-Four nights (tests/test_changes_api.py's Nights), g0..g3:
+Four nights (tests/support/changes.py's Nights), g0..g3:
     A  baseline
     B  `leaver` removed, `renamed` renamed
     C  `leaver` back, `newcomer` added, `gone` removed

@@ -1,5 +1,5 @@
-"""The snapshot job under hostile answers (issue 8, items 1-10): every test runs the job end to end over the
-real SDKs against Azurite and stand-ins that do the hostile thing, and checks the guarantee README states."""
+"""The snapshot job under hostile answers: every test runs the job end to end over the real SDKs against
+Azurite and stand-ins that do the hostile thing, and checks the guarantee docs/guarantees.md states."""
 
 from __future__ import annotations
 
@@ -73,8 +73,8 @@ def test_two_runs_in_the_same_second_never_mix_blocks(make_stack, monkeypatch):
     from shared.job import run_snapshot
 
     monkeypatch.setattr(writer, "BLOCK_BYTES", 2048)  # many blocks per run
-    # Two runs of one container no longer overlap (the run lock, tests/test_runs.py); the second run here
-    # takes no lock, as an app version from before the lock would during a deployment, so that the block
+    # Two runs of one container no longer overlap (the run lock, test_runs.py in this folder); the second run
+    # here takes no lock, as an app version from before the lock would during a deployment, so that the block
     # ids are what keeps the runs apart.
     _no_lock_on_thread(monkeypatch, "second")
     stack, snapshots = make_stack(customers=900)

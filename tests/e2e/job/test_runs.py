@@ -1,6 +1,6 @@
-"""The run itself (issue 16, items 6, 16 and 17): one run at a time per container, a transient failure retried
-the same night and one that needs an operator not, and a deadline that follows the host's timeout. End to end
-through the registered timer function, the real SDKs, Azurite and the stand-ins."""
+"""The run itself: one run at a time per container, a transient failure retried the same night and one that
+needs an operator not, and a deadline that follows the host's timeout. End to end through the registered
+timer function, the real SDKs, Azurite and the stand-ins."""
 
 from __future__ import annotations
 

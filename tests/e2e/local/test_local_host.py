@@ -113,7 +113,7 @@ def test_function_routes_need_a_key(host, http, path):
         assert response.status_code == 401, (path, key)
         assert response.json()["error"] == "unauthorized"
         assert "customers" not in response.text.replace("/api/customers", "")
-        # Issue 12: a missing key and a wrong key are told apart.
+        # A missing key and a wrong key are told apart.
         assert response.json()["message"].startswith(
             "the key sent is not valid" if key else "no key was sent"
         )

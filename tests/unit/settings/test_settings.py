@@ -106,7 +106,7 @@ def test_is_known_authority(url, expected):
     assert is_known_authority(url) is expected
 
 
-# -- the run's deadline follows the host's timeout (issue 16, item 17) ------------------------------------
+# -- the run's deadline follows the host's timeout --------------------------------------------------------
 @pytest.mark.parametrize(
     ("timeout", "deadline"),
     [
