@@ -49,6 +49,7 @@ lint: install lint-infra
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) .ci/sizes.py shared function_app.py --max 60 --file-max 400
+	$(PY) .ci/sizes.py tests --max 0 --file-max 800
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
 

@@ -99,7 +99,8 @@ def measure(azurite: Azurite, customers: int) -> dict[str, Any]:
         figures = json.loads(child.stdout.strip().splitlines()[-1])
         rows = None
         if figures["first"]["location"]:
-            # With the shared key: Azurite rejects the SDK's user-delegation SAS (see tests/test_api.py).
+            # With the shared key: Azurite rejects the SDK's user-delegation SAS
+            # (see tests/e2e/api/test_lifecycle.py).
             from shared.storage.layout import rendition_name
 
             blob = container.get_blob_client(rendition_name(manifest.snapshot))

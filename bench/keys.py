@@ -53,7 +53,8 @@ def population(count: int, crafted: bool) -> tuple[list[dict[str, Any]], list[st
 
 def build(customers: list[dict[str, Any]]) -> tuple[float, dict[str, int]]:
     """Seconds to build the index of `customers` as the job does (staged blocks kept in memory here)."""
-    from shared.snapshots.index import MEMBER_CUSTOMERS, IndexBuilder
+    from shared.snapshots.index import MEMBER_CUSTOMERS
+    from shared.snapshots.index_builder import IndexBuilder
 
     staged: dict[str, bytes] = {}
     started = time.perf_counter()

@@ -74,7 +74,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 # The lines README's "Try it locally" shows, with make serve's first customer filled in
-# (tests/test_first_hour.py runs README's copy against make serve).
+# (tests/e2e/local/test_first_hour.py runs README's copy against make serve).
 TRY_IT = """\
 curl -s "$FUNC/api/health"
 curl -s -H "x-functions-key: $KEY" "$FUNC/api/customers/{customer_id}"

@@ -20,7 +20,7 @@
 
 Control flow inside the app derives from the root too (a page that is not JSON, an index that does not
 verify, an outbox record another run took, a snapshot replaced under a request, a body cut short), so no
-exception class of shared/ stands outside this tree (tests/test_codebase.py holds it).
+exception class of shared/ stands outside this tree (tests/project/test_codebase.py holds it).
 
 Anything else that escapes (an SDK's AzureError, OSError, a bug) is not ours and is reported as such; the
 job wraps Blob Storage's errors in StorageError to say which step failed.

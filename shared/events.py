@@ -5,7 +5,7 @@ Application Insights keeps the message text; a fixed name first makes every line
 Callers pass counts, names and ids only: never secrets, tokens or customer data.
 
 Every event the app logs is named here, once. The alert rules in infra/app/alerts.bicep match some of
-these names (ALERTED); tests/test_infra.py checks that the rules and this list agree.
+these names (ALERTED); tests/project/test_infra_hardening.py checks that the rules and this list agree.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import pytest
 
 from devstack.azurite import Azurite
 from devstack.stack import DevStack
-from tests.functions import new_instance
+from tests.support.functions import new_instance
 
 _containers = itertools.count(1)
 
@@ -111,7 +111,7 @@ def make_stack(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> Iterator[An
         # Fast retries keep fault tests short; the behaviour is the same as with the defaults.
         env.update({"SNAPSHOT_CONTAINER": container, "PARTNER_CENTER_BACKOFF_SECONDS": "0.05"})
         # The API looks at latest.json on every request, so a test sees a publish at once (the default
-        # interval has its own test in test_api.py).
+        # interval has its own test in tests/e2e/api/test_caching.py).
         env["API_LATEST_CHECK_SECONDS"] = "0"
         env.update(env_overrides or {})
         for name, value in env.items():

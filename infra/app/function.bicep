@@ -7,10 +7,10 @@
 //
 // App settings (siteConfig.appSettings below): exactly what shared/settings.py marks `deployed=True`,
 // plus the platform settings of the identity-based AzureWebJobsStorage connection and of Application
-// Insights; tests/test_infra.py checks this list against the code. Flex Consumption rejects or ignores
-// FUNCTIONS_WORKER_RUNTIME, FUNCTIONS_EXTENSION_VERSION, WEBSITE_RUN_FROM_PACKAGE, WEBSITE_CONTENT*,
-// SCM_DO_BUILD_DURING_DEPLOYMENT and WEBSITE_TIME_ZONE: runtime and version live in functionAppConfig,
-// and the schedule is UTC.
+// Insights; tests/project/test_infra_settings.py checks this list against the code. Flex Consumption
+// rejects or ignores FUNCTIONS_WORKER_RUNTIME, FUNCTIONS_EXTENSION_VERSION, WEBSITE_RUN_FROM_PACKAGE,
+// WEBSITE_CONTENT*, SCM_DO_BUILD_DURING_DEPLOYMENT and WEBSITE_TIME_ZONE: runtime and version live in
+// functionAppConfig, and the schedule is UTC.
 
 param name string
 param planName string

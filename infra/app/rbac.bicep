@@ -16,8 +16,8 @@
 // and the deployer (optional) gets Key Vault Secrets Officer on the vault to seed the secrets.
 // Cost at rest: none.
 //
-// The ids below are Azure built-in role definition ids (the same in every tenant); tests/test_infra.py
-// checks each against the role name in its comment and checks the assignments against the table above.
+// The ids below are Azure built-in role definition ids (the same in every tenant);
+// tests/project/test_infra_roles.py checks each against the role name in its comment and checks the assignments against the table above.
 
 param appPrincipalId string
 

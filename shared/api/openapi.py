@@ -2,8 +2,8 @@
 
 It holds no customer data. The stored document names its server relatively (`/api`); the served one names
 the app's own base URL, so API Management, Power Automate custom connectors and client generators that
-import it by URL need nothing filled in. tests/test_openapi.py keeps it in step with function_app.py and
-schemathesis checks the running API against it.
+import it by URL need nothing filled in. tests/e2e/api/test_openapi.py keeps it in step with
+function_app.py and schemathesis checks the running API against it.
 """
 
 from __future__ import annotations

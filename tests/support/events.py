@@ -1,0 +1,41 @@
+"""The change-event queue and outbox as a test reads them, and the log lines a run wrote."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+
+
+def drain(stack) -> list[dict]:
+    """Every message on the queue, base64-decoded as a Functions queue trigger does by default, deleted."""
+    queue = stack.queue_client(stack.events_queue)
+    found = []
+    while batch := list(queue.receive_messages(messages_per_page=32, visibility_timeout=30)):
+        for message in batch:
+            found.append(json.loads(base64.b64decode(message.content, validate=True)))
+            queue.delete_message(message)
+    return found
+
+
+def events_stack(make_stack, *, create_queue: bool = True):
+    name = f"changes-{uuid.uuid4().hex[:12]}"  # Azurite is shared by the whole session
+    stack, snapshots = make_stack(customers=80, env_overrides={"SNAPSHOT_EVENTS_QUEUE": name})
+    stack.events_queue = name
+    if create_queue:
+        stack.queue_client(name).create_queue()  # infra/ creates it in Azure
+    return stack, snapshots
+
+
+def outbox(snapshots) -> list[str]:
+    return [n for n in snapshots.names() if n.startswith("outbox/")]
+
+
+def logged(caplog, name: str) -> list[tuple[str, dict]]:
+    """(level, fields) of every `name` line logged."""
+    prefix = name + " "
+    return [
+        (r.levelname, json.loads(r.getMessage().removeprefix(prefix)))
+        for r in caplog.records
+        if r.getMessage().startswith(prefix)
+    ]

@@ -1,0 +1,56 @@
+"""What a finished run left behind: its summary line, a complete published snapshot, the next second."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+
+from shared import events
+from tests.support.functions import run_timer
+
+SNAPSHOT_NAME = re.compile(r"^snapshots/(\d{4})/(\d{2})/(\d{2})/customers-\1\2\3T\d{6}Z\.json$")
+
+
+def last_summary(caplog) -> dict:
+    """The fields of the last snapshot.summary line logged."""
+    prefix = events.SNAPSHOT_SUMMARY + " "
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith(prefix)]
+    assert lines, "no snapshot.summary line was logged"
+    return json.loads(lines[-1].removeprefix(prefix))
+
+
+def assert_complete(stack, snapshots, *, expected=None) -> dict:
+    """The published snapshot holds every customer exactly once, in API order, as received."""
+    expected = stack.partner_center.customers if expected is None else expected
+    latest = snapshots.latest()
+    assert latest is not None, "latest.json was not published"
+    assert SNAPSHOT_NAME.match(latest["snapshot"]), latest["snapshot"]
+    _data, properties = snapshots.raw(latest["snapshot"])
+    assert properties.etag == latest["etag"]
+    document_bytes = snapshots.document_bytes(latest["snapshot"])
+    document = snapshots.document(latest["snapshot"])
+    assert document["customers"] == expected
+    assert document["customerCount"] == len(expected) == latest["customerCount"]
+    ids = [c["id"] for c in document["customers"]]
+    assert len(ids) == len(set(ids))
+    digest = hashlib.sha256(document_bytes).hexdigest()
+    assert latest["sha256"] == digest == properties.metadata["sha256"]
+    assert properties.metadata["customercount"] == str(len(expected))
+    assert document["generatedAt"] == latest["generatedAt"]
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", document["generatedAt"])
+    return document
+
+
+def next_second() -> None:
+    """Snapshot names have one-second resolution; a second run in the same second is refused."""
+    time.sleep(1.02 - time.time() % 1)
+
+
+def publish_good_snapshot(make_stack, **kwargs):
+    stack, snapshots = make_stack(customers=250, env_overrides={"PARTNER_CENTER_PAGE_SIZE": "100"}, **kwargs)
+    run_timer()
+    latest_bytes = snapshots.raw("latest.json")[0]
+    next_second()
+    return stack, snapshots, latest_bytes
