@@ -135,6 +135,8 @@ def test_history_errors(nights):
         history_call("0f1e2d3c-4b5a-4978-8796-a5b4c3d2e1f0"), 404, "customer_not_found", "customerId"
     )
     assert_error(history_call("not-a-guid"), 400, "invalid_customer_id", "customerId")
+    braced = history_call("{" + nights.leaver["id"].upper() + "}")  # the same tenant, as in the records
+    assert braced.status_code == 200 and braced.get_body() == history_call(nights.leaver["id"]).get_body()
     assert_error(history_call(nights.leaver["id"], query={"x": "1"}), 400, "unknown_parameter", "x")
     assert_error(history_call(nights.leaver["id"], method="POST"), 405, "method_not_allowed")
 
