@@ -246,6 +246,13 @@ def test_changes_rejects(nights, query, code, parameter):
     assert_error(call("changes", query), 400, code, parameter)
 
 
+def test_a_since_in_the_future_without_until_names_since(nights):
+    """until defaults to today: the mistake is the since that comes after it, so since is named."""
+    tomorrow = (datetime.now(UTC) + timedelta(days=2)).date().isoformat()  # tomorrow in every time zone
+    payload = assert_error(call("changes", {"since": tomorrow}), 400, "invalid_parameter", "since")
+    assert payload["message"].startswith("since must not be after today"), payload
+
+
 def test_the_366_day_range_is_allowed(nights):
     assert call("changes", {"since": "2025-01-01", "until": "2026-01-01"}).status_code == 200
 
