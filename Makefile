@@ -58,9 +58,10 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-## Performance figures (not part of CI; see README "Performance").
+## Performance figures (not part of CI; see README "Performance"), about 10 minutes on 2 cores.
+## Options: make bench ARGS="--quick" or ARGS="--only events" (ARGS=--help lists them).
 bench: install
-	$(PY) -m bench
+	$(PY) -m bench $(ARGS)
 
 ## Recompiles requirements.txt, requirements-dev.txt and requirements-infra.txt from requirements*.in: every package pinned and
 ## hashed (README "Dependencies"). Upgrades nothing that the .in files do not name with a new version.
