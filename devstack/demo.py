@@ -190,6 +190,9 @@ def show_api(stack: DevStack) -> None:
     with FunctionsHost() as host, requests.Session() as http:
         print(
             f"\nHTTP API: function_app.py served by the local host at {host.url} (`make serve` keeps one up)"
+            "\nThe curl lines below use its URL and function key (both new on every run, gone when the demo "
+            "ends;\n`make serve` prints its own pair to export):\n"
+            f"export FUNC={host.url} KEY={host.function_key}"
         )
         key = {"x-functions-key": host.function_key}
 

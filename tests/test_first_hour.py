@@ -227,6 +227,12 @@ def test_the_demo_takes_its_page_size_from_the_environment_and_its_flags():
     )
     assert latest["customerCount"] == 30
     assert "stop working" in text  # says that its URLs die with it
+    first_summary = json.loads(re.search(r"snapshot\.summary (\{.*\})", text).group(1))
+    assert {k: first_summary[k] for k in ("added", "removed", "changed")} == latest["changes"]["counts"]
+    # The curl lines use $FUNC and $KEY: the demo says what they are before the first one.
+    exported = re.search(r"^export FUNC=(http://127\.0\.0\.1:\d+) KEY=(\S+)", text, re.M)
+    assert exported and exported.start() < text.index('"x-functions-key: $KEY"'), text
+    assert f"HTTP API: function_app.py served by the local host at {exported.group(1)}" in text
 
     flagged = Process("devstack.demo", "--customers", "30", "--latency", "0", "--page-size", "10", env=env)
     assert flagged.finish() == 0, flagged.output()
