@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from devstack import cli
+from devstack.history import EVENTS_QUEUE
 from devstack.host import DEFAULT_PORT, registered_functions
 from devstack.notifications import CARDS_DIR, local_notifications
 from devstack.stack import DevStack
@@ -108,9 +109,6 @@ def main(argv: list[str] | None = None) -> int:
             "`make serve` keeps them running."
         )
     return 0
-
-
-EVENTS_QUEUE = "customer-changes"
 
 
 def second_night(stack: DevStack, timer: Any, container: Any) -> bool:

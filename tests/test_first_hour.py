@@ -153,6 +153,40 @@ def test_readme_examples_work_as_printed_against_make_serve(serve, tmp_path):
     assert output("admin/functions").startswith("HTTP/1.1 202")
 
 
+def test_make_serve_has_changes_and_histories_to_show(serve, tmp_path):
+    """serve publishes three earlier nights before today's run (customers added, removed and renamed) with
+    the events queue set: the changes and history lines it prints answer real changes."""
+    exported = next(line for line in serve.out if line.startswith("export FUNC="))
+    values = dict(re.findall(r"(\w+)=(\S+)", exported))
+    printed = [line.strip() for line in serve.out if line.startswith("curl ")]
+    printed = [line for line in printed if "/api/changes?" in line or "/history" in line]
+    answers = []
+    for command in printed:
+        done = subprocess.run(
+            [BASH, "-c", f"set -euo pipefail\n{command}\n"],
+            cwd=tmp_path,
+            env={**clean_env(), **values},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        answers.append(json.loads(done.stdout))
+    changes, removed, returned, renamed = answers
+    assert [c["type"] for c in changes["changes"]].count("added") == 3 + 2  # night two's, night three's
+    assert {c["type"] for c in changes["changes"]} == {"added", "removed", "changed"}
+    assert len(changes["changes"]) == 9 and changes["incomplete"] == []
+    assert [c["type"] for c in removed["changes"]] == ["removed", "removed"]
+    assert [e["type"] for e in returned["events"]] == ["removed", "added"] and returned["present"]
+    assert [e["type"] for e in renamed["events"]] == ["changed"]
+    (field,) = renamed["events"][0]["fields"].values()
+    assert field["after"] == field["before"] + " Holding"
+    logged = [line.split("snapshot.summary ", 1) for line in serve.err]
+    summaries = [json.loads(parts[1]) for parts in logged if len(parts) == 2]
+    assert [s["added"] for s in summaries[:4]] == [0, 3, 2, 0]
+    assert summaries[1]["eventsSent"] > 0  # the events queue is set
+
+
 def test_make_serve_prints_each_runs_signed_webhook_batch_and_teams_card(serve):
     """serve's first run reaches the local receivers: the batch verified, the (quiet-night) card shown as text
     and saved as JSON that is a valid Adaptive Card."""
