@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 from urllib.parse import quote
 
 from devstack import cli
@@ -37,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--customers", type=int, default=3000, help="simulated customers (default 3000)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0: any free port (default 7071)")
     parser.add_argument("--quiet", action="store_true", help="do not print one line per request")
+    parser.add_argument(
+        "--cards", type=Path, default=CARDS_DIR, help=f"where the Teams cards are saved (default {CARDS_DIR})"
+    )
     args = parser.parse_args(argv)
     if args.customers < 0 or not 0 <= args.port <= 65535:
         raise cli.UserError("--customers must not be negative and --port must be 0..65535")
@@ -47,7 +51,10 @@ def main(argv: list[str] | None = None) -> int:
 
     cli.check_settings()  # before anything starts: a bad setting is the only line printed
     print(f"Starting Azurite and the stand-ins ({args.customers} simulated customers)...", flush=True)
-    with DevStack(customers=args.customers) as stack, local_notifications(stack, sys.stdout) as receivers:
+    with (
+        DevStack(customers=args.customers) as stack,
+        local_notifications(stack, sys.stdout, args.cards) as receivers,
+    ):
         os.environ.update(stack.env)
         os.environ.setdefault("SNAPSHOT_CONTAINER", cli.DEFAULT_CONTAINER)
         os.environ.setdefault("TEAMS_QUIET_NIGHTS", "true")  # a card for every run, changes or not
