@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from devstack import cli
+from devstack.history import EVENTS_QUEUE
 from devstack.host import DEFAULT_PORT, registered_functions
 from devstack.notifications import CARDS_DIR, local_notifications
 from devstack.stack import DevStack
@@ -110,9 +111,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-EVENTS_QUEUE = "customer-changes"
-
-
 def second_night(stack: DevStack, timer: Any, container: Any) -> bool:
     """The next night: three customers new, two gone, two renamed; the run's change record, summarised (its
     webhook batch and Teams card are printed as they arrive). False: too few customers for it."""
@@ -190,6 +188,9 @@ def show_api(stack: DevStack) -> None:
     with FunctionsHost() as host, requests.Session() as http:
         print(
             f"\nHTTP API: function_app.py served by the local host at {host.url} (`make serve` keeps one up)"
+            "\nThe curl lines below use its URL and function key (both new on every run, gone when the demo "
+            "ends;\n`make serve` prints its own pair to export):\n"
+            f"export FUNC={host.url} KEY={host.function_key}"
         )
         key = {"x-functions-key": host.function_key}
 

@@ -6,6 +6,7 @@ tests, reading the same registrations the real host indexes (`app.get_functions(
 - `/<routePrefix>/<route>` (host.json `extensions.http.routePrefix`, default `api`), route templates with
   `{name}`, `{name:constraint}` (constraint not checked), `{name?}` and `{*name}`; literal segments match
   case-insensitively, dot segments are removed and `%2F` stays encoded in route values, as in ASP.NET Core;
+- the request target's raw bytes read as UTF-8 (`?q=société` unencoded), as Kestrel reads them;
 - the auth level of each function: FUNCTION needs the function key (or the master key) in the
   `x-functions-key` header or the `code` query parameter, ADMIN the master key, ANONYMOUS nothing;
   a wrong or missing key is a 401 before the function runs;
@@ -125,6 +126,14 @@ def remove_dot_segments(path: str) -> str:
     return "/" + "/".join(output) + trailing
 
 
+def request_target(path: str) -> str:
+    """The request target as the Functions host reads it: raw bytes (`?q=société` typed unencoded) are UTF-8.
+
+    http.server decodes the request line as Latin-1; Kestrel decodes it as UTF-8. Bytes that are not UTF-8
+    become U+FFFD, as `%ff` does once percent-decoded."""
+    return path.encode("latin-1").decode("utf-8", "replace")
+
+
 def _decode_segment(segment: str) -> str:
     # ASP.NET Core decodes the path except %2F: an encoded slash never splits a route value.
     return unquote(re.sub("%2[Ff]", "%252F", segment))
@@ -208,12 +217,14 @@ class _HostHandler(Handler):
         status = self._dispatch()
         if self.server.log_requests:
             elapsed = (time.perf_counter() - started) * 1000
-            shown = re.sub(r"(?i)([?&]code=)[^&]*", r"\1***", self.path)[:160]  # keys stay out of logs
+            target = request_target(self.path)
+            shown = re.sub(r"(?i)([?&]code=)[^&]*", r"\1***", target)[:160]  # keys stay out of logs
             print(f"  {self.command} {shown} → {status} ({elapsed:.1f} ms)", file=sys.stderr)
 
     def _dispatch(self) -> int:
         body = self.read_body()
-        split = urlsplit(self.path)
+        target = request_target(self.path)
+        split = urlsplit(target)
         path = remove_dot_segments(split.path or "/")
         query = parse_qsl(split.query, keep_blank_values=True)
         params = _joined(query)
@@ -236,7 +247,7 @@ class _HostHandler(Handler):
         host = self.headers.get("Host") or f"127.0.0.1:{self.server.port}"
         request = func.HttpRequest(
             method=self.command,
-            url=f"http://{host}{self.path}",
+            url=f"http://{host}{target}",
             headers=headers,
             params=params,
             route_params=route_params,

@@ -19,6 +19,7 @@ docs/architecture.md draws the map):
     errors.py          the one error tree, and which failures are worth retrying
     events.py          every log event's name, and the one way to log one
     customer_rule.py   what a storable, indexable customer is
+    customer_id.py     one rule for a customer id on every route and in the change records
     text.py            case- and accent-folding for search; domain keys
     jsonenc.py         compact JSON, the one encoder of what we store and answer
     signing_secret.py  the webhook signing secret's form

@@ -58,6 +58,8 @@ def changes_query(params: dict[str, str], today: date) -> ChangesQuery:
     if "since" not in params:
         raise p.bad_parameter("since", "since is required: a UTC date, YYYY-MM-DD")
     since = _date_param(params, "since")
+    if "until" not in params and since > today:  # until defaults to today: since is the mistake
+        raise p.bad_parameter("since", "since must not be after today (UTC), the default of until")
     until = _date_param(params, "until") if "until" in params else today
     if until < since:
         raise p.bad_parameter("until", "until must not be before since")

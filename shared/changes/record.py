@@ -20,11 +20,11 @@ import json
 import sqlite3
 import sys
 import tempfile
-import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
+from shared.customer_id import tenant_key
 from shared.jsonenc import compact_bytes
 from shared.snapshots.document import line_id
 
@@ -34,18 +34,16 @@ SUMMARY_FIELDS = ("id", "companyName", "domain", "relationshipToPartner")
 
 
 def change_key(customer_id: str) -> str:
-    """Identity of a customer across snapshots: a tenant GUID in its canonical form (case and braces do not
-    make another tenant, as in the pager's de-duplication), any other id as `~id`.
+    """Identity of a customer across snapshots: shared.customer_id's tenant key (case and braces do not
+    make another tenant, as in the pager's de-duplication and the id routes), any other id as `~id`.
 
     Fast path (the run calls this twice per customer): a 36-character lower-case id is its own key. It is
     either a canonical GUID, or no GUID at all and then equal to no other id's key (those are canonical
     GUIDs or start with `~`)."""
     if len(customer_id) == 36 and customer_id.islower() and customer_id[0] != "~":
         return customer_id
-    try:
-        return str(uuid.UUID(customer_id))
-    except ValueError:
-        return "~" + customer_id
+    key = tenant_key(customer_id)
+    return "~" + customer_id if key is None else key
 
 
 def line_key(line: bytes) -> str:

@@ -171,9 +171,9 @@ class _Run(RunSteps):
             refresh_token_rotations=write_back.rotated,
             refresh_tokens_saved=write_back.saved,
             previous_snapshot=previous.snapshot if previous else None,
-            added=changes.added if previous else None,  # None: a baseline, or the comparison unavailable
-            removed=changes.removed if previous else None,
-            changed=changes.changed if previous else None,
+            added=changes.added,  # latest.json's counts: 0 for a baseline, None when the comparison failed
+            removed=changes.removed,
+            changed=changes.changed,
             changes=changes.name,
             published=manifest is not None,
             sha256=committed.sha256,

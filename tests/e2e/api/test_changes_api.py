@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -85,6 +86,8 @@ def test_history_errors(nights):
         history_call("0f1e2d3c-4b5a-4978-8796-a5b4c3d2e1f0"), 404, "customer_not_found", "customerId"
     )
     assert_error(history_call("not-a-guid"), 400, "invalid_customer_id", "customerId")
+    braced = history_call("{" + nights.leaver["id"].upper() + "}")  # the same tenant, as in the records
+    assert braced.status_code == 200 and braced.get_body() == history_call(nights.leaver["id"]).get_body()
     assert_error(history_call(nights.leaver["id"], query={"x": "1"}), 400, "unknown_parameter", "x")
     assert_error(history_call(nights.leaver["id"], method="POST"), 405, "method_not_allowed")
 
@@ -190,6 +193,13 @@ def test_changes_etag_and_gzip(nights):
 )
 def test_changes_rejects(nights, query, code, parameter):
     assert_error(call("changes", query), 400, code, parameter)
+
+
+def test_a_since_in_the_future_without_until_names_since(nights):
+    """until defaults to today: the mistake is the since that comes after it, so since is named."""
+    tomorrow = (datetime.now(UTC) + timedelta(days=2)).date().isoformat()  # tomorrow in every time zone
+    payload = assert_error(call("changes", {"since": tomorrow}), 400, "invalid_parameter", "since")
+    assert payload["message"].startswith("since must not be after today"), payload
 
 
 def test_the_366_day_range_is_allowed(nights):

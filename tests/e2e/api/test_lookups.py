@@ -67,6 +67,17 @@ def test_a_customer_by_id_as_stored_case_insensitive(world):
         assert response.headers["X-Snapshot-Generated-At"] == world.latest["generatedAt"]
 
 
+def test_a_customer_id_in_braces_is_the_same_customer(world):
+    """One rule for ids on every route, the change records' one: braces and case make no other tenant."""
+    wanted = world.customers[42]
+    plain = customer_call(wanted["id"])
+    for given in ("{" + wanted["id"] + "}", "{" + wanted["id"].upper() + "}"):
+        response = customer_call(given)
+        assert response.status_code == 200, given
+        assert response.get_body() == plain.get_body()
+        assert response.headers["ETag"] == plain.headers["ETag"]
+
+
 def test_an_unknown_customer_is_404(world):
     assert_error(
         customer_call("00000000-0000-4000-8000-000000000000"), 404, "customer_not_found", "customerId"
@@ -79,7 +90,9 @@ def test_an_unknown_customer_is_404(world):
         "not-a-guid",
         "..",
         "..%2F..%2Flatest.json",
-        "{0f1e2d3c-4b5a-4978-8796-a5b4c3d2e1f0}",
+        "{0f1e2d3c-4b5a-4978-8796-a5b4c3d2e1f0",
+        "0f1e2d3c-4b5a-4978-8796-a5b4c3d2e1f0}",
+        "{{0f1e2d3c-4b5a-4978-8796-a5b4c3d2e1f0}}",
         "0f1e2d3c4b5a49788796a5b4c3d2e1f0",
         "0f1e2d3c-4b5a-4978-8796-a5b4c3d2e1f0a",
         "0f1e2d3c-4b5a-4978-8796-a5b4c3d2e1fg",

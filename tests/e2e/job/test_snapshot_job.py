@@ -217,6 +217,20 @@ def test_summary_counts_customers_added_and_removed(make_stack, caplog):
     assert_complete(stack, snapshots)
 
 
+def test_a_first_run_summary_counts_what_latest_json_counts(make_stack, caplog):
+    """A baseline compares with nothing: 0 added, removed and changed in the summary as in latest.json
+    (null stays for a comparison that could not be made, as in latest.json)."""
+    _stack, snapshots = make_stack(customers=30)
+    caplog.set_level("INFO")
+
+    run_timer()
+
+    summary, latest = last_summary(caplog), snapshots.latest()
+    assert summary["previousSnapshot"] is None
+    assert latest["changes"]["counts"] == {"added": 0, "removed": 0, "changed": 0}
+    assert {k: summary[k] for k in ("added", "removed", "changed")} == latest["changes"]["counts"]
+
+
 def test_added_and_removed_are_counted_whatever_the_order(make_stack, caplog):
     stack, _snapshots = make_stack(customers=900, env_overrides={"PARTNER_CENTER_PAGE_SIZE": "100"})
     run_timer()

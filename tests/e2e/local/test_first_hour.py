@@ -92,8 +92,15 @@ class Process:
 
 # -- make serve and the docs -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def serve() -> Iterator[Process]:
-    process = Process("devstack.serve", "--port", "0")
+def serve_cards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where this module's serve saves its Teams cards: its own folder, not the repository's .demo/ that
+    another test process may be writing."""
+    return tmp_path_factory.mktemp("serve-cards")
+
+
+@pytest.fixture(scope="module")
+def serve(serve_cards: Path) -> Iterator[Process]:
+    process = Process("devstack.serve", "--port", "0", "--cards", str(serve_cards))
     try:
         process.wait_for("Ctrl+C stops everything.", timeout=180)
         yield process
@@ -157,7 +164,41 @@ def test_readme_examples_work_as_printed_against_make_serve(serve, tmp_path):
     assert output("admin/functions").startswith("HTTP/1.1 202")
 
 
-def test_make_serve_prints_each_runs_signed_webhook_batch_and_teams_card(serve):
+def test_make_serve_has_changes_and_histories_to_show(serve, tmp_path):
+    """serve publishes three earlier nights before today's run (customers added, removed and renamed) with
+    the events queue set: the changes and history lines it prints answer real changes."""
+    exported = next(line for line in serve.out if line.startswith("export FUNC="))
+    values = dict(re.findall(r"(\w+)=(\S+)", exported))
+    printed = [line.strip() for line in serve.out if line.startswith("curl ")]
+    printed = [line for line in printed if "/api/changes?" in line or "/history" in line]
+    answers = []
+    for command in printed:
+        done = subprocess.run(
+            [BASH, "-c", f"set -euo pipefail\n{command}\n"],
+            cwd=tmp_path,
+            env={**clean_env(), **values},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        answers.append(json.loads(done.stdout))
+    changes, removed, returned, renamed = answers
+    assert [c["type"] for c in changes["changes"]].count("added") == 3 + 2  # night two's, night three's
+    assert {c["type"] for c in changes["changes"]} == {"added", "removed", "changed"}
+    assert len(changes["changes"]) == 9 and changes["incomplete"] == []
+    assert [c["type"] for c in removed["changes"]] == ["removed", "removed"]
+    assert [e["type"] for e in returned["events"]] == ["removed", "added"] and returned["present"]
+    assert [e["type"] for e in renamed["events"]] == ["changed"]
+    (field,) = renamed["events"][0]["fields"].values()
+    assert field["after"] == field["before"] + " Holding"
+    logged = [line.split("snapshot.summary ", 1) for line in serve.err]
+    summaries = [json.loads(parts[1]) for parts in logged if len(parts) == 2]
+    assert [s["added"] for s in summaries[:4]] == [0, 3, 2, 0]
+    assert summaries[1]["eventsSent"] > 0  # the events queue is set
+
+
+def test_make_serve_prints_each_runs_signed_webhook_batch_and_teams_card(serve, serve_cards):
     """serve's first run reaches the local receivers: the batch verified, the (quiet-night) card shown as text
     and saved as JSON that is a valid Adaptive Card."""
     serve.wait_for("Teams card (saved as ", timeout=30)
@@ -165,6 +206,7 @@ def test_make_serve_prints_each_runs_signed_webhook_batch_and_teams_card(serve):
     assert re.search(r"Webhook batch msg_\w+: 1 event, signature verified \(standardwebhooks\)", out), out
     assert "snapshot.published snapshots/" in out and "Partner Center customers: no changes" in out
     saved = Path(re.search(r"Teams card \(saved as (\S+)\):", out).group(1))
+    assert saved.parent == serve_cards
     assert VALIDATOR.is_valid(json.loads(saved.read_text(encoding="utf-8")))
 
 
@@ -219,9 +261,10 @@ def test_a_bad_flag_is_one_line_and_a_non_zero_exit(args):
     assert demo.out == []  # nothing was started
 
 
-def test_the_demo_takes_its_page_size_from_the_environment_and_its_flags():
+def test_the_demo_takes_its_page_size_from_the_environment_and_its_flags(tmp_path):
     env = clean_env() | {"PARTNER_CENTER_PAGE_SIZE": "7"}
-    demo = Process("devstack.demo", "--customers", "30", "--latency", "0", env=env)
+    cards = ("--cards", str(tmp_path))  # not the repository's .demo/, which another test process may write
+    demo = Process("devstack.demo", "--customers", "30", "--latency", "0", *cards, env=env)
     assert demo.finish() == 0, demo.output()
     text = demo.output()
     assert "page size 7" in text and text.count("snapshot.page") == 5  # 30 customers, 7 a page
@@ -231,8 +274,16 @@ def test_the_demo_takes_its_page_size_from_the_environment_and_its_flags():
     )
     assert latest["customerCount"] == 30
     assert "stop working" in text  # says that its URLs die with it
+    first_summary = json.loads(re.search(r"snapshot\.summary (\{.*\})", text).group(1))
+    assert {k: first_summary[k] for k in ("added", "removed", "changed")} == latest["changes"]["counts"]
+    # The curl lines use $FUNC and $KEY: the demo says what they are before the first one.
+    exported = re.search(r"^export FUNC=(http://127\.0\.0\.1:\d+) KEY=(\S+)", text, re.M)
+    assert exported and exported.start() < text.index('"x-functions-key: $KEY"'), text
+    assert f"HTTP API: function_app.py served by the local host at {exported.group(1)}" in text
 
-    flagged = Process("devstack.demo", "--customers", "30", "--latency", "0", "--page-size", "10", env=env)
+    flagged = Process(
+        "devstack.demo", "--customers", "30", "--latency", "0", "--page-size", "10", *cards, env=env
+    )
     assert flagged.finish() == 0, flagged.output()
     assert flagged.output().count("snapshot.page") == 3
 
@@ -250,8 +301,9 @@ def test_the_demo_shows_the_signed_batches_and_the_cards_of_a_change_night_and_a
     assert cards[1]["actions"][0]["url"] == "http://127.0.0.1:7071/api/health"
 
 
-def test_ctrl_c_stops_the_demo_quietly():
-    demo = Process("devstack.demo", "--customers", "2000", "--page-size", "50", "--latency", "0.5")
+def test_ctrl_c_stops_the_demo_quietly(tmp_path):
+    flags = ("--customers", "2000", "--page-size", "50", "--latency", "0.5", "--cards", str(tmp_path))
+    demo = Process("devstack.demo", *flags)
     demo.wait_for("snapshot.page")
     demo.proc.send_signal(signal.SIGINT)
     assert demo.finish(timeout=15) == 130  # not after the job's prefetch thread gave up retrying
@@ -270,6 +322,25 @@ def test_make_passes_args_to_the_demo_and_serve():
             timeout=30,
         )
         assert f"-m devstack.{target} --customers 10000" in dry.stdout
+
+
+def test_make_test_runs_the_suite_in_parallel_and_says_how_long_it_took():
+    dry = subprocess.run(
+        [MAKE, "-n", "test"], cwd=ROOT, capture_output=True, text=True, check=True, timeout=30
+    ).stdout
+    pytest_line = next(line for line in dry.splitlines() if "-m pytest" in line)
+    assert " -n auto " in pytest_line and "--cov " in pytest_line  # coverage combined from every worker
+    assert 'echo "make test: the test suite took' in dry
+    serial = subprocess.run(
+        [MAKE, "-n", "test", "TEST_WORKERS=0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout
+    assert " -n 0 " in serial
+    assert "make test" in (ROOT / ".ci" / "run").read_text()  # CI runs exactly this
 
 
 # -- README ------------------------------------------------------------------------------------------------

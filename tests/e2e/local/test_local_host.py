@@ -232,6 +232,33 @@ def test_odd_query_strings_over_http(host, query, status, parameter):
         assert set(payload) <= {"error", "message", "parameter"}
 
 
+def raw_bytes_request(host: FunctionsHost, target: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+    """Sends a request line with raw (unencoded) bytes, as curl does with `?q=société` typed as is."""
+    lines = [b"GET " + target + b" HTTP/1.1", f"Host: 127.0.0.1:{host.port}".encode(), b"Connection: close"]
+    lines += [f"{name}: {value}".encode() for name, value in headers.items()]
+    with socket.create_connection(("127.0.0.1", host.port), timeout=10) as sock:
+        sock.sendall(b"\r\n".join(lines) + b"\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+def test_a_raw_utf8_query_is_decoded_as_utf8_like_the_functions_host(host, http):
+    """`curl "$FUNC/api/customers?q=société"` sends the UTF-8 bytes unencoded: the same answer as %C3%A9."""
+    key = {"x-functions-key": host.function_key}
+    status, body = raw_bytes_request(host, "/api/customers?q=soci\u00e9t\u00e9&top=5".encode(), key)
+    payload = json.loads(body)
+    assert status == 200, payload
+    assert payload["query"]["q"] == "soci\u00e9t\u00e9"
+    assert payload["count"] >= 1
+    encoded = get(http, host, "/api/customers?q=soci%C3%A9t%C3%A9&top=5").json()
+    assert payload == encoded
+    status, body = raw_bytes_request(host, f"/api/customers/{SPECIAL[0]['id']}?q=\u00e9".encode(), key)
+    assert status == 400 and json.loads(body)["parameter"] == "q"  # the raw parameter reached the function
+
+
 def test_a_huge_request_line_is_refused_and_the_host_keeps_serving(host, http):
     got, _, _ = raw_request(
         host, "GET", "/api/customers?q=" + "x" * 70_000, {"x-functions-key": host.function_key}
