@@ -67,13 +67,13 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-## Performance figures (not part of CI; see README "Performance"), about 10 minutes on 2 cores.
+## Performance figures (not part of CI; see docs/performance.md), about 10 minutes on 2 cores.
 ## Options: make bench ARGS="--quick" or ARGS="--only events" (ARGS=--help lists them).
 bench: install
 	$(PY) -m bench $(ARGS)
 
 ## Recompiles requirements.txt, requirements-dev.txt and requirements-infra.txt from requirements*.in: every package pinned and
-## hashed (README "Dependencies"). Upgrades nothing that the .in files do not name with a new version.
+## hashed (docs/development.md "Dependencies"). Upgrades nothing that the .in files do not name with a new version.
 lock:
 	[ -x $(LOCK_VENV)/bin/pip-compile ] || $(PYTHON) -m venv $(LOCK_VENV)
 	$(LOCK_VENV)/bin/python -m pip install --quiet pip-tools==$(PIP_TOOLS_VERSION)

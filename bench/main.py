@@ -1,4 +1,4 @@
-"""`python -m bench`: one run of every figure of README "Performance", printed as one markdown table and
+"""`python -m bench`: one run of every figure of docs/performance.md, printed as one markdown table and
 written to bench-results/latest.md.
 
     python -m bench                     # the full run (about 10 minutes on 2 cores)

@@ -99,8 +99,8 @@ def first_runs(stack: DevStack) -> History | None:
     return history
 
 
-# The lines README's "Try it locally" shows, with make serve's first customer filled in
-# (tests/e2e/local/test_first_hour.py runs README's copy against make serve).
+# The lines docs/http-api.md's "Try it locally" shows, with make serve's first customer filled in
+# (tests/e2e/local/test_first_hour.py runs that copy against make serve).
 TRY_IT = """\
 curl -s "$FUNC/api/health"
 curl -s -H "x-functions-key: $KEY" "$FUNC/api/customers/{customer_id}"
@@ -133,7 +133,7 @@ Functions host: {host.url}{note}
   function key: {host.function_key}
   master key:   {host.master_key}
 
-Try it (in another shell; README explains each line):
+Try it (in another shell; docs/http-api.md explains each line):
 
 export FUNC={host.url} KEY={host.function_key} MASTER={host.master_key}
 {try_it(stack)}
