@@ -63,11 +63,6 @@ SECTIONS = (
     *("search_offsets", "search"),
 )
 HASH_KEY_BYTES = 16
-# A section is staged in blocks of about BLOCK_BYTES as it fills: small enough that most of the index is
-# staged while the run pages (at 100,000 customers each section is under a megabyte), large enough that a
-# million customers take about 130 blocks. The tables, built at the end, go in fewer, larger blocks.
-BLOCK_BYTES = 256 * 1024
-TABLE_BLOCK_BYTES = 1024 * 1024  # each block is copied out of the table: one megabyte at a time
 
 
 class UnusableIndex(SnapshotAppError, ValueError):

@@ -308,10 +308,10 @@ def test_no_customer_the_indexes_cannot_use_gets_an_index():
 
 
 def test_the_job_stages_index_sections_as_they_fill_and_keeps_only_the_hashes_low_halves(monkeypatch):
-    import shared.snapshots.index as index_module
+    import shared.snapshots.index_builder as builder_module
     from shared.snapshots.index_builder import IndexBuilder
 
-    monkeypatch.setattr(index_module, "BLOCK_BYTES", 4096)
+    monkeypatch.setattr(builder_module, "BLOCK_BYTES", 4096)
     staged: dict[str, bytes] = {}
     builder = IndexBuilder(staged.__setitem__)
     customers = make_customers(2000, seed=12)
