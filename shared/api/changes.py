@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 import azure.functions as func
 
 from shared.api import params as p
-from shared.api.endpoint import context, endpoint, latest_manifest, max_age, next_link
-from shared.api.http import answer, cache_control, json_bytes, make_etag, utc_now
+from shared.api.endpoint import about_latest, endpoint, next_link
+from shared.api.http import answer, json_bytes, make_etag, utc_now
 from shared.api.records import (
     RecordUnreadable,
     change_event,
@@ -93,9 +93,7 @@ def changes(req: func.HttpRequest) -> func.HttpResponse:
     """The changes of every published snapshot from `since` to `until` (UTC dates), oldest first."""
     params = p.query(req, CHANGES_PARAMETERS)
     query = changes_query(params, utc_now().date())
-    ctx = context()
-    manifest = latest_manifest(ctx)
-    cache = cache_control(max_age(ctx.settings, manifest.generated_at))
+    ctx, manifest, cache = about_latest()
     base = make_etag("changes", manifest.etag, json.dumps(query.criteria), str(query.after), str(query.top))
 
     def produce() -> tuple[bytes, bool]:

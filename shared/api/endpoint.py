@@ -22,7 +22,7 @@ import azure.functions as func
 
 from shared import events
 from shared.api.errors import ApiError, error_response
-from shared.api.http import utc_now
+from shared.api.http import cache_control, utc_now
 from shared.events import log_event
 
 if TYPE_CHECKING:
@@ -95,6 +95,14 @@ def latest_manifest(ctx: ApiContext) -> Manifest:
     if manifest is None:
         raise ApiError(404, "no_snapshot", "no snapshot has been published yet")
     return manifest
+
+
+def about_latest() -> tuple[ApiContext, Manifest, str]:
+    """What an answer about the latest snapshot starts from: the context, the latest manifest (404 when
+    none is published) and the Cache-Control that lets it be reused until a newer snapshot can exist."""
+    ctx = context()
+    manifest = latest_manifest(ctx)
+    return ctx, manifest, cache_control(max_age(ctx.settings, manifest.generated_at))
 
 
 def max_age(settings: Settings, generated_at: str | None) -> int:

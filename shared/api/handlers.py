@@ -18,10 +18,10 @@ from shared.api import csv_answer
 from shared.api import params as p
 from shared.api.endpoint import (
     NO_PARAMETERS,
+    about_latest,
     caller_code,
     context,
     endpoint,
-    latest_manifest,
     max_age,
     next_link,
 )
@@ -60,9 +60,7 @@ def customers(req: func.HttpRequest) -> func.HttpResponse:
     params = p.query(req, CUSTOMERS_PARAMETERS)
     query = p.customer_query(params, *CUSTOMERS_TOP)
     as_csv = csv_answer.wants_csv(req, params)  # format=csv or Accept: text/csv
-    ctx = context()
-    manifest = latest_manifest(ctx)
-    cache = cache_control(max_age(ctx.settings, manifest.generated_at))
+    ctx, manifest, cache = about_latest()
     # Answers differ by Accept (CSV or JSON) as well as by Accept-Encoding.
     headers = _snapshot_headers(manifest.snapshot, manifest.generated_at) | {
         "Vary": "Accept, Accept-Encoding"
@@ -145,9 +143,7 @@ def customer(req: func.HttpRequest) -> func.HttpResponse:
     """One customer as stored in the latest snapshot, or 404."""
     p.query(req, NO_PARAMETERS)
     customer_id = p.customer_id(req)
-    ctx = context()
-    manifest = latest_manifest(ctx)
-    cache = cache_control(max_age(ctx.settings, manifest.generated_at))
+    ctx, manifest, cache = about_latest()
 
     def produce() -> tuple[bytes, bool]:
         loaded = ctx.latest.snapshot(manifest)

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 import azure.functions as func
 
 from shared.api import params as p
-from shared.api.endpoint import NO_PARAMETERS, context, endpoint, latest_manifest, max_age
+from shared.api.endpoint import NO_PARAMETERS, about_latest, endpoint
 from shared.api.errors import ApiError, snapshot_unavailable
-from shared.api.http import answer, cache_control, json_bytes, make_etag
+from shared.api.http import answer, json_bytes, make_etag
 from shared.api.records import (
     BASE_UNREADABLE,
     RECORD_UNREADABLE,
@@ -38,9 +38,7 @@ def history(req: func.HttpRequest) -> func.HttpResponse:
     latest, and its events (added, removed, changed) oldest first; 404 when never seen."""
     p.query(req, NO_PARAMETERS)
     customer_id = p.customer_id(req)
-    ctx = context()
-    manifest = latest_manifest(ctx)
-    cache = cache_control(max_age(ctx.settings, manifest.generated_at))
+    ctx, manifest, cache = about_latest()
 
     def produce() -> tuple[bytes, bool]:
         found = History.of(ctx, manifest, customer_id)

@@ -14,17 +14,17 @@ def error_code(exc: BaseException) -> str | None:
 
 def storage_problem(exc: BaseException) -> str:
     """A failed Blob Storage request, in one line."""
-    status = getattr(exc, "status_code", None)
-    code = error_code(exc)
-    if status:
-        return f"Blob Storage answered HTTP {status}" + (f" {scrubbed(code, 100)}" if code else "")
-    return f"no answer from Blob Storage ({type(exc).__name__})"
+    return _problem(exc, "Blob Storage")
 
 
 def queue_problem(exc: BaseException) -> str:
     """A failed queue request, in one line."""
+    return _problem(exc, "the queue")
+
+
+def _problem(exc: BaseException, service: str) -> str:
     status = getattr(exc, "status_code", None)
     code = error_code(exc)
     if status:
-        return f"the queue answered HTTP {status}" + (f" {str(code)[:100]}" if code else "")
-    return f"no answer from the queue ({type(exc).__name__})"
+        return f"{service} answered HTTP {status}" + (f" {scrubbed(code, 100)}" if code else "")
+    return f"no answer from {service} ({type(exc).__name__})"
