@@ -563,11 +563,11 @@ STORAGE_STEPS = [
 def test_storage_failures_name_the_step(
     make_stack, caplog, monkeypatch, method, pattern, status, code, skip, step
 ):
-    import shared.snapshots.index as index
+    import shared.snapshots.index_builder as index_builder
     import shared.snapshots.writer as writer
 
     monkeypatch.setattr(writer, "BLOCK_BYTES", 2048)
-    monkeypatch.setattr(index, "BLOCK_BYTES", 2048)  # index blocks are staged while paging, too
+    monkeypatch.setattr(index_builder, "BLOCK_BYTES", 2048)  # index blocks are staged while paging, too
     stack, snapshots, latest_before, _names = fail_after_good_snapshot(make_stack, caplog)
     stack.partner_center.customers = make_customers(1500, seed=3)  # enough for zlib to emit while paging
     proxy = _storage_proxy(stack, monkeypatch)
