@@ -1,12 +1,15 @@
-"""What a finished run left behind: its summary line, a complete published snapshot, the next second."""
+"""What a finished run left behind: its summary line, a complete published snapshot, the next second; and
+the storage proxy a run is pointed through to fail a step."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import re
+import ssl
 import time
 
+from devstack.storage_proxy import StorageProxy
 from shared import events
 from tests.support.functions import run_timer
 
@@ -54,3 +57,14 @@ def publish_good_snapshot(make_stack, **kwargs):
     latest_bytes = snapshots.raw("latest.json")[0]
     next_second()
     return stack, snapshots, latest_bytes
+
+
+def storage_proxy(stack, monkeypatch) -> StorageProxy:
+    """A proxy in front of the stack's Azurite (TLS, the stack's CA) that the run's storage goes through,
+    without SDK retries, so a test can fail one request and see which step names it."""
+    client = ssl.create_default_context(cafile=str(stack.tls.bundle))
+    proxy = StorageProxy(stack.tls.ssl_server_context(), stack.azurite.account_url, client)
+    proxy.start()
+    monkeypatch.setenv("SNAPSHOT_STORAGE_ACCOUNT_URL", proxy.account_url)
+    monkeypatch.setenv("SNAPSHOT_STORAGE_RETRIES", "0")
+    return proxy

@@ -11,22 +11,12 @@ import pytest
 from shared.errors import SnapshotWithheldError
 from shared.job import run_snapshot
 from tests.support.api import assert_error, body, call
-from tests.support.changes import Nights, day, history_call, since, snapshot_at
+from tests.support.changes import Nights, day, entry, history_call, since, snapshot_at
 
 
 @pytest.fixture
 def nights(make_stack) -> Nights:
     return Nights(make_stack)
-
-
-def summary(customer: dict) -> dict:
-    profile = customer["companyProfile"]
-    return {
-        "id": customer["id"],
-        "companyName": profile["companyName"],
-        "domain": profile["domain"],
-        "relationshipToPartner": customer["relationshipToPartner"],
-    }
 
 
 # -- history ------------------------------------------------------------------------------------------
@@ -44,9 +34,9 @@ def test_history_of_a_customer_that_left_and_came_back(nights):
         "retainedSince": g[0],
         "events": [
             {"type": "removed", "generatedAt": g[1], "snapshot": snapshot_at(nights, g[1])}
-            | summary(nights.leaver),
+            | entry(nights.leaver),
             {"type": "added", "generatedAt": g[2], "snapshot": snapshot_at(nights, g[2])}
-            | summary(nights.leaver),
+            | entry(nights.leaver),
         ],
         "incomplete": [],  # every step of its history was compared
     }
@@ -127,7 +117,7 @@ def test_changes_of_every_published_snapshot_oldest_first(nights):
         "type": "added",
         "generatedAt": g[2],
         "snapshot": snapshot_at(nights, g[2]),
-    } | summary(nights.newcomer)
+    } | entry(nights.newcomer)
 
 
 def test_changes_by_range_and_type(nights):

@@ -9,7 +9,6 @@ import hashlib
 import json
 import logging
 import socket
-import ssl
 import threading
 import time
 from datetime import UTC, datetime
@@ -18,9 +17,8 @@ import pytest
 
 from devstack.partner_center import PartnerCenter
 from devstack.population import make_customers
-from devstack.storage_proxy import StorageProxy
 from tests.support.functions import run_timer
-from tests.support.job import assert_complete, next_second, publish_good_snapshot
+from tests.support.job import assert_complete, next_second, publish_good_snapshot, storage_proxy
 
 
 def assert_untouched(snapshots, latest_before: bytes, names_before: list[str]) -> None:
@@ -162,7 +160,7 @@ def test_a_snapshot_changed_after_its_commit_is_not_published(
     make_stack, caplog, monkeypatch, method, after, message
 ):
     stack, snapshots, latest_before, _names = fail_after_good_snapshot(make_stack, caplog)
-    proxy = _storage_proxy(stack, monkeypatch)
+    proxy = storage_proxy(stack, monkeypatch)
     container = stack.blob_service_client().get_container_client(snapshots.container)
 
     def overwrite(target: str) -> None:  # someone else writes the blob the moment it is committed
@@ -534,15 +532,6 @@ def test_partner_center_echoing_the_access_token_leaks_nothing(make_stack, caplo
 
 
 # -- 10. failures name the step ---------------------------------------------------------------------------
-def _storage_proxy(stack, monkeypatch) -> StorageProxy:
-    client = ssl.create_default_context(cafile=str(stack.tls.bundle))
-    proxy = StorageProxy(stack.tls.ssl_server_context(), stack.azurite.account_url, client)
-    proxy.start()
-    monkeypatch.setenv("SNAPSHOT_STORAGE_ACCOUNT_URL", proxy.account_url)
-    monkeypatch.setenv("SNAPSHOT_STORAGE_RETRIES", "0")
-    return proxy
-
-
 STORAGE_STEPS = [
     ("GET", r"restype=container", 403, "AuthorizationFailure", 0, "opening container"),
     ("HEAD", r"customers-\d{8}T\d{6}Z\.json$", 500, "InternalError", 0, "checking snapshot"),
@@ -570,7 +559,7 @@ def test_storage_failures_name_the_step(
     monkeypatch.setattr(index_builder, "BLOCK_BYTES", 2048)  # index blocks are staged while paging, too
     stack, snapshots, latest_before, _names = fail_after_good_snapshot(make_stack, caplog)
     stack.partner_center.customers = make_customers(1500, seed=3)  # enough for zlib to emit while paging
-    proxy = _storage_proxy(stack, monkeypatch)
+    proxy = storage_proxy(stack, monkeypatch)
     try:
         proxy.fail(method, pattern, status=status, code=code, skip=skip, times=100)
 

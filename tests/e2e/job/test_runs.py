@@ -14,29 +14,17 @@ from datetime import UTC, datetime
 import pytest
 
 from devstack.population import make_customers
-from devstack.storage_proxy import StorageProxy
 from shared import events
 from tests.support.api import call
 from tests.support.changes import history_call
 from tests.support.functions import TimerOutcome, invoke_timer, registered
-from tests.support.job import assert_complete, next_second
+from tests.support.job import assert_complete, next_second, storage_proxy
 
 
 def _closed_port() -> int:
     with socket.socket() as probe:  # a loopback port nothing listens on
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def _storage_proxy(stack, monkeypatch) -> StorageProxy:
-    import ssl
-
-    client = ssl.create_default_context(cafile=str(stack.tls.bundle))
-    proxy = StorageProxy(stack.tls.ssl_server_context(), stack.azurite.account_url, client)
-    proxy.start()
-    monkeypatch.setenv("SNAPSHOT_STORAGE_ACCOUNT_URL", proxy.account_url)
-    monkeypatch.setenv("SNAPSHOT_STORAGE_RETRIES", "0")
-    return proxy
 
 
 def _published(make_stack, **kwargs):
@@ -81,7 +69,7 @@ def _key_vault_unreachable(stack, monkeypatch):
 
 
 def _storage_busy(stack, monkeypatch):
-    proxy = _storage_proxy(stack, monkeypatch)
+    proxy = storage_proxy(stack, monkeypatch)
     proxy.fail("GET", r"/latest\.json", status=503, code="ServerBusy", times=100)
     return proxy
 
@@ -171,7 +159,7 @@ def _partner_center_403(stack, monkeypatch):
 
 
 def _storage_forbidden(stack, monkeypatch):
-    proxy = _storage_proxy(stack, monkeypatch)
+    proxy = storage_proxy(stack, monkeypatch)
     proxy.fail("PUT", r"/latest\.json", status=403, code="AuthorizationPermissionMismatch", times=100)
     return proxy
 
