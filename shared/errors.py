@@ -16,6 +16,7 @@
     ├── SnapshotWithheldError        too many customers gone since the last snapshot: not published
     │   └── NothingToCompareError    latest.json and the .published markers unreadable: not published
     ├── NotStorable                  (shared.customer_rule) a customer the API could not serve
+    ├── UnusableIndex                a lookup index this code cannot trust for its snapshot (whole load)
     └── ApiError                     (shared.api.errors) an HTTP answer: status, stable code, message
 
 Control flow inside the app derives from the root too (a page that is not JSON, an index that does not
@@ -118,6 +119,11 @@ class NothingToCompareError(SnapshotWithheldError):
 class SnapshotFormatError(SnapshotStoreError):
     """A stored snapshot is not a complete JSON document in the one-customer-per-line layout
     (or its gzip stream is damaged)."""
+
+
+class UnusableIndex(SnapshotAppError, ValueError):
+    """A lookup index blob that is not one this code can trust for the snapshot it is asked about
+    (shared.snapshots.index): the API loads that snapshot whole instead."""
 
 
 class StorageError(SnapshotStoreError):

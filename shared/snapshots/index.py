@@ -12,8 +12,11 @@ same JSON document, byte for byte), and builds this index as it writes:
                    shared by many customers is one table slot and a run of positions in stored order
     domains        uint32 keyed hash of each customer's domain_key (0: no domain), by position
     domain_table   the same kind of table for domains, and domain_next the same runs
-    search_offsets uint64 start of each customer's folded "companyName\\ndomain" in `search`, then its end
-    search         those texts back to back, UTF-8, zlib-compressed in the blob
+    search_offsets uint64 start of each customer's folded "companyName\\ndomain" in the search text, then
+                   its end
+    search         those texts back to back, UTF-8, raw deflate with a full flush point every megabyte
+                   or so of text: chunks that inflate on their own (shared/snapshots/search.py)
+    search_chunks  uint64 pairs: each chunk's first customer and start in `search`; then (count, length)
 
 A hash only finds candidates: every match is confirmed against the customer's stored line before it is
 answered, so a collision costs a probe, never a wrong answer. Ids and domains come from Partner Center, so
@@ -42,31 +45,32 @@ import hashlib
 import json
 import mmap
 import struct
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from shared.errors import SnapshotAppError
+from shared.errors import UnusableIndex
+from shared.snapshots.search import SearchText, search_bytes
+
+__all__ = ["Expected", "KeyHash", "SnapshotIndex", "UnusableIndex", "header_sha256", "search_bytes"]
 
 MAGIC = b"CSPINDEX"
 _HEADER_START = len(MAGIC) + 4  # MAGIC, then the header's length (uint32, little-endian), then the header
 # 1: one sha256 over the whole blob (before the job staged sections as they filled); 2: CRC-32 slots any
 # caller could make collide, one slot per customer (no runs). Both are refused: the API loads the whole.
-FORMAT = 3
+# 3: the search text one zlib stream, which an instance held inflated; still read (cut into chunks at load).
+FORMAT = 4
+FORMAT_ONE_STREAM = 3
 FOLD_VERSION = 1  # bump when shared/text.py folds differently: older indexes are then refused
 MEMBER_CUSTOMERS = 64  # about 40 KB of JSON per member: one lookup inflates that much
 SECTIONS = (
     "members",
     *("ids", "id_table", "id_next"),
     *("domains", "domain_table", "domain_next"),
-    *("search_offsets", "search"),
+    *("search_offsets", "search", "search_chunks"),
 )
+SECTIONS_ONE_STREAM = SECTIONS[:-1]  # format 3
 HASH_KEY_BYTES = 16
-
-
-class UnusableIndex(SnapshotAppError, ValueError):
-    """An index blob that is not one this code can trust for the snapshot it is asked about."""
 
 
 class KeyHash:
@@ -81,10 +85,6 @@ class KeyHash:
         keyed = self._keyed.copy()  # the key's block is hashed once, not once per key
         keyed.update(text.encode("utf-8", "surrogatepass"))
         return int.from_bytes(keyed.digest(), "little") or 1
-
-
-def search_bytes(text: str) -> bytes:
-    return text.encode("utf-8", "surrogatepass")  # a substring of UTF-8 is a substring of the text
 
 
 def header_sha256(blob: bytes | bytearray | mmap.mmap) -> str | None:
@@ -124,8 +124,9 @@ class SnapshotIndex:
             raise UnusableIndex("not an index blob")
         try:
             header = json.loads(blob[_HEADER_START:base])
-            sections = {name: header["sections"][name] for name in SECTIONS}
-            digests = {name: str(header["sectionSha256"][name]) for name in SECTIONS}
+            names = SECTIONS_ONE_STREAM if header["format"] == FORMAT_ONE_STREAM else SECTIONS
+            sections = {name: header["sections"][name] for name in names}
+            digests = {name: str(header["sectionSha256"][name]) for name in names}
         except (ValueError, KeyError, TypeError):
             raise UnusableIndex("index header unreadable") from None
         self._check(header, expected)
@@ -150,16 +151,22 @@ class SnapshotIndex:
         self.domain_table = section("domain_table", 4)
         self.domain_next = section("domain_next", 4)
         self.search_offsets = section("search_offsets", 8)
-        declared = max(self.search_offsets[-1:], default=0)  # none: the shapes check refuses it
-        self.search = _inflate_into(section("search", 1), declared)
-        _release(blob, base + sections["search"][0], base + sections["search"][0] + sections["search"][1])
         self._check_shapes()
+        if header["format"] == FORMAT:
+            self.search = SearchText.verified(
+                section("search", 1), section("search_chunks", 8), self.search_offsets
+            )
+        else:  # format 3: cut into chunks (a copy), and the stream's pages given back
+            self.search = SearchText.rechunked(section("search", 1), self.search_offsets)
+            start = base + sections["search"][0]
+            _release(blob, start, start + sections["search"][1])
 
     def _check(self, header: dict[str, Any], expected: Expected) -> None:
         said = (header.get("snapshot"), header.get("etag"), header.get("sha256"), header.get("customerCount"))
         if said != (expected.snapshot, expected.etag, expected.sha256, expected.customer_count):
             raise UnusableIndex("index of another snapshot")
-        if header.get("format") != FORMAT or header.get("foldVersion") != FOLD_VERSION:
+        readable = header.get("format") in (FORMAT, FORMAT_ONE_STREAM)
+        if not readable or header.get("foldVersion") != FOLD_VERSION:
             raise UnusableIndex("index of another format or fold")
         if type(header.get("memberCustomers")) is not int or header["memberCustomers"] < 1:
             raise UnusableIndex("index header unreadable")
@@ -176,7 +183,7 @@ class SnapshotIndex:
         tables = (self.id_table, self.domain_table)
         shapes = (
             len(self.ids) == n == len(self.domains) == len(self.id_next) == len(self.domain_next),
-            len(self.search_offsets) == n + 1 and self.search_offsets[-1] == len(self.search),
+            len(self.search_offsets) == n + 1 and self.search_offsets[0] == 0,
             len(self.members) == -(-n // k) + 1,
             all(len(table) and len(table) & (len(table) - 1) == 0 for table in tables),
         )
@@ -198,22 +205,7 @@ class SnapshotIndex:
 
     def matching(self, needle: str) -> list[int]:
         """Positions whose folded text holds `needle` (already folded), in stored order."""
-        wanted, text, offsets = search_bytes(needle), self.search, self.search_offsets
-        found: list[int] = []
-        if not wanted:
-            return list(range(self.count))
-        from bisect import bisect_right
-
-        at = text.find(wanted)
-        while at >= 0:
-            position = bisect_right(offsets, at) - 1
-            end = offsets[position + 1]
-            if at + len(wanted) <= end:
-                found.append(position)
-                at = text.find(wanted, end)
-            else:  # spans two customers' texts: not a match of either
-                at = text.find(wanted, at + 1)
-        return found
+        return self.search.matching(search_bytes(needle))
 
     def member_of(self, position: int) -> tuple[int, int, int]:
         """(member number, its start and end in the stored blob) of a customer position."""
@@ -223,36 +215,12 @@ class SnapshotIndex:
 
 def _release(blob: bytes | bytearray | mmap.mmap, start: int, end: int) -> None:
     """Gives the whole pages of blob[start:end] back to the OS when the blob is an anonymous private mapping
-    (store.read_into_buffer): the compressed search text, once inflated, is never read again (at a million
-    customers about 10 MB an index, two indexes across a publish)."""
+    (store.read_into_buffer): a format-3 search text, once cut into chunks, is never read again (at a million
+    customers about 10 MB an index)."""
     if isinstance(blob, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
         first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE
         if end > first:
             blob.madvise(mmap.MADV_DONTNEED, first, end - first)
-
-
-def _inflate_into(data: bytes | memoryview, size: int) -> bytearray:
-    """zlib data inflated into one buffer of the `size` its offsets declare: no second copy of the text
-    (zlib's own output would be joined from blocks, twice the size at the peak), never past `size`."""
-    text = bytearray(size)
-    target = memoryview(text)
-    inflate = zlib.decompressobj()
-    filled = 0
-    try:
-        while True:
-            piece = inflate.decompress(data, min(1 << 20, size - filled) or 1)
-            if filled + len(piece) > size:
-                raise UnusableIndex("index search text longer than its offsets say")
-            target[filled : filled + len(piece)] = piece
-            filled += len(piece)
-            data = inflate.unconsumed_tail
-            if inflate.eof or not (piece or data):
-                break
-    except zlib.error:
-        raise UnusableIndex("index search text damaged") from None
-    if not inflate.eof or filled != size:
-        raise UnusableIndex("index search text damaged")
-    return text
 
 
 def _run(

@@ -12,7 +12,6 @@ import json
 import secrets
 import struct
 import threading
-import zlib
 from array import array
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -28,6 +27,7 @@ from shared.snapshots.index import (
     KeyHash,
     search_bytes,
 )
+from shared.snapshots.search import SearchChunker
 from shared.storage.blocks import BlockIds
 from shared.text import domain_key, fold
 
@@ -117,7 +117,7 @@ class IndexBuilder:
         self.members = array("Q")
         self._id_low = array("I")  # the hashes, kept for the tables (the sections are staged as they fill)
         self._domain_low = array("I")
-        self._search = zlib.compressobj(1)
+        self._search = SearchChunker()
         self._search_bytes = 0
         self._sections["search_offsets"].write(bytes(8))  # the first text starts at 0
         self._seal_lock = threading.Lock()
@@ -153,7 +153,7 @@ class IndexBuilder:
         sections["ids"].write(ids.tobytes())
         sections["domains"].write(domains.tobytes())
         sections["search_offsets"].write(offsets.tobytes())
-        sections["search"].write(self._search.compress(b"".join(texts)))
+        sections["search"].write(self._search.add(texts))
 
     def seal(self) -> None:
         """Stages what is left but the header: the members, the two tables, the last block of each section.
@@ -174,7 +174,9 @@ class IndexBuilder:
         if not self.usable:
             return  # no index is committed for this snapshot: nothing more to stage
         sections = self._sections
-        sections["search"].write(self._search.flush())
+        tail, chunks = self._search.finish()
+        sections["search"].write(tail)
+        sections["search_chunks"].write(chunks)
         sections["members"].write(self.members.tobytes())
         for name, low in (("id", "_id_low"), ("domain", "_domain_low")):
             table, following, self.probes[f"{name}_table"] = _table(getattr(self, low))

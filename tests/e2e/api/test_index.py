@@ -31,6 +31,14 @@ from shared.snapshots.store import Manifest, SnapshotStore
 from shared.storage.layout import index_name
 from tests.support.api import SPECIAL, body, call, customer_call, follow, ids, write_snapshot
 from tests.support.functions import run_timer
+from tests.support.index import (
+    as_one_stream,
+    built,
+    fill_every_slot,
+    with_byte_changed,
+    with_header,
+    with_section,
+)
 
 COUNT = 3 * MEMBER_CUSTOMERS + 5  # several gzip members, the last one short
 
@@ -129,6 +137,42 @@ def test_the_registered_functions_answer_the_same_with_and_without_an_index(make
     assert answers[0] == answers[1]
 
 
+def test_an_index_of_the_previous_format_still_answers_from_the_index_and_the_same(make_stack):
+    """An index written before the search text was chunked (format 3) is read until the next run replaces
+    it: a whole load instead would hold the snapshot parsed, too much for a small instance."""
+    stack, snapshots = make_stack(customers=0)
+    container = _container(stack, snapshots)
+    customers = _customers()
+    write_snapshot(container, customers, datetime.now(UTC))
+    manifest = _published(container)
+    asked = [
+        ("customers", {"q": "contoso"}),
+        ("customers", {"q": "société"}),
+        ("customers", {"domain": customers[9]["companyProfile"]["domain"]}),
+        ("customers", {"top": "20"}),
+    ]
+    answers = [body(call(route, params)) for route, params in asked]
+    by_id = [customer_call(c["id"]).get_body() for c in customers[::11]]
+    assert manifest.index is not None
+    blob = container.get_blob_client(manifest.index).download_blob().readall()
+    old = as_one_stream(blob)
+    container.get_blob_client(manifest.index).upload_blob(old, overwrite=True)
+    latest = json.loads(container.get_blob_client("latest.json").download_blob().readall())
+    latest["indexSha256"] = header_sha256(old)
+    container.get_blob_client("latest.json").upload_blob(json.dumps(latest).encode(), overwrite=True)
+    cache = api_context().latest
+    cache.check_interval = 0
+    for _ in range(100):  # taken up once its index is loaded (in the background: the previous one answers)
+        call("customers", {"top": "1"})
+        loaded = cache.snapshot(cache.manifest())
+        if loaded.manifest.index_sha256 == header_sha256(old):
+            break
+        time.sleep(0.02)
+    assert isinstance(loaded, IndexedSnapshot) and loaded.manifest.index_sha256 == header_sha256(old)
+    assert [body(call(route, params)) for route, params in asked] == answers and answers[0]["count"] > 0
+    assert [customer_call(c["id"]).get_body() for c in customers[::11]] == by_id
+
+
 @pytest.mark.parametrize("damage", ["missing", "another-sha256", "another-snapshot"])
 def test_an_index_that_is_missing_or_does_not_verify_falls_back_to_the_whole_load(make_stack, caplog, damage):
     stack, snapshots = make_stack(customers=0)
@@ -223,47 +267,8 @@ def test_the_previous_snapshot_answers_while_the_next_index_loads(make_stack, mo
 
 
 # -- what the index refuses, and the stored bytes it does not match ------------------------------------
-def _built(customers: list[Any], members: int | None = None) -> tuple[bytes, indexed.Expected]:
-    """An index blob as the job commits it: its blocks in the order of the block list."""
-    from shared.snapshots.index_builder import IndexBuilder
-
-    staged: dict[str, bytes] = {}
-    builder = IndexBuilder(staged.__setitem__)
-    builder.add(customers)
-    count = len(customers)
-    builder.members.extend(range(members if members is not None else -(-count // MEMBER_CUSTOMERS) + 1))
-    expected = indexed.Expected("snapshots/x.json", '"0x1"', "a" * 64, count)
-    builder.finish(snapshot="snapshots/x.json", etag='"0x1"', sha256="a" * 64, customer_count=count)
-    return b"".join(staged[block_id] for block_id in builder.block_ids()), expected
-
-
-def _with_header(blob: bytes, **changes: Any) -> bytes:
-    import struct
-
-    from shared.snapshots.index import MAGIC
-
-    (length,) = struct.unpack_from("<I", blob, len(MAGIC))
-    start = len(MAGIC) + 4
-    header = json.loads(blob[start : start + length]) | changes
-    packed = json.dumps(header).encode().ljust(length)  # the sections' offsets follow the header
-    assert len(packed) == length
-    return blob[:start] + packed + blob[start + length :]
-
-
-def _with_byte_changed(blob: bytes, section: str) -> bytes:
-    import struct
-
-    from shared.snapshots.index import MAGIC
-
-    (length,) = struct.unpack_from("<I", blob, len(MAGIC))
-    start = len(MAGIC) + 4
-    offset, _size = json.loads(blob[start : start + length])["sections"][section]
-    at = start + length + offset
-    return blob[:at] + bytes([blob[at] ^ 1]) + blob[at + 1 :]
-
-
 def test_an_index_blob_that_does_not_hold_together_is_refused():
-    blob, expected = _built(_customers())
+    blob, expected = built(_customers())
     SnapshotIndex(blob, expected)  # as built: accepted
     search_start = len(blob) - 40
     damaged = {
@@ -273,18 +278,18 @@ def test_an_index_blob_that_does_not_hold_together_is_refused():
         "sections cut short": blob[: len(blob) // 2],
         "search damaged": blob[:search_start] + bytes(40),
         "search not deflate": blob[:search_start] + b"\xff" * 40,
-        "the format before sections had digests": _with_header(blob, format=1),
-        "the format before keyed hashes (CRC-32 slots)": _with_header(blob, format=2),
-        "a hash key that is not hex": _with_header(blob, hashKey="zz" * 16),
-        "a hash key of another length": _with_header(blob, hashKey="ab"),
-        "an id table without an empty slot": _with_section(blob, "id_table", _fill_every_slot),
-        "a domain table without an empty slot": _with_section(blob, "domain_table", _fill_every_slot),
-        "a section changed": _with_byte_changed(blob, "ids"),
-        "the search text changed": _with_byte_changed(blob, "search"),
-        "a section's digest missing": _with_header(blob, sectionSha256={}),
-        "another fold": _with_header(blob, foldVersion=9),
-        "no member size": _with_header(blob, memberCustomers=0),
-        "members missing": _built(_customers(), members=2)[0],
+        "the format before sections had digests": with_header(blob, format=1),
+        "the format before keyed hashes (CRC-32 slots)": with_header(blob, format=2),
+        "a hash key that is not hex": with_header(blob, hashKey="zz" * 16),
+        "a hash key of another length": with_header(blob, hashKey="ab"),
+        "an id table without an empty slot": with_section(blob, "id_table", fill_every_slot),
+        "a domain table without an empty slot": with_section(blob, "domain_table", fill_every_slot),
+        "a section changed": with_byte_changed(blob, "ids"),
+        "the search text changed": with_byte_changed(blob, "search"),
+        "a section's digest missing": with_header(blob, sectionSha256={}),
+        "another fold": with_header(blob, foldVersion=9),
+        "no member size": with_header(blob, memberCustomers=0),
+        "members missing": built(_customers(), members=2)[0],
     }
     for what, data in damaged.items():
         with pytest.raises(UnusableIndex):
@@ -335,28 +340,6 @@ def test_the_job_stages_index_sections_as_they_fill_and_keeps_only_the_hashes_lo
         assert position in index.id_candidates(customers[position]["id"].upper())
 
 
-def test_the_compressed_search_text_is_given_back_once_inflated():
-    import mmap
-    import struct
-
-    from shared.snapshots.index import MAGIC
-
-    customers = make_customers(3000, seed=13)
-    blob, expected = _built(customers)
-    mapped = mmap.mmap(-1, len(blob), flags=mmap.MAP_PRIVATE)  # as store.read_into_buffer makes it
-    mapped[:] = blob
-    index = SnapshotIndex(mapped, expected)
-    (length,) = struct.unpack_from("<I", blob, len(MAGIC))
-    offset, size = json.loads(blob[len(MAGIC) + 4 : len(MAGIC) + 4 + length])["sections"]["search"]
-    start = len(MAGIC) + 4 + length + offset
-    released = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE
-    assert size > 2 * mmap.PAGESIZE and mapped[released : start + size] == bytes(start + size - released)
-    from shared.text import fold
-
-    assert 7 in index.matching(fold(customers[7]["companyProfile"]["companyName"]))  # the text is kept
-    assert position_of(index, customers[2999]["id"]) == 2999  # the sections before it are untouched
-
-
 def position_of(index: SnapshotIndex, customer_id: str) -> int:
     return next(iter(index.id_candidates(customer_id)))
 
@@ -367,7 +350,7 @@ def test_search_never_matches_across_two_customers_texts():
         {"id": "b", "companyProfile": {"companyName": "Exampleco", "domain": "two.example"}},
         {"id": "c"},  # no profile: no domain in the domain table
     ]
-    index = SnapshotIndex(*_built(customers))
+    index = SnapshotIndex(*built(customers))
     assert index.matching("exampleexampleco") == []  # "one.example" + "exampleco" only back to back
     assert index.matching("example") == [0, 1]
     assert index.matching("") == [0, 1, 2]
@@ -585,35 +568,6 @@ def test_ids_crafted_to_collide_and_one_shared_domain_keep_the_index_build_and_l
     assert isinstance(latest.snapshot(latest.manifest()), IndexedSnapshot)  # answered from the index
 
 
-def _with_section(blob: bytes, name: str, change: Callable[[bytearray], None]) -> bytes:
-    """The index blob with section `name` changed in place and its sha256 in the header updated: an index
-    that verifies (the header keeps its length: a sha256 is 64 hex digits either way)."""
-    import struct
-
-    from shared.snapshots.index import MAGIC
-
-    (length,) = struct.unpack_from("<I", blob, len(MAGIC))
-    start = len(MAGIC) + 4
-    header = json.loads(blob[start : start + length])
-    offset, size = header["sections"][name]
-    at = start + length + offset
-    data = bytearray(blob[at : at + size])
-    change(data)
-    header["sectionSha256"][name] = hashlib.sha256(data).hexdigest()
-    packed = json.dumps(header).encode().ljust(length)
-    assert len(packed) == length
-    return blob[:start] + packed + blob[start + length : at] + bytes(data) + blob[at + size :]
-
-
-def _fill_every_slot(table: bytearray) -> None:
-    import array
-
-    slots = array.array("I", bytes(table))
-    for slot, entry in enumerate(slots):
-        slots[slot] = entry or 1  # every empty slot points at the first customer
-    table[:] = slots.tobytes()
-
-
 def _in_a_thread(call_it: Callable[[], Any], seconds: float = 30) -> Any:
     """What `call_it` returns; fails the test (instead of hanging it) when it has not returned in time."""
     answered: list[Any] = []
@@ -631,7 +585,7 @@ def test_a_lookup_of_an_absent_id_ends_even_when_an_index_that_verifies_has_a_fu
     manifest = _published(container)
     assert manifest.index is not None
     blob = container.get_blob_client(manifest.index).download_blob().readall()
-    full = _with_section(blob, "id_table", _fill_every_slot)
+    full = with_section(blob, "id_table", fill_every_slot)
     container.get_blob_client(manifest.index).upload_blob(full, overwrite=True)
     latest = json.loads(container.get_blob_client("latest.json").download_blob().readall())
     latest["indexSha256"] = header_sha256(full)  # latest.json names it: it verifies
@@ -648,6 +602,6 @@ def test_a_lookup_of_an_absent_id_ends_even_when_an_index_that_verifies_has_a_fu
 def test_probing_is_bounded_by_the_table_size():
     """Even past the load's checks (a table with no empty slot), a lookup walks each slot once at most."""
     customers = make_customers(300, seed=14)
-    index = SnapshotIndex(*_built(customers))
+    index = SnapshotIndex(*built(customers))
     index.id_table = memoryview(bytearray(b"\x01\x00\x00\x00" * len(index.id_table))).cast("I")
     assert _in_a_thread(lambda: list(index.id_candidates("00000000-0000-4000-8000-000000000000")), 10) == []
