@@ -21,7 +21,7 @@ import threading
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from shared import events
@@ -41,6 +41,9 @@ MEMBERS_KEPT = 64  # inflated members kept (about 3 MB of JSON): paging reads a 
 # of a second), so the instance answers from memory through a storage outage from then on; a larger one, or
 # the next snapshot's, is fetched in the background while members are read from storage.
 FETCH_FIRST_BYTES = 16 * 1024 * 1024
+# The next snapshot's stored blob waits this long at most for the previous snapshot to be let go: should
+# something keep it longer, lookups are served from memory again all the same.
+LET_GO_SECONDS = 10.0
 
 
 class StoredUnreadable(SnapshotAppError):
@@ -103,19 +106,28 @@ class IndexedSnapshot:
         return cls(manifest, store, index)
 
     # -- the stored blob, fetched once in the background ------------------------------------------
-    def fetch_in_background(self, *, small_first: bool = False) -> None:
-        """Fetches the stored blob on a thread of its own; with `small_first`, a small one at once."""
+    def fetch_in_background(
+        self, *, small_first: bool = False, after: Callable[[], object | None] | None = None
+    ) -> None:
+        """Fetches the stored blob on a thread of its own; with `small_first`, a small one at once. `after`:
+        a weak reference to the snapshot this one replaced, fetched only once that one is gone (requests
+        still answering from it let go of it in moments), so an instance holds one stored blob at a time."""
         if small_first and self.manifest.stored_bytes <= FETCH_FIRST_BYTES:
             self._fetch()
             return
         with self._lock:
             if self._fetcher is None:
-                self._fetcher = threading.Thread(target=self._fetch, name="snapshot-fetch", daemon=True)
+                self._fetcher = threading.Thread(
+                    target=self._fetch, args=(after,), name="snapshot-fetch", daemon=True
+                )
                 self._fetcher.start()
 
-    def _fetch(self) -> None:
+    def _fetch(self, after: Callable[[], object | None] | None = None) -> None:
         from azure.core.exceptions import AzureError
 
+        waited_until = time.monotonic() + LET_GO_SECONDS
+        while after is not None and after() is not None and time.monotonic() < waited_until:
+            time.sleep(0.02)  # members are read from storage meanwhile
         try:
             stored = self._store.read_into_buffer(self.manifest.snapshot, self.manifest.etag)
         except (AzureError, SnapshotFormatError):  # members keep being read one at a time

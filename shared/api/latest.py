@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -259,6 +260,7 @@ class LatestCache:
     def _adopt(self, pending: _Pending) -> None:
         """Takes up a snapshot loaded in the background (called holding the check lock)."""
         with self._load_lock:
+            previous = None if self._loaded is None else weakref.ref(self._loaded)
             self._pending = None
             self._manifest, self._latest_etag = pending.manifest, pending.etag
             self._latest_unreadable = False
@@ -269,7 +271,7 @@ class LatestCache:
             if pending.loaded is not None:
                 self.loads += 1
                 self._unreadable = None
-                pending.loaded.fetch_in_background()
+                pending.loaded.fetch_in_background(after=previous)
 
     def _load_indexed(self, manifest: Manifest) -> IndexedSnapshot | None:
         """The snapshot answered from its index; None when it has none that verifies (logged once)."""

@@ -266,6 +266,42 @@ def test_the_previous_snapshot_answers_while_the_next_index_loads(make_stack, mo
     assert customer_call(old[0]["id"]).status_code == 404
 
 
+def test_the_previous_snapshot_is_let_go_before_the_next_stored_blob_is_fetched(make_stack, monkeypatch):
+    """Across a publish an instance holds one stored blob at most: the previous snapshot (its index and
+    members) is gone, without waiting for the cyclic GC, before the next one's blob is fetched."""
+    import gc
+    import weakref
+
+    stack, snapshots = make_stack(customers=0)
+    container = _container(stack, snapshots)
+    old, new = make_customers(300, seed=8), make_customers(300, seed=9)
+    write_snapshot(container, old, datetime.now(UTC) - timedelta(minutes=5))
+    assert customer_call(old[0]["id"]).status_code == 200
+    cache = api_context().latest
+    previous = weakref.ref(cache.snapshot(cache.manifest()))
+    fetched: list[tuple[str, bool]] = []
+    read = SnapshotStore.read_into_buffer
+
+    def watched(store: SnapshotStore, name: str, *args: Any, **kwargs: Any) -> Any:
+        fetched.append((name, previous() is not None))
+        return read(store, name, *args, **kwargs)
+
+    monkeypatch.setattr(SnapshotStore, "read_into_buffer", watched)
+    gc.disable()  # what is let go must go by its references alone
+    try:
+        committed = write_snapshot(container, new, datetime.now(UTC))
+        for _ in range(500):
+            answered = [customer_call(c["id"]).status_code for c in (new[7], old[7])]
+            if answered == [200, 404] and (committed.name, False) in fetched:
+                break
+            time.sleep(0.01)
+        assert answered == [200, 404]
+        assert (committed.name, False) in fetched and (committed.name, True) not in fetched
+        assert previous() is None
+    finally:
+        gc.enable()
+
+
 # -- what the index refuses, and the stored bytes it does not match ------------------------------------
 def test_an_index_blob_that_does_not_hold_together_is_refused():
     blob, expected = built(_customers())
