@@ -1,14 +1,17 @@
 """The lookup API at scale: one fresh API instance per size, answering from a snapshot of N customers.
 
-The parent writes two snapshots with the job's own writer and index (A published, B committed), then starts
+The parent writes two snapshots with the job's own writer and index (A published; B committed, a night
+later: A with about 1% of its customers changed, some renamed, some gone and some new), then starts
 an API instance as a child process (`python -m bench.child scale`), which measures, in-process (the
 registered functions, called the way the host calls them):
 
 1. the first lookup by id of the fresh instance (it loads what it needs: the index, or the whole snapshot);
 2. warm lookups by random ids of A (p50/p99), by domain and by `?q=` a common word (p50);
 3. the whole snapshot (`GET /api/customers`): answered inline, or a 307 to a SAS URL that is followed;
-4. B published while 8 threads look up ids: the longest any lookup waited, until B answers and 2 s on;
-5. peak RSS growth (VmHWM) from before the first request (the SDKs imported) to the end, publish included.
+4. B published while 8 threads look up A's ids (nearly all of them still in B): the longest any lookup
+   waited, until B answers and 2 s on;
+5. peak RSS growth (VmHWM) from before the first request (the SDKs imported) to the end, publish included,
+   and the absolute peak of the process (what the instance's memory size must hold).
 """
 
 from __future__ import annotations
@@ -51,6 +54,9 @@ class ScaleFigures:
     publish_visible: float  # seconds from publishing B to its first answer
     peak_growth_mb: float
     ready_growth_mb: float  # RSS growth once warm, before the publish
+    base_mb: float  # RSS of the instance before its first request, the SDKs imported
+    peak_mb: float  # the instance's absolute peak RSS (VmHWM), publish included
+    changed: int  # customers of B that are not in A as they were (renamed, new or gone)
     index_bytes: int
     stored_bytes: int
 
@@ -79,10 +85,11 @@ def scale_figures(azurite: Azurite, *, customers: int, lookups: int) -> ScaleFig
             "ids": [c["id"] for c in sample],
             "domains": [c["companyProfile"]["domain"] for c in sample[:200]],
         }
-        del published, sample
-        upcoming = make_customers(customers, seed=2)
+        del sample
+        upcoming, changed, arrived = a_night_later(published, rng)
+        del published
         committed = write_snapshot(store, upcoming, now)
-        spec["afterPublishId"] = rng.choice(upcoming)["id"]
+        spec["afterPublishId"] = arrived
         spec["publish"] = asdict(committed)
         del upcoming
         path = Path(tmp) / "spec.json"
@@ -101,8 +108,32 @@ def scale_figures(azurite: Azurite, *, customers: int, lookups: int) -> ScaleFig
         index_bytes = container.get_blob_client(first.index).get_blob_properties().size if first.index else 0
     result = json.loads(run.stdout.strip().splitlines()[-1])
     return ScaleFigures(
-        customers=customers, index_bytes=index_bytes, stored_bytes=first.stored_bytes, **result
+        customers=customers,
+        index_bytes=index_bytes,
+        stored_bytes=first.stored_bytes,
+        changed=changed,
+        **result,
     )
+
+
+def a_night_later(
+    customers: list[dict[str, Any]], rng: random.Random, share: float = 0.01
+) -> tuple[list[dict[str, Any]], int, str]:
+    """(B, how many customers changed, the id of one that arrived): `customers` a night later, with `share`
+    of them changed: 80% of those renamed, 10% gone and 10% new (appended, as Partner Center lists them)."""
+    changed = max(3, round(len(customers) * share))
+    chosen = rng.sample(range(len(customers)), changed)
+    gone = set(chosen[: changed // 10 or 1])
+    renamed = chosen[len(gone) : changed - (changed // 10 or 1)]
+    upcoming = list(customers)
+    for position in renamed:
+        customer = json.loads(json.dumps(customers[position]))  # a copy: A's dicts stay as published
+        customer["companyProfile"]["companyName"] += " Holdings"
+        upcoming[position] = customer
+    upcoming = [c for position, c in enumerate(upcoming) if position not in gone]
+    arrivals = make_customers(changed - len(gone) - len(renamed), seed=2)
+    upcoming.extend(arrivals)
+    return upcoming, changed, arrivals[0]["id"]
 
 
 # -- the API instance (child process) -------------------------------------------------------------------
@@ -203,6 +234,8 @@ def instance_main(spec_path: str) -> dict[str, Any]:
         **publish,
         "peak_growth_mb": peak_rss_mb() - before,
         "ready_growth_mb": ready_growth,
+        "base_mb": before,
+        "peak_mb": peak_rss_mb(),
     }
 
 
@@ -223,7 +256,7 @@ def _publish_under_load(by_id: Any, ids: list[str], spec: dict[str, Any]) -> dic
         n = offset
         while not stop.is_set():
             start = time.perf_counter()
-            response = by_id(ids[n % len(ids)])  # A's ids: 404 once B is taken up, an answer all the same
+            response = by_id(ids[n % len(ids)])  # A's ids: a few are gone from B (404), the rest answer
             mine.append(time.perf_counter() - start)
             if response.status_code not in (200, 404):
                 raise BenchError(f"lookup during publish: HTTP {response.status_code}")

@@ -34,6 +34,7 @@ SCALE_FIGURES = (
     "whole snapshot (gzip), answer or 307 followed",
     "longest lookup while the next snapshot is published",
     "API instance peak RSS growth",
+    "API instance peak RSS, absolute",
 )
 QUICK = "n/a (quick)"  # the verdict of a row with a target in a --quick run
 NUMBER = re.compile(r"\*\*([+-]?\d[\d,]*(?:\.\d+)?)")
