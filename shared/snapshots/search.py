@@ -6,7 +6,8 @@ So the writer compresses it as raw deflate with a full flush point after the cus
 CHUNK_BYTES of text, and lists the chunks in the index's `search_chunks` section: (first customer, start in
 the compressed text) pairs, then (customer count, compressed length). Each chunk inflates on its own into
 exactly its customers' text, so an instance keeps only the compressed text, and a `?q=` inflates one chunk
-at a time (about 1 MB), searching each as it comes.
+at a time (about 1 MB), searching each as it comes. A small text (HELD_INFLATED_BYTES) is kept inflated
+once searched.
 
 A chunk holds at most CHUNK_BYTES plus one customer's text, so the reader refuses a larger one (what one
 query inflates at once stays bounded whoever wrote the index). Every chunk is inflated once when the index
@@ -27,6 +28,9 @@ from shared.errors import UnusableIndex
 from shared.snapshots.document import MAX_LINE_BYTES
 
 CHUNK_BYTES = 1 << 20  # of folded text: one query inflates this much at a time
+# A text this small (100,000 customers take about 5 MB) is kept inflated once searched: the memory is
+# small, and `?q=` answers without inflating anything.
+HELD_INFLATED_BYTES = 8 << 20
 MAX_CHUNK_BYTES = CHUNK_BYTES + MAX_LINE_BYTES  # the last customer of a chunk may take it past CHUNK_BYTES
 RAW_DEFLATE = -15  # window bits of a raw deflate stream (no zlib header: each chunk inflates on its own)
 
@@ -82,6 +86,7 @@ class SearchText:
         self._chunks = chunks  # flat: first customer, start; ...; customer count, compressed length
         self._offsets = offsets
         self.chunk_count = len(chunks) // 2 - 1
+        self._held: list[bytes] | None = None  # every chunk inflated, for a small text
 
     @classmethod
     def verified(cls, compressed: Buffer, chunks: Sequence[int], offsets: Sequence[int]) -> SearchText:
@@ -153,9 +158,13 @@ class SearchText:
         if not needle:
             return list(range(len(offsets) - 1))
         found: list[int] = []
+        held = self._held
+        if held is None and offsets[-1] <= HELD_INFLATED_BYTES:
+            held = self._held = [self.inflated(chunk) for chunk in range(self.chunk_count)]
         for chunk in range(self.chunk_count):
             first, last = self._chunks[2 * chunk], self._chunks[2 * chunk + 2]
-            text, base = self.inflated(chunk), offsets[first]
+            text = held[chunk] if held is not None else self.inflated(chunk)
+            base = offsets[first]
             at = text.find(needle)
             while at >= 0:
                 position = bisect_right(offsets, base + at, first, last) - 1

@@ -46,8 +46,10 @@ NEEDLES = (
 )
 
 
-def test_a_query_finds_what_the_whole_text_holds_across_chunk_boundaries_in_either_format(monkeypatch):
+@pytest.mark.parametrize("held", [0, search.HELD_INFLATED_BYTES], ids=["inflated-per-query", "kept-inflated"])
+def test_a_query_finds_what_the_whole_text_holds_across_chunk_boundaries_in_either_format(monkeypatch, held):
     monkeypatch.setattr(search, "CHUNK_BYTES", SMALL_CHUNK)
+    monkeypatch.setattr(search, "HELD_INFLATED_BYTES", held)
     customers = [*SPECIAL, *make_customers(1500, seed=21)]
     texts = _texts(customers)
     blob, expected = built(customers)
@@ -93,13 +95,27 @@ def test_an_instance_holds_the_search_text_compressed_and_a_query_inflates_one_c
     monkeypatch.setattr(search, "CHUNK_BYTES", chunk)
     customers = make_customers(6000, seed=23)
     text_bytes = sum(len(text.encode()) for text in _texts(customers))
+    monkeypatch.setattr(search, "HELD_INFLATED_BYTES", text_bytes - 1)  # a text too large to keep inflated
     blob, expected = built(customers)
     index, held, _ = _traced(lambda: SnapshotIndex(_mapped(blob), expected))
     assert index.search.chunk_count > 10
     assert held < text_bytes / 10  # none of the text is held inflated (the compressed text is in the blob)
-    found, _, peak = _traced(lambda: index.matching("contoso"))
-    # zlib grows its output in blocks and joins them: a few chunks' worth at the peak, not the whole text
-    assert found and peak < min(6 * chunk, text_bytes / 3)
+    for _ in range(2):
+        found, held, peak = _traced(lambda: index.matching("contoso"))
+        # zlib grows its output in blocks and joins them: a few chunks' worth at the peak, not the whole text
+        assert found and peak < min(6 * chunk, text_bytes / 3) and held < text_bytes / 10
+
+
+def test_a_small_search_text_is_kept_inflated_once_searched(monkeypatch):
+    monkeypatch.setattr(search, "CHUNK_BYTES", 16 * 1024)
+    customers = make_customers(3000, seed=23)
+    text_bytes = sum(len(text.encode()) for text in _texts(customers))
+    monkeypatch.setattr(search, "HELD_INFLATED_BYTES", text_bytes)
+    index = SnapshotIndex(*built(customers))
+    found, held, _ = _traced(lambda: index.matching("contoso"))
+    assert text_bytes <= held < 2 * text_bytes
+    again, _, peak = _traced(lambda: index.matching("contoso"))
+    assert again == found and peak < 8 * len(found) + 4096  # the answer's list, nothing inflated
 
 
 def test_an_index_of_the_one_stream_format_is_cut_into_chunks_and_its_stream_given_back():
