@@ -41,6 +41,7 @@ MEMBERS_KEPT = 64  # inflated members kept (about 3 MB of JSON): paging reads a 
 # of a second), so the instance answers from memory through a storage outage from then on; a larger one, or
 # the next snapshot's, is fetched in the background while members are read from storage.
 FETCH_FIRST_BYTES = 16 * 1024 * 1024
+INDEX_STREAMS = 2  # connections an index is read over (each holds a range in flight: about 9 MiB)
 # The next snapshot's stored blob waits this long at most for the previous snapshot to be let go: should
 # something keep it longer, lookups are served from memory again all the same.
 LET_GO_SECONDS = 10.0
@@ -76,8 +77,11 @@ class IndexedSnapshot:
         started = time.monotonic()
         try:
             # Hashes, tables and offsets take about 40 bytes a customer; the search text less than the JSON.
+            # A request waits for it: two connections (a quarter less time at a million customers).
             blob = store.read_into_buffer(
-                manifest.index, max_bytes=64 * manifest.customer_count + manifest.json_bytes
+                manifest.index,
+                max_bytes=64 * manifest.customer_count + manifest.json_bytes,
+                streams=INDEX_STREAMS,
             )
         except (ResourceNotFoundError, SnapshotFormatError):
             raise UnusableIndex("index missing or too large") from None

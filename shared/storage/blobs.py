@@ -16,7 +16,7 @@ import contextlib
 import mmap
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from shared.errors import SnapshotFormatError, StorageError
 from shared.storage import reader
@@ -189,23 +189,32 @@ class Blobs:
         return bytes(download.readall())
 
     def read_into_buffer(
-        self, name: str, etag: str | None = None, *, max_bytes: int | None = None
+        self, name: str, etag: str | None = None, *, max_bytes: int | None = None, streams: int = 1
     ) -> mmap.mmap:
         """A blob as stored (with `etag`, that version only), in one anonymous mapping of its size: memory
         is taken as the bytes arrive (readall() would hold them twice at the end, a zeroed bytearray all at
-        once). SnapshotFormatError when it is larger than `max_bytes`, or ends early."""
-        download = self.client(name).download_blob(decompress=False, max_concurrency=1, **_version(etag))
+        once). SnapshotFormatError when it is larger than `max_bytes`, or ends early. `streams` > 1: its
+        ranges come over that many connections at once (each pinned to the first answer's ETag), for a
+        blob someone is waiting for; each in flight holds DOWNLOAD_RANGE_BYTES' worth (see above)."""
+        client = self.client(name)
+        download = client.download_blob(decompress=False, max_concurrency=streams, **_version(etag))
         if max_bytes is not None and download.size > max_bytes:
             raise SnapshotFormatError(f"{download.size} bytes stored where at most {max_bytes} were expected")
         # Private: pages a reader is done with can be given back (index.py releases the compressed search).
         private = {"flags": mmap.MAP_PRIVATE} if hasattr(mmap, "MAP_PRIVATE") else {}
         buffer = mmap.mmap(-1, max(download.size, 1), **private)
-        filled = 0
-        for chunk in download.chunks():
-            if filled + len(chunk) > download.size:
-                break
-            buffer[filled : filled + len(chunk)] = chunk
-            filled += len(chunk)
+        if streams > 1:
+            try:  # the mapping refuses a write past its size
+                filled = download.readinto(cast("IO[bytes]", _Seekable(buffer)))
+            except ValueError:
+                filled = -1
+        else:
+            filled = 0
+            for chunk in download.chunks():
+                if filled + len(chunk) > download.size:
+                    break
+                buffer[filled : filled + len(chunk)] = chunk
+                filled += len(chunk)
         if filled != download.size:
             raise SnapshotFormatError(f"{filled} bytes read where {download.size} were announced")
         return buffer
@@ -235,3 +244,26 @@ class Blobs:
     def delete(self, name: str, *, etag: str | None = None) -> None:
         """Deletes the blob (with `etag`, only that version: ResourceModifiedError otherwise)."""
         self.client(name).delete_blob(**_version(etag))
+
+
+class _Seekable:
+    """An anonymous mapping as the writable, seekable stream the SDK's parallel download writes to (its
+    ranges land where they belong; mmap has no seekable() before Python 3.13)."""
+
+    def __init__(self, buffer: mmap.mmap) -> None:
+        self._buffer = buffer
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, position: int, whence: int = 0) -> int:
+        if whence != 0:
+            raise ValueError("only absolute positions")  # all the SDK asks for
+        self._buffer.seek(position)
+        return self._buffer.tell()
+
+    def tell(self) -> int:
+        return self._buffer.tell()
+
+    def write(self, data: bytes) -> int:
+        return self._buffer.write(data)

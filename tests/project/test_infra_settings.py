@@ -134,3 +134,18 @@ def test_identity_settings_name_the_user_assigned_identity():
     assert _string(settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"]) == (
         "ClientId=${" + client_id + "};Authorization=AAD"
     )
+
+
+def test_the_instance_memory_default_follows_the_sizing_table():
+    """infra deploys the instance memory that docs/operations.md advises for most partners, measured by the
+    bench, and azd can change it."""
+    section = (ROOT / "docs" / "operations.md").read_text().split("### Instance memory", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "**" in line]
+    sizes = [int(re.search(r"\*\*([\d,]+)\*\*", row)[1].replace(",", "")) for row in rows]
+    assert sizes == sorted(sizes) and set(sizes) <= {512, 2048, 4096}
+    (advised,) = [size for size, row in zip(sizes, rows, strict=True) if "(the default)" in row]
+    assert int(bicep("main.bicep").params["instanceMemoryMB"].default or "") == advised
+    azd = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert azd["instanceMemoryMB"]["value"] == "${INSTANCE_MEMORY_MB=" + str(advised) + "}"
+    assert all(re.search(r"\d MB at [\d,]+", row) for row in rows)  # each row says what was measured
