@@ -104,13 +104,15 @@ param jobFunctionName string = 'snapshot_customers'
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
-@description('Memory of one Flex Consumption instance.')
+// 512 MB holds the API's peak at up to a million customers, as measured by `make bench`; 2,048 beyond
+// that. docs/operations.md "Instance memory" has the table (azd: INSTANCE_MEMORY_MB).
+@description('Memory of one Flex Consumption instance: 512 up to a million customers (docs/operations.md).')
 @allowed([
   512
   2048
   4096
 ])
-param instanceMemoryMB int = 2048
+param instanceMemoryMB int = 512
 
 @description('Days Log Analytics keeps logs (30 days are included in the ingestion price).')
 @minValue(30)
