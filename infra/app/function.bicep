@@ -147,6 +147,12 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
           value: teamsQuietNights ? 'true' : 'false'
         }
         {
+          // A snapshot without a usable index is loaded whole (about 2.2 times its JSON): an eighth of
+          // the instance memory keeps that within the half the Python worker may use (docs/settings.md).
+          name: 'API_WHOLE_LOAD_MAX_MB'
+          value: string(instanceMemoryMB / 8)
+        }
+        {
           // The default host name of an app created without a unique-hostname scope; a reference to
           // site.properties.defaultHostName here would make the site depend on itself.
           name: 'API_PUBLIC_URL'

@@ -80,6 +80,7 @@ def build(settings: Settings, *, clock: Callable[[], float] = time.monotonic) ->
         SnapshotStore(container),
         check_interval=settings.latest_check_seconds,
         stale_serve_seconds=settings.stale_serve_seconds,
+        whole_load_max_bytes=settings.whole_load_max_bytes,
         check_retries=settings.storage_retries,
         clock=clock,
     )

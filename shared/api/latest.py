@@ -90,6 +90,7 @@ class LatestCache:
         *,
         check_interval: float = 0.0,
         stale_serve_seconds: float = 0.0,
+        whole_load_max_bytes: int | None = None,
         check_retries: int = LATEST_CHECK_RETRIES,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -98,6 +99,7 @@ class LatestCache:
         self.check_retries = min(check_retries, LATEST_CHECK_RETRIES)
         self.check_interval = check_interval
         self.stale_serve_seconds = stale_serve_seconds
+        self.whole_load_max_bytes = whole_load_max_bytes  # None: any size (tests, the local host)
         self._checked_at = float("-inf")  # _clock() of the last check, answered or failed
         self._answered_at = float("-inf")  # _clock() of the last answer from Blob Storage
         self._unreachable_since: float | None = None  # _clock() of the first failed check of an outage
@@ -288,6 +290,18 @@ class LatestCache:
         except StoredUnreadable as exc:
             raise unreadable(manifest, str(exc)) from None
 
+    def _load_whole(self, manifest: Manifest) -> LoadedSnapshot:
+        """The whole load, for a snapshot without an index it can use: refused (503, remembered like an
+        unreadable one) when it would hold more than this instance is sized for."""
+        limit = self.whole_load_max_bytes
+        if limit is not None and manifest.json_bytes > limit:
+            raise unreadable(
+                manifest,
+                f"no usable index, and its {manifest.json_bytes} bytes of JSON are more than "
+                f"API_WHOLE_LOAD_MAX_MB lets this instance load whole",
+            )
+        return LoadedSnapshot.load(self.store, manifest)
+
     # -- the snapshot it names --------------------------------------------------------------------
     def snapshot(self, manifest: Manifest) -> Snapshot:
         """The loaded snapshot `manifest` names (loads it unless it is the one in memory); 503 at once for
@@ -313,7 +327,7 @@ class LatestCache:
             self._loaded = None  # let the previous one go before the next is built: one in memory
             self.downloads += 1
             try:
-                loaded = self._load_indexed(manifest) or LoadedSnapshot.load(self.store, manifest)
+                loaded = self._load_indexed(manifest) or self._load_whole(manifest)
             except ApiError as exc:  # unreadable as published: the same bytes stay unreadable
                 self._unreadable = (manifest, exc)
                 raise

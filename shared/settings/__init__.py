@@ -75,6 +75,7 @@ class Settings:
     sas_lifetime_seconds: int
     latest_check_seconds: float
     stale_serve_seconds: float
+    whole_load_max_bytes: int
     # notifications (shared/notify); the Teams URL and the signing secret come from shared/secrets.py
     teams_quiet_nights: bool = False
     webhook_urls: tuple[str, ...] = field(default=(), repr=False)  # a path may hold a hook's token
@@ -125,6 +126,7 @@ class Settings:
             sas_lifetime_seconds=reader.integer("API_SAS_LIFETIME_SECONDS", 60, 3600),
             latest_check_seconds=reader.number("API_LATEST_CHECK_SECONDS", 0, 300),
             stale_serve_seconds=reader.number("API_STALE_SERVE_SECONDS", 0, 24 * 3600),
+            whole_load_max_bytes=reader.integer("API_WHOLE_LOAD_MAX_MB", 1, 65536) * 1024 * 1024,
             **reader.notifications(key_vault_url is not None),
         )
         if problems:

@@ -250,6 +250,16 @@ SETTINGS: tuple[Setting, ...] = (
         api=True,
     ),
     Setting(
+        "API_WHOLE_LOAD_MAX_MB",
+        "64",
+        "The largest snapshot (MB of JSON) an API instance loads whole when it has no lookup index it can "
+        "use; a larger one answers 503 `snapshot_unavailable` (logged once) until the next run writes its "
+        "index, instead of running the instance out of memory. A whole load holds about 2.2 times the JSON. "
+        "1..65536; infra sets it to an eighth of the instance memory (64 on 512 MB, 256 on 2,048 MB).",
+        deployed=True,
+        api=True,
+    ),
+    Setting(
         "API_SAS_LIFETIME_SECONDS",
         "300",
         "Lifetime of the SAS URL a large whole-snapshot request is redirected to, 60..3600.",

@@ -200,6 +200,28 @@ def test_an_index_that_is_missing_or_does_not_verify_falls_back_to_the_whole_loa
     assert len(unusable) == 1  # logged once, not once per request
 
 
+def test_a_snapshot_too_large_to_load_whole_without_its_index_is_refused_not_loaded(make_stack, caplog):
+    """An instance sized for snapshots with an index never loads a large one whole (that would take about
+    2.2 times its JSON and end the instance): 503, logged once, until one with an index is published."""
+    stack, snapshots = make_stack(customers=0, env_overrides={"API_WHOLE_LOAD_MAX_MB": "1"})
+    container = _container(stack, snapshots)
+    customers = make_customers(3000, seed=31)  # about 1.8 MB of JSON
+    write_snapshot(container, customers, datetime.now(UTC) - timedelta(minutes=5), index=False)
+    assert _published(container).json_bytes > 1024 * 1024
+    caplog.set_level(logging.INFO, logger="shared.api")
+    for customer in customers[:3]:
+        answer = customer_call(customer["id"])
+        assert answer.status_code == 503 and json.loads(answer.get_body())["error"] == "snapshot_unavailable"
+    unreadable = [
+        r.getMessage() for r in caplog.records if r.getMessage().startswith("api.snapshot_unreadable ")
+    ]
+    assert len(unreadable) == 1 and "API_WHOLE_LOAD_MAX_MB" in unreadable[0]
+    assert api_context().latest.loads == 0  # nothing was loaded
+    write_snapshot(container, customers, datetime.now(UTC))  # the same customers, with the index
+    answer = customer_call(customers[5]["id"])
+    assert answer.status_code == 200 and json.loads(answer.get_body()) == customers[5]
+
+
 def test_no_index_is_written_when_a_customer_is_one_the_indexes_cannot_use(make_stack):
     stack, snapshots = make_stack(customers=0)
     store = SnapshotStore(_container(stack, snapshots))
