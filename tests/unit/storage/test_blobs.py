@@ -4,7 +4,6 @@ bytes as stored, of the version asked for, and never more than the blob announce
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,24 +12,10 @@ from azure.core.exceptions import ResourceModifiedError
 from shared.errors import SnapshotFormatError
 from shared.storage.blobs import Blobs
 
-_count = iter(range(1_000_000))
-
 
 @pytest.fixture
-def blobs(azurite: Any) -> Iterator[Blobs]:
-    from azure.storage.blob import BlobServiceClient
-
-    service = BlobServiceClient.from_connection_string(
-        azurite.connection_string,
-        connection_verify=str(azurite.tls.bundle),
-        retry_total=0,
-        max_single_get_size=1024 * 1024,  # as the app's clients: ranges of a megabyte
-        max_chunk_get_size=1024 * 1024,
-    )
-    client = service.get_container_client(f"blobs-{next(_count)}")
-    client.create_container()
-    yield Blobs(client)
-    client.delete_container()
+def blobs(container: Any) -> Blobs:
+    return Blobs(container)
 
 
 @pytest.mark.parametrize("streams", [1, 2, 3])
