@@ -41,7 +41,8 @@ MEMBERS_KEPT = 64  # inflated members kept (about 3 MB of JSON): paging reads a 
 # of a second), so the instance answers from memory through a storage outage from then on; a larger one, or
 # the next snapshot's, is fetched in the background while members are read from storage.
 FETCH_FIRST_BYTES = 16 * 1024 * 1024
-INDEX_STREAMS = 2  # connections an index is read over (each holds a range in flight: about 9 MiB)
+INDEX_STREAMS = 2  # connections a large index is read over (each holds a range in flight: about 9 MiB)
+INDEX_STREAMS_FROM = 250_000  # customers: an index of about 12 MB
 # The next snapshot's stored blob waits this long at most for the previous snapshot to be let go: should
 # something keep it longer, lookups are served from memory again all the same.
 LET_GO_SECONDS = 10.0
@@ -77,11 +78,13 @@ class IndexedSnapshot:
         started = time.monotonic()
         try:
             # Hashes, tables and offsets take about 40 bytes a customer; the search text less than the JSON.
-            # A request waits for it: two connections (a quarter less time at a million customers).
+            # A request waits for it: a large one comes over two connections (a quarter less time at a
+            # million customers; a small one would wait for the second connection's handshake instead).
+            large = manifest.customer_count >= INDEX_STREAMS_FROM
             blob = store.read_into_buffer(
                 manifest.index,
                 max_bytes=64 * manifest.customer_count + manifest.json_bytes,
-                streams=INDEX_STREAMS,
+                streams=INDEX_STREAMS if large else 1,
             )
         except (ResourceNotFoundError, SnapshotFormatError):
             raise UnusableIndex("index missing or too large") from None
