@@ -15,6 +15,7 @@ import pytest
 
 from devstack.azurite import Azurite
 from devstack.stack import DevStack
+from devstack.tls import LocalTLS
 from tests.support.functions import new_instance
 
 _containers = itertools.count(1)
@@ -36,7 +37,8 @@ def _foreign_settings() -> list[str]:
 
 @pytest.fixture(scope="session")
 def azurite() -> Iterator[Azurite]:
-    with Azurite() as server:
+    # Test CAs only in every trust bundle here (LocalTLS): no test reaches a real host.
+    with LocalTLS(system_cas=False) as tls, Azurite(tls) as server:
         yield server
 
 
@@ -103,7 +105,7 @@ def make_stack(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> Iterator[An
     def make(*, env_overrides: dict[str, str] | None = None, key_vault: bool = True, **kwargs: Any):
         for name in _foreign_settings():
             monkeypatch.delenv(name, raising=False)
-        stack = DevStack(azurite=azurite, **kwargs)
+        stack = DevStack(azurite=azurite, system_cas=False, **kwargs)
         stack.__enter__()
         container = f"snapshots-{os.getpid()}-{next(_containers)}"
         stacks.append((stack, container))
