@@ -17,6 +17,7 @@ from devstack.azurite import Azurite
 from devstack.stack import DevStack
 from devstack.tls import LocalTLS
 from tests.support.functions import new_instance
+from tests.support.job import JobTime
 
 _containers = itertools.count(1)
 
@@ -95,6 +96,13 @@ def fresh_api_context() -> Iterator[None]:
     use(None)
     yield
     use(None)
+
+
+@pytest.fixture(autouse=True)
+def job_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The job's clock is the real one until a test moves it on (tests/support/job.py next_second)."""
+    JobTime.ahead = 0
+    monkeypatch.setattr("shared.job.run.datetime", JobTime)
 
 
 @pytest.fixture
