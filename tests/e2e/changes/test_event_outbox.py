@@ -20,23 +20,12 @@ from azure.storage.blob import ContentSettings
 from devstack.population import make_customers
 from devstack.storage_proxy import StorageProxy
 from shared import events
-from tests.support.events import drain, events_stack, logged, outbox
+from tests.support.events import drain, drain_raw, events_stack, logged, outbox
 from tests.support.functions import run_timer
 from tests.support.job import last_summary, next_second
 
 QUEUE_MESSAGE_LIMIT = 64 * 1024  # a Storage queue message, as sent (base64 text)
 NAMESPACE = uuid.UUID("5d0c3f5e-7f5b-4b0e-9a55-0c1f2e3d4c5b")  # the CloudEvents ids' namespace
-
-
-def drain_raw(stack) -> list[str]:
-    """Every message on the queue as it is stored (base64 text), deleted."""
-    queue = stack.queue_client(stack.events_queue)
-    found = []
-    while batch := list(queue.receive_messages(messages_per_page=32, visibility_timeout=30)):
-        for message in batch:
-            found.append(message.content)
-            queue.delete_message(message)
-    return found
 
 
 def decoded(raw: list[str]) -> list[dict]:
