@@ -6,6 +6,7 @@ requests)."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import gzip
 import json
@@ -427,18 +428,30 @@ def test_a_cursor_write_whose_answer_was_lost_is_not_mistaken_for_another_run(
 
 # -- 4. a large backlog cannot eat the run ------------------------------------------------------------
 class InFlight:
-    """Adds a round trip to every message sent through the queue proxy and counts those in flight at once."""
+    """Adds a round trip to every message sent through the queue proxy and counts those in flight at once.
 
-    def __init__(self, delay: float) -> None:
+    After the first `alone` messages (sent one at a time), the next `together` wait for one another (10 s
+    at most): a sender that has that many in flight at once gets them through together however loaded the
+    machine is, so `most` reaches `together`; one that sends fewer at a time leaves `most` below it."""
+
+    def __init__(self, delay: float, *, alone: int, together: int) -> None:
         self.delay = delay
         self.now = 0
         self.most = 0
+        self.arrived = 0
+        self.alone = alone
         self.lock = threading.Lock()
+        self.together = threading.Barrier(together, timeout=10)
 
     def __call__(self, _target: str) -> None:
         with self.lock:
             self.now += 1
             self.most = max(self.most, self.now)
+            waits = self.alone <= self.arrived < self.alone + self.together.parties
+            self.arrived += 1
+        if waits:
+            with contextlib.suppress(threading.BrokenBarrierError):
+                self.together.wait()
         time.sleep(self.delay)
         with self.lock:
             self.now -= 1
@@ -455,7 +468,8 @@ def test_a_backlog_drains_concurrently_within_its_budget_and_resumes_without_res
     run_timer()  # the second night's 2,000 changes wait in the outbox too
     assert len(pending_records(snapshots)) == 2
     stack.queue_client(stack.events_queue).create_queue()
-    in_flight = InFlight(delay=0.03)
+    # The baseline's event and the next one go one at a time: a drain's first message probes the queue.
+    in_flight = InFlight(delay=0.03, alone=2, together=8)
     proxy = proxy_in_front(stack, monkeypatch, queue=True)
     proxy.on("POST", r"/messages", in_flight)
     monkeypatch.setenv("SNAPSHOT_EVENTS_SEND_SECONDS", "1")
