@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import itertools
 import json
@@ -50,8 +51,13 @@ class Snapshots:
     stack: DevStack
     container: str
 
-    def _container(self):
+    @functools.cached_property
+    def _client(self):
+        # One client, its connections kept alive: a new client per read made a new TLS connection each.
         return self.stack.blob_service_client().get_container_client(self.container)
+
+    def _container(self):
+        return self._client
 
     def names(self) -> list[str]:
         container = self._container()
