@@ -37,6 +37,34 @@ def _foreign_settings() -> list[str]:
     ]
 
 
+# The modules that take longest, longest first (about 15 to 60 s each under make test on two cores). With
+# --dist loadscope a module runs on one worker, and make test hands modules out in collection order
+# (--no-loadscope-reorder): these start first and the many short modules fill in at the end, so that no
+# worker is left running a long module alone. A module missing here only runs later.
+LONGEST_FIRST = (
+    "tests/e2e/job/test_runs.py",
+    "tests/e2e/changes/test_event_outbox.py",
+    "tests/e2e/job/test_snapshot_job.py",
+    "tests/e2e/job/test_job_hardening.py",
+    "tests/project/test_bench_smoke.py",
+    "tests/e2e/local/test_first_hour.py",
+    "tests/e2e/changes/test_records_trust.py",
+    "tests/e2e/api/test_api_hardening.py",
+    "tests/e2e/changes/test_changes_gap.py",
+    "tests/e2e/notify/test_runs.py",
+    "tests/unit/notify/test_delivery.py",
+    "tests/e2e/api/test_changes_api.py",
+    "tests/e2e/api/test_openapi.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {module: n for n, module in enumerate(LONGEST_FIRST)}
+    items.sort(
+        key=lambda item: rank.get(item.nodeid.partition("::")[0], len(rank))
+    )  # stable: the rest as found
+
+
 @pytest.fixture(scope="session")
 def azurite() -> Iterator[Azurite]:
     # Test CAs only in every trust bundle here (LocalTLS): no test reaches a real host.
