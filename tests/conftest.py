@@ -153,7 +153,7 @@ def make_stack(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> Iterator[An
         stacks.append((stack, container))
         env = dict(stack.env if key_vault else stack.env_without_key_vault())
         # Fast retries keep fault tests short; the behaviour is the same as with the defaults.
-        env.update({"SNAPSHOT_CONTAINER": container, "PARTNER_CENTER_BACKOFF_SECONDS": "0.05"})
+        env.update({"SNAPSHOT_CONTAINER": container, "PARTNER_CENTER_BACKOFF_SECONDS": "0.01"})
         # The API looks at latest.json on every request, so a test sees a publish at once (the default
         # interval has its own test in tests/e2e/api/test_caching.py).
         env["API_LATEST_CHECK_SECONDS"] = "0"
