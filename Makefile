@@ -43,11 +43,12 @@ serve: install
 ## Everything CI checks: lint (code and infra) and the whole test suite, with the coverage floor of shared/
 ## (branch coverage; fail_under in pyproject.toml). The suite runs in parallel (pytest-xdist, one worker per
 ## core, each with its own Azurite and stand-ins on free ports; a module's tests stay on one worker so its
-## shared fixtures start once) and says how long it took. TEST_WORKERS=0 runs it in this process alone.
+## shared fixtures start once; the longest modules first, as tests/conftest.py orders them) and says how
+## long it took. TEST_WORKERS=0 runs it in this process alone.
 TEST_WORKERS ?= auto
 test: install lint
 	@started=$$(date +%s); \
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope --cov --cov-report=term-missing:skip-covered; \
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder --cov --cov-report=term-missing:skip-covered; \
 	status=$$?; elapsed=$$(( $$(date +%s) - started )); \
 	echo "make test: the test suite took $$((elapsed / 60)) min $$((elapsed % 60)) s ($(TEST_WORKERS) workers)"; \
 	exit $$status

@@ -447,7 +447,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "http_lookups": 50 if quick else 2000,
         "import_repeats": 1 if quick else 7,
         "job_repeats": 1 if quick else 3,
-        "events": 300 if quick else 20_000,
+        "events": 100 if quick else 20_000,
         "scale_sizes": "1000,3000" if quick else "100000,1000000",
         "scale_lookups": 300 if quick else 10_000,
         "scale_memory_sizes": "200,3000" if quick else "10000,1000000",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import selectors
 import socket
 import ssl
 import sys
@@ -64,16 +65,30 @@ class LoopbackServer(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
     def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self.serve_forever, kwargs={"poll_interval": 0.05}, name=type(self).__name__, daemon=True
-        )
+        self._stopping = threading.Event()
+        self._wake_read, self._wake_write = socket.socketpair()
+        self._thread = threading.Thread(target=self._serve, name=type(self).__name__, daemon=True)
         self._thread.start()
+
+    def _serve(self) -> None:
+        """serve_forever without its poll: stop() wakes the loop at once rather than at the next poll (a
+        test's stand-ins stop in microseconds, not a poll interval each), and an idle server never wakes."""
+        with selectors.DefaultSelector() as selector:
+            selector.register(self, selectors.EVENT_READ)
+            selector.register(self._wake_read, selectors.EVENT_READ)
+            while not self._stopping.is_set():
+                for key, _events in selector.select():
+                    if key.fileobj is self and not self._stopping.is_set():
+                        self._handle_request_noblock()
 
     def stop(self) -> None:
         if self._thread is not None:
-            self.shutdown()
+            self._stopping.set()
+            self._wake_write.send(b"\0")
             self._thread.join(timeout=5)
             self._thread = None
+            self._wake_read.close()
+            self._wake_write.close()
         # Idle keep-alive connections would otherwise keep handler threads parked in readline().
         with self._conn_lock:
             live, self._connections = list(self._connections), set()

@@ -38,7 +38,8 @@ class DevStack:
     ``customers``: a count (generated with ``seed``) or a ready list. ``app_user``: also seed a refresh token
     (secure application model). ``mi_client_id``: make the managed identity user-assigned and require that
     client id on token requests. ``azurite``: True starts one, False none, or pass a running ``Azurite`` to
-    share (its CA is added to the trust bundle).
+    share (its CA is added to the trust bundle). ``system_cas``: False leaves the system CAs out of the trust
+    bundle (the tests: no real host is reached, and every new connection reads the bundle again).
     """
 
     def __init__(
@@ -51,6 +52,7 @@ class DevStack:
         mi_client_id: str | None = None,
         azurite: Azurite | bool = True,
         access_token_lifetime: int = 3600,
+        system_cas: bool = True,
     ) -> None:
         self.tenant_id = str(uuid.uuid4())
         self.client_id = str(uuid.uuid4())
@@ -61,6 +63,7 @@ class DevStack:
         self._page_latency = page_latency
         self._azurite_arg = azurite
         self._access_token_lifetime = access_token_lifetime
+        self._system_cas = system_cas
         self._exit = ExitStack()
         self.azurite: Azurite | None = None
 
@@ -74,7 +77,7 @@ class DevStack:
 
     def _start(self) -> None:
         push = self._exit.enter_context
-        self.tls = push(LocalTLS())
+        self.tls = push(LocalTLS(system_cas=self._system_cas))
         ctx = self.tls.ssl_server_context()
         self.registry = TokenRegistry()
         self.identity = push(

@@ -91,6 +91,7 @@ class StorageProxy(LoopbackServer):
 
 class _ProxyHandler(Handler):
     server: StorageProxy
+    upstream: http.client.HTTPSConnection | None = None
 
     def do_GET(self) -> None:
         self._forward()
@@ -109,27 +110,45 @@ class _ProxyHandler(Handler):
             headers = {"x-ms-error-code": fault.code, "x-ms-request-id": str(uuid.uuid4())}
             return self.send_bytes(fault.status, xml, "application/xml", headers)
         srv = self.server
-        upstream = http.client.HTTPSConnection(
-            srv.upstream_host, srv.upstream_port, context=srv.client_context, timeout=60
-        )
-        try:
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
-            headers["Host"] = f"{srv.upstream_host}:{srv.upstream_port}"
-            headers["Content-Length"] = str(len(body))
-            upstream.request(self.command, self.path, body=body, headers=headers)
-            answer = upstream.getresponse()
-            data = answer.read()
-            for callback in srv._callbacks_for(self.command, self.path):
-                callback(self.path)
-            self.send_response(answer.status)
-            for name, value in answer.getheaders():
-                if name.lower() not in _HOP_BY_HOP:
-                    self.send_header(name, value)
-            length = answer.getheader("Content-Length") if self.command == "HEAD" else None
-            self.send_header("Content-Length", length or str(len(data)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(data)
-            self.wfile.flush()
-        finally:
-            upstream.close()
+        answer, data = self._exchange(body)
+        for callback in srv._callbacks_for(self.command, self.path):
+            callback(self.path)
+        self.send_response(answer.status)
+        for name, value in answer.getheaders():
+            if name.lower() not in _HOP_BY_HOP:
+                self.send_header(name, value)
+        length = answer.getheader("Content-Length") if self.command == "HEAD" else None
+        self.send_header("Content-Length", length or str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+        self.wfile.flush()
+
+    def _exchange(self, body: bytes) -> tuple[http.client.HTTPResponse, bytes]:
+        """The request sent on to Azurite and its answer, read whole. The connection to Azurite is this
+        client connection's own, kept alive (a handshake per request made a backlog of messages slow); one
+        that Azurite closed while idle is opened again and the request sent once more."""
+        srv = self.server
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+        headers["Host"] = f"{srv.upstream_host}:{srv.upstream_port}"
+        headers["Content-Length"] = str(len(body))
+        while True:
+            fresh = self.upstream is None
+            if self.upstream is None:
+                self.upstream = http.client.HTTPSConnection(
+                    srv.upstream_host, srv.upstream_port, context=srv.client_context, timeout=60
+                )
+            try:
+                self.upstream.request(self.command, self.path, body=body, headers=headers)
+                answer = self.upstream.getresponse()
+                return answer, answer.read()
+            except (OSError, http.client.HTTPException):
+                self.upstream.close()
+                self.upstream = None
+                if fresh:
+                    raise
+
+    def finish(self) -> None:
+        if self.upstream is not None:
+            self.upstream.close()
+        super().finish()

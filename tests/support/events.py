@@ -9,12 +9,17 @@ import uuid
 
 def drain(stack) -> list[dict]:
     """Every message on the queue, base64-decoded as a Functions queue trigger does by default, deleted."""
+    return [json.loads(base64.b64decode(text, validate=True)) for text in drain_raw(stack)]
+
+
+def drain_raw(stack) -> list[str]:
+    """Every message on the queue as it is stored (base64 text), in the order received, then deleted."""
     queue = stack.queue_client(stack.events_queue)
     found = []
-    while batch := list(queue.receive_messages(messages_per_page=32, visibility_timeout=30)):
-        for message in batch:
-            found.append(json.loads(base64.b64decode(message.content, validate=True)))
-            queue.delete_message(message)
+    # Each received message stays hidden while the rest are read; one call deletes them all at the end.
+    while batch := list(queue.receive_messages(messages_per_page=32, visibility_timeout=300)):
+        found.extend(message.content for message in batch)
+    queue.clear_messages()
     return found
 
 

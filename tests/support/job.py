@@ -8,6 +8,7 @@ import json
 import re
 import ssl
 import time
+from datetime import datetime, timedelta, tzinfo
 
 from devstack.storage_proxy import StorageProxy
 from shared import events
@@ -46,8 +47,27 @@ def assert_complete(stack, snapshots, *, expected=None) -> dict:
     return document
 
 
+class JobTime(datetime):
+    """shared.job.run's datetime in every test (tests/conftest.py): now() is the real time, `ahead` whole
+    seconds later. The run takes its start, and so its snapshot's name, from it; nothing else does."""
+
+    ahead = 0
+
+    @classmethod
+    def now(cls, tz: tzinfo | None = None) -> datetime:
+        return datetime.now(tz) + timedelta(seconds=cls.ahead)
+
+
 def next_second() -> None:
-    """Snapshot names have one-second resolution; a second run in the same second is refused."""
+    """Snapshot names have one-second resolution; a second run in the same second is refused. The job's
+    clock moves on a second (JobTime): the next run starts in a later second than every run before it,
+    without the test waiting for one."""
+    JobTime.ahead += 1
+
+
+def next_real_second() -> None:
+    """Waits for the real clock's next second: Blob Storage stamps Last-Modified in whole seconds, and the
+    outbox tells a record staged before the newest .published marker by those stamps."""
     time.sleep(1.02 - time.time() % 1)
 
 

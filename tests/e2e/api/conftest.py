@@ -35,7 +35,7 @@ def world(azurite) -> Iterator[World]:
     for name in foreign_settings():
         patch.delenv(name, raising=False)
     customers = make_customers(200, seed=7) + SPECIAL
-    stack = DevStack(azurite=azurite, customers=customers).start()
+    stack = DevStack(azurite=azurite, customers=customers, system_cas=False).start()
     container = f"api-{os.getpid()}-{next(_worlds)}"  # one world per test module, all in one Azurite
     # latest.json is looked at on every request here; the default interval has its own test.
     world_env = {**stack.env, "SNAPSHOT_CONTAINER": container, "API_LATEST_CHECK_SECONDS": "0"}

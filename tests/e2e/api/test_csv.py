@@ -45,7 +45,7 @@ def csv_world(azurite) -> Iterator[dict[str, Any]]:
     for name in foreign_settings():
         patch.delenv(name, raising=False)
     customers = make_customers(150, seed=5) + HOSTILE
-    stack = DevStack(azurite=azurite, customers=customers).start()
+    stack = DevStack(azurite=azurite, customers=customers, system_cas=False).start()
     container = f"csv-{os.getpid()}"
     for name, value in {
         **stack.env,

@@ -104,7 +104,9 @@ def served(azurite) -> Iterator[dict[str, Any]]:
     patch = pytest.MonkeyPatch()
     for name in foreign_settings():
         patch.delenv(name, raising=False)
-    stack = DevStack(azurite=azurite, customers=make_customers(120, seed=2) + SPECIAL + HOSTILE).start()
+    stack = DevStack(
+        azurite=azurite, customers=make_customers(120, seed=2) + SPECIAL + HOSTILE, system_cas=False
+    ).start()
     for name, value in {**stack.env, "SNAPSHOT_CONTAINER": f"openapi-{os.getpid()}"}.items():
         patch.setenv(name, value)
     run_timer()

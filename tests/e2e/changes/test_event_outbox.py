@@ -6,6 +6,7 @@ requests)."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import gzip
 import json
@@ -20,23 +21,13 @@ from azure.storage.blob import ContentSettings
 from devstack.population import make_customers
 from devstack.storage_proxy import StorageProxy
 from shared import events
-from tests.support.events import drain, events_stack, logged, outbox
+from shared.storage.layout import marker_name
+from tests.support.events import drain, drain_raw, events_stack, logged, outbox
 from tests.support.functions import run_timer
-from tests.support.job import last_summary, next_second
+from tests.support.job import last_summary, next_real_second, next_second
 
 QUEUE_MESSAGE_LIMIT = 64 * 1024  # a Storage queue message, as sent (base64 text)
 NAMESPACE = uuid.UUID("5d0c3f5e-7f5b-4b0e-9a55-0c1f2e3d4c5b")  # the CloudEvents ids' namespace
-
-
-def drain_raw(stack) -> list[str]:
-    """Every message on the queue as it is stored (base64 text), deleted."""
-    queue = stack.queue_client(stack.events_queue)
-    found = []
-    while batch := list(queue.receive_messages(messages_per_page=32, visibility_timeout=30)):
-        for message in batch:
-            found.append(message.content)
-            queue.delete_message(message)
-    return found
 
 
 def decoded(raw: list[str]) -> list[dict]:
@@ -438,18 +429,30 @@ def test_a_cursor_write_whose_answer_was_lost_is_not_mistaken_for_another_run(
 
 # -- 4. a large backlog cannot eat the run ------------------------------------------------------------
 class InFlight:
-    """Adds a round trip to every message sent through the queue proxy and counts those in flight at once."""
+    """Adds a round trip to every message sent through the queue proxy and counts those in flight at once.
 
-    def __init__(self, delay: float) -> None:
+    After the first `alone` messages (sent one at a time), the next `together` wait for one another (10 s
+    at most): a sender that has that many in flight at once gets them through together however loaded the
+    machine is, so `most` reaches `together`; one that sends fewer at a time leaves `most` below it."""
+
+    def __init__(self, delay: float, *, alone: int, together: int) -> None:
         self.delay = delay
         self.now = 0
         self.most = 0
+        self.arrived = 0
+        self.alone = alone
         self.lock = threading.Lock()
+        self.together = threading.Barrier(together, timeout=10)
 
     def __call__(self, _target: str) -> None:
         with self.lock:
             self.now += 1
             self.most = max(self.most, self.now)
+            waits = self.alone <= self.arrived < self.alone + self.together.parties
+            self.arrived += 1
+        if waits:
+            with contextlib.suppress(threading.BrokenBarrierError):
+                self.together.wait()
         time.sleep(self.delay)
         with self.lock:
             self.now -= 1
@@ -466,7 +469,8 @@ def test_a_backlog_drains_concurrently_within_its_budget_and_resumes_without_res
     run_timer()  # the second night's 2,000 changes wait in the outbox too
     assert len(pending_records(snapshots)) == 2
     stack.queue_client(stack.events_queue).create_queue()
-    in_flight = InFlight(delay=0.03)
+    # The baseline's event and the next one go one at a time: a drain's first message probes the queue.
+    in_flight = InFlight(delay=0.03, alone=2, together=8)
     proxy = proxy_in_front(stack, monkeypatch, queue=True)
     proxy.on("POST", r"/messages", in_flight)
     monkeypatch.setenv("SNAPSHOT_EVENTS_SEND_SECONDS", "1")
@@ -529,12 +533,14 @@ def test_an_unmarked_record_staged_after_the_newest_marker_is_left_for_its_run(
     stack, snapshots = events_stack(make_stack)
     run_timer()
     drain(stack)
+    baseline_marker = marker_name(snapshots.latest()["snapshot"])
     container = container_of(stack, snapshots)
     proxy = proxy_in_front(stack, monkeypatch)
     name = "outbox/changes-20260101T020000Z.json"
 
-    def concurrent_run_stages(_target: str) -> None:  # a run still going stages its record just now
-        if not container.get_blob_client(name).exists():
+    def concurrent_run_stages(target: str) -> None:  # a run still going stages its record just now
+        # after the run's own marker, the newest (the baseline's is written again first)
+        if not target.endswith("/" + baseline_marker) and not container.get_blob_client(name).exists():
             container.upload_blob(name, _record())
 
     proxy.on("PUT", r"\.published", concurrent_run_stages)
@@ -547,7 +553,7 @@ def test_an_unmarked_record_staged_after_the_newest_marker_is_left_for_its_run(
     assert pending_records(snapshots) == [name]  # maybe about to be published: left alone
     assert [e["type"] for e in drain(stack)] == ["partnercenter.snapshot.published"]
     monkeypatch.setenv("SNAPSHOT_STORAGE_ACCOUNT_URL", stack.azurite.account_url)
-    next_second()
+    next_real_second()  # the next marker is stamped later than the record
 
     run_timer()  # a newer snapshot is marked since: that record's snapshot can no longer be published
 

@@ -32,7 +32,7 @@ def served(azurite) -> Iterator[dict[str, Any]]:
     patch = pytest.MonkeyPatch()
     for name in foreign_settings():
         patch.delenv(name, raising=False)
-    stack = DevStack(azurite=azurite, customers=CUSTOMERS).start()
+    stack = DevStack(azurite=azurite, customers=CUSTOMERS, system_cas=False).start()
     for name, value in {**stack.env, "SNAPSHOT_CONTAINER": f"host-{os.getpid()}"}.items():
         patch.setenv(name, value)
     run_timer()

@@ -31,7 +31,7 @@ FAST = DeliveryPolicy(
 
 @pytest.fixture(scope="module")
 def tls():
-    with LocalTLS() as local:
+    with LocalTLS(system_cas=False) as local:
         yield local
 
 

@@ -50,7 +50,7 @@ def events(count: int, *, name: str = "Wingtip Ltd") -> list[str]:
 
 @pytest.fixture(scope="module")
 def tls():
-    with LocalTLS() as local:
+    with LocalTLS(system_cas=False) as local:
         yield local
 
 
