@@ -114,3 +114,12 @@ def test_tests_say_the_behaviour_they_hold_never_an_issue_number():
         if pattern.search(line)
     ]
     assert cited == []
+
+
+def test_the_modules_make_test_starts_first_exist():
+    """tests/conftest.py names the longest modules so that make test starts them first: a module renamed
+    or moved would quietly run last again."""
+    from tests.conftest import LONGEST_FIRST
+
+    root = PACKAGE.parent
+    assert [module for module in LONGEST_FIRST if not (root / module).is_file()] == []

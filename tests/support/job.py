@@ -1,5 +1,6 @@
-"""What a finished run left behind: its summary line, a complete published snapshot, the next second; and
-the storage proxy a run is pointed through to fail a step."""
+"""What a finished run left behind: its summary line, a complete published snapshot; the next second (the
+job's clock moved on, or the real one waited for); and the storage proxy a run is pointed through to fail a
+step."""
 
 from __future__ import annotations
 
